@@ -1,0 +1,302 @@
+"""Forward-only reader of portpack archives (standard library and zstandard only).
+
+A background thread reads the raw archive once, front to back, decodes its zstd
+frames (zstandard releases the GIL while decoding), hashes every verbatim package
+segment and hands decoded chunks to the consumer through a bounded queue, so
+memory stays flat however large the archive is.  Nothing here seeks: the input
+may be a pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import zstandard
+
+from . import format as fmt
+from .errors import ArchiveError
+from .tarstream import BLOCK, ChunkReader, Member, parse_header, parse_pax
+
+_RAW_CHUNK = 1 << 18
+_DECODED_CHUNK = 1 << 20
+_QUEUE_DEPTH = 16
+
+
+class RawInput:
+    """Buffered forward reader of the raw archive bytes that can push bytes back."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._stream = stream
+        self._pending = b""
+        self.offset = 0
+        """Offset in the archive of the next byte returned."""
+        self.name = name
+
+    def read(self, n: int) -> bytes:
+        """Return up to ``n`` bytes; ``b""`` only at the end of the input."""
+        if self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
+        else:
+            data = self._stream.read(n)
+        self.offset += len(data)
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Give back bytes read too far (a frame ended inside them)."""
+        self._pending = data + self._pending
+        self.offset -= len(data)
+
+
+class _SegmentSource:
+    """Serves exactly ``size`` raw bytes of a segment to zstd, hashing them."""
+
+    def __init__(self, raw: RawInput, size: int) -> None:
+        self._raw = raw
+        self.left = size
+        self.sha256 = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.left:
+            n = self.left
+        data = self._raw.read(n)
+        self.left -= len(data)
+        self.sha256.update(data)
+        return data
+
+
+def read_frame(raw: RawInput, dctx: zstandard.ZstdDecompressor, limit: int) -> bytes:
+    """Decode exactly one zstd frame (portpack's own small frames)."""
+    start = raw.offset
+    dobj = dctx.decompressobj()
+    out = []
+    size = 0
+    while not dobj.eof:
+        chunk = raw.read(1 << 16)
+        if not chunk:
+            raise ArchiveError(f"{raw.name} is truncated at byte {raw.offset}")
+        try:
+            data = dobj.decompress(chunk)
+        except zstandard.ZstdError as exc:
+            raise ArchiveError(f"{raw.name}: corrupt zstd frame at byte {start}: {exc}") from exc
+        size += len(data)
+        if size > limit:
+            raise ArchiveError(f"{raw.name}: frame at byte {start} is larger than allowed")
+        out.append(data)
+    if dobj.unused_data:
+        raw.unread(dobj.unused_data)
+    return b"".join(out)
+
+
+def _outer_header(block: bytes, expected: str, size: int, where: str) -> None:
+    """Check that a decoded outer header (optionally pax + ustar) names ``expected``."""
+    member = parse_header(block[-BLOCK:], where)
+    if len(block) > BLOCK:
+        pax_hdr = parse_header(block[:BLOCK], where)
+        if pax_hdr.type not in (b"x", b"X"):
+            raise ArchiveError(f"{where}: unexpected tar header")
+        pax = parse_pax(block[BLOCK : BLOCK + pax_hdr.size], where)
+        member.name = pax.get("path", member.name)
+        member.size = int(pax.get("size", member.size))
+    if member.name != expected or member.size != size:
+        raise ArchiveError(
+            f"{where}: expected member {expected!r} of {size} bytes, "
+            f"found {member.name!r} of {member.size} bytes"
+        )
+
+
+@dataclass
+class _PackageStart:
+    entry: fmt.PackageEntry
+    info: bytes
+
+
+class _PackageEnd:
+    pass
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+class _Stop(Exception):
+    pass
+
+
+class ArchiveReader:
+    """Reads an archive in a background thread; iterate :meth:`packages` to consume it."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._raw = RawInput(stream, name)
+        self._dctx = zstandard.ZstdDecompressor()
+        self.name = name
+        self.metadata = self._read_metadata()
+        self._queue: queue.Queue[object] = queue.Queue(_QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read_metadata(self) -> fmt.Metadata:
+        first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
+        if len(first) < BLOCK:
+            raise ArchiveError(f"{self.name} is not a portpack archive (too short)")
+        try:
+            header = parse_header(first[:BLOCK], self.name)
+        except ArchiveError:
+            raise ArchiveError(f"{self.name} is not a portpack archive") from None
+        if header.name != fmt.METADATA_NAME or BLOCK + header.size > len(first):
+            raise ArchiveError(f"{self.name} is not a portpack archive (no {fmt.METADATA_NAME})")
+        self._pad = 0
+        return fmt.Metadata.from_json(first[BLOCK : BLOCK + header.size])
+
+    # -- producer (background thread) -------------------------------------------------
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stop
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _produce(self) -> None:
+        try:
+            pad = 0
+            for entry in self.metadata.packages:
+                info_name = fmt.member_name(entry.stem, fmt.INFO_MEMBER)
+                self._header_frame(pad, info_name, entry.info.size)
+                info = b"".join(self._segment(entry, entry.info, info_name))
+                pkg_name = fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER)
+                self._header_frame(-entry.info.size % BLOCK, pkg_name, entry.payload.size)
+                self._put(_PackageStart(entry, info))
+                for chunk in self._segment(entry, entry.payload, pkg_name):
+                    self._put(chunk)
+                self._put(_PackageEnd())
+                pad = -entry.payload.size % BLOCK
+            self._trailer(pad)
+            self._put(None)
+        except _Stop:
+            return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            try:
+                self._put(_Failure(exc))
+            except _Stop:
+                return
+
+    def _header_frame(self, pad: int, expected: str, size: int) -> None:
+        where = f"{self.name} at byte {self._raw.offset}"
+        block = read_frame(self._raw, self._dctx, pad + 4 * BLOCK)
+        if len(block) < pad + BLOCK or block[:pad].strip(b"\0") or (len(block) - pad) % BLOCK:
+            raise ArchiveError(f"{where}: corrupt member header for {expected}")
+        _outer_header(block[pad:], expected, size, where)
+
+    def _segment(self, entry: fmt.PackageEntry, seg: fmt.Segment, what: str) -> Iterator[bytes]:
+        start = self._raw.offset
+        source = _SegmentSource(self._raw, seg.zst_size)
+        reader = self._dctx.stream_reader(source, read_size=_RAW_CHUNK, read_across_frames=True)
+        decoded = 0
+        try:
+            while chunk := reader.read(_DECODED_CHUNK):
+                decoded += len(chunk)
+                if decoded > seg.size:
+                    break
+                yield chunk
+        except zstandard.ZstdError as exc:
+            raise ArchiveError(
+                f"{self.name}: package {entry.dist}: corrupt data in {what} "
+                f"(archive bytes {start}-{start + seg.zst_size}): {exc}"
+            ) from exc
+        if source.left:
+            raise ArchiveError(
+                f"{self.name} is truncated inside {what} of package {entry.dist} "
+                f"(at byte {self._raw.offset})"
+            )
+        if decoded != seg.size or source.sha256.hexdigest() != seg.zst_sha256:
+            raise ArchiveError(
+                f"{self.name}: package {entry.dist}: {what} does not match the digest recorded "
+                f"at pack time (archive bytes {start}-{start + seg.zst_size}); "
+                "the archive is corrupt"
+            )
+
+    def _trailer(self, pad: int) -> None:
+        where = f"{self.name} at byte {self._raw.offset}"
+        block = read_frame(self._raw, self._dctx, pad + 2 * BLOCK)
+        if len(block) != pad + 2 * BLOCK or block.strip(b"\0"):
+            raise ArchiveError(f"{where}: corrupt end of archive")
+        rest = self._raw.read(1 << 16)
+        if rest:
+            raise ArchiveError(f"{where}: unexpected data after the end of the archive")
+
+    # -- consumer ---------------------------------------------------------------------
+
+    def _get(self) -> object:
+        item = self._queue.get()
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def packages(self) -> Iterator[tuple[fmt.PackageEntry, bytes, PayloadStream]]:
+        """Yield each package's entry, ``info/`` tar bytes and payload stream, in order.
+
+        The consumer must read or :meth:`PayloadStream.close` each payload before the
+        next one; ``close`` raises if the package's digest did not match.
+        """
+        self._thread = threading.Thread(target=self._produce, name="portpack-reader", daemon=True)
+        self._thread.start()
+        try:
+            while (item := self._get()) is not None:
+                if not isinstance(item, _PackageStart):
+                    raise ArchiveError(f"{self.name}: internal reader state error")
+                payload = PayloadStream(self, item.entry)
+                yield item.entry, item.info, payload
+                payload.close()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the reader thread (safe to call more than once)."""
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get(timeout=0.05)
+            self._thread = None
+
+
+class PayloadStream(ChunkReader):
+    """The decoded payload tar of one package, as a :class:`ChunkReader`."""
+
+    def __init__(self, reader: ArchiveReader, entry: fmt.PackageEntry) -> None:
+        self._reader = reader
+        self._done = False
+        super().__init__(self._pull(), f"payload of package {entry.dist}")
+
+    def _pull(self) -> Iterator[bytes]:
+        while not self._done:
+            item = self._reader._get()
+            if isinstance(item, _PackageEnd):
+                self._done = True
+                return
+            if not isinstance(item, bytes):
+                raise ArchiveError("internal reader state error")
+            yield item
+
+    def close(self) -> None:
+        """Drain what is left of the payload and wait for its digest check."""
+        while self._next_chunk():
+            pass
+
+
+def open_metadata(stream: BinaryIO, name: str) -> fmt.Metadata:
+    """Read only the metadata of an archive (for ``inspect``)."""
+    return ArchiveReader(stream, name).metadata
+
+
+__all__ = ["ArchiveReader", "Member", "PayloadStream", "open_metadata"]

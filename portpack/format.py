@@ -1,0 +1,159 @@
+"""The portpack archive format, version 1: names, limits and the metadata model.
+
+An archive is a sequence of zstd frames that decodes to one POSIX tar stream:
+
+``portpack.json``
+    This module's :class:`Metadata`, in its own checksummed frame.
+``pkgs/<stem>/info.tar``, ``pkgs/<stem>/pkg.tar`` (per package, install order)
+    A package's ``info/`` tar and payload tar.  Their compressed bytes are the
+    package's own ``info-*.tar.zst`` / ``pkg-*.tar.zst`` frames, copied verbatim;
+    tar headers and padding live in small frames of their own between them.
+
+The metadata records the compressed size and sha256 of each verbatim segment, so
+an unpacker verifies every byte it writes by hashing the compressed stream.  See
+``docs/archive-format.md`` for the full description.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ArchiveError
+
+FORMAT_NAME = "portpack"
+FORMAT_VERSION = 1
+METADATA_NAME = "portpack.json"
+PACKAGES_DIR = "pkgs"
+INFO_MEMBER = "info.tar"
+PAYLOAD_MEMBER = "pkg.tar"
+#: Metadata larger than this is refused before parsing (protects the unpacker's memory).
+MAX_METADATA_SIZE = 256 << 20
+#: An ``info/`` tar larger than this is refused (it is held in memory).
+MAX_INFO_SIZE = 256 << 20
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One verbatim run of zstd frames inside the archive."""
+
+    size: int
+    """Decoded size in bytes (the size of the outer tar member)."""
+    zst_size: int
+    """Compressed size in bytes, as stored in the archive."""
+    zst_sha256: str
+    """sha256 of the compressed bytes, recorded after the package was verified."""
+
+
+@dataclass(frozen=True)
+class PackageEntry:
+    """One package of the archive."""
+
+    stem: str
+    """File name without extension; names the package's members."""
+    record: dict[str, Any]
+    """The repodata record (with ``fn``, ``url``, ``channel``) as JSON."""
+    info: Segment
+    payload: Segment
+    installed_size: int
+    """Sum of ``size_in_bytes`` over the package's paths."""
+
+    @property
+    def name(self) -> str:
+        return str(self.record["name"])
+
+    @property
+    def dist(self) -> str:
+        """``name-version-build``, the conda-meta record's stem."""
+        r = self.record
+        return f"{r['name']}-{r['version']}-{r['build']}"
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """The shortest binary placeholder of the environment (it bounds the prefix length)."""
+
+    length: int
+    package: str
+    path: str
+
+
+@dataclass(frozen=True)
+class VirtualRequirement:
+    """A package's dependency on a virtual package such as ``__glibc >=2.17``."""
+
+    package: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Everything an unpacker must know before it writes a byte."""
+
+    platform: str
+    portpack_version: str
+    packages: list[PackageEntry]
+    installed_size: int
+    min_binary_placeholder: Placeholder | None = None
+    virtual_requirements: list[VirtualRequirement] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> bytes:
+        """Serialize deterministically (sorted keys, no timestamps)."""
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Metadata:
+        """Parse and validate; raise :class:`ArchiveError` on anything unexpected."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ArchiveError(f"{METADATA_NAME} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            raise ArchiveError(f"{METADATA_NAME} does not describe a portpack archive")
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArchiveError(
+                f"archive format version {version!r} is not supported by this portpack "
+                f"(it reads version {FORMAT_VERSION})",
+                hint="Unpack it with the portpack version that packed it, or a newer one.",
+            )
+        try:
+            return _metadata_from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArchiveError(f"{METADATA_NAME} is malformed: {exc!r}") from exc
+
+
+def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
+    packages = [
+        PackageEntry(
+            stem=_str(p["stem"]),
+            record=dict(p["record"]),
+            info=Segment(**p["info"]),
+            payload=Segment(**p["payload"]),
+            installed_size=int(p["installed_size"]),
+        )
+        for p in raw["packages"]
+    ]
+    mbp = raw.get("min_binary_placeholder")
+    return Metadata(
+        platform=_str(raw["platform"]),
+        portpack_version=_str(raw["portpack_version"]),
+        packages=packages,
+        installed_size=int(raw["installed_size"]),
+        min_binary_placeholder=Placeholder(**mbp) if mbp else None,
+        virtual_requirements=[VirtualRequirement(**v) for v in raw.get("virtual_requirements", [])],
+    )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def member_name(stem: str, member: str) -> str:
+    """The outer tar member name of a package's info or payload tar."""
+    return f"{PACKAGES_DIR}/{stem}/{member}"

@@ -1,0 +1,273 @@
+"""Install one package from its streamed payload tar into a :class:`Destination`.
+
+This applies the conda install semantics: placeholder replacement, noarch python
+remapping, symlinks, empty directories, entry points; and returns what goes into
+the package's conda-meta record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PackageError, UnsafeArchiveError
+from .noarch import EntryPoint, PythonInfo
+from .pkginfo import PackageInfo, PathEntry
+from .placeholders import replace_binary, replace_text
+from .prefix import Destination, safe_relpath
+from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, iter_members
+
+
+@dataclass
+class InstalledFile:
+    """One ``paths_data`` entry of a conda-meta record."""
+
+    path: str
+    path_type: str
+    sha256: str | None = None
+    sha256_in_prefix: str | None = None
+    size: int | None = None
+    file_mode: str | None = None
+    placeholder: str | None = None
+    no_link: bool = False
+    original_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"_path": self.path, "path_type": self.path_type}
+        if self.original_path:
+            out["original_path"] = self.original_path
+        for key, value in (
+            ("sha256", self.sha256),
+            ("sha256_in_prefix", self.sha256_in_prefix),
+            ("size_in_bytes", self.size),
+            ("file_mode", self.file_mode),
+            ("prefix_placeholder", self.placeholder),
+        ):
+            if value is not None:
+                out[key] = value
+        if self.no_link:
+            out["no_link"] = True
+        return out
+
+
+CLOBBERS_DIR = "__clobbers__"
+
+
+@dataclass
+class LinkContext:
+    """What every package's installation needs to know."""
+
+    destination: Destination
+    prefix: str
+    """The final, absolute prefix (placeholders are replaced with it)."""
+    python: PythonInfo | None
+    warn: Callable[[str], None] = lambda message: None
+    """Receives warnings (clobbered files, suspicious symlinks)."""
+    strict: bool = False
+    """Refuse symlinks that point outside the prefix instead of warning."""
+    now: int = field(default_factory=lambda: int(time.time()))
+    owners: dict[str, tuple[str, InstalledFile]] = field(default_factory=dict)
+    """Which package wrote each path so far (to detect clobbering)."""
+
+    def claim(self, target: str, dist: str, name: str) -> None:
+        """Make room for ``dist`` to write ``target``; a later package wins, as with rattler.
+
+        The earlier package's file moves to ``__clobbers__/<its name>/<path>`` and its
+        record keeps the path it wanted as ``original_path``.
+        """
+        previous = self.owners.get(target)
+        if previous is None:
+            return
+        owner, record = previous
+        moved = f"{CLOBBERS_DIR}/{owner}/{target}"
+        self.warn(
+            f"{target} is in both {owner} and {dist}; keeping the one of {dist} "
+            f"(the other is moved to {moved})"
+        )
+        if record.path_type != "directory":
+            self.destination.rename(target, moved, f"package {dist}")
+        record.original_path, record.path = target, moved
+        del self.owners[target]
+
+    def own(self, record: InstalledFile, dist: str, name: str) -> InstalledFile:
+        """Remember that package ``name`` wrote ``record.path``."""
+        if record.path_type != "directory":
+            self.owners[record.path] = (name, record)
+        return record
+
+
+@dataclass
+class LinkedPackage:
+    """The outcome of installing one package."""
+
+    dist: str
+    files: list[InstalledFile]
+
+
+def link_package(
+    ctx: LinkContext, dist: str, info: PackageInfo, payload: ChunkReader
+) -> LinkedPackage:
+    """Write the package's payload and entry points; return its installed files."""
+    python = _python_for(ctx, dist, info)
+    pkg_name = str(info.index.get("name", dist))
+    wanted = {p.path: p for p in info.paths}
+    written: dict[str, InstalledFile] = {}
+    originals: dict[str, bytes] = {}
+    for member in iter_members(payload):
+        name = safe_relpath(member.name, f"package {dist}")
+        entry = wanted.get(name)
+        if entry is None:
+            if info.legacy or member.type == DIRECTORY:
+                entry = PathEntry(path=name) if info.legacy else None
+            if entry is None:
+                continue
+        target = python.map_path(name) if python else name
+        what = f"package {dist}, file {name}"
+        if member.type != DIRECTORY:
+            ctx.claim(target, dist, pkg_name)
+        if member.type == SYMLINK:
+            _check_symlink_target(ctx, target, member.linkname, what)
+            ctx.destination.symlink(target, member.linkname, what)
+            written[name] = _record(entry, target, "softlink")
+        elif member.type == DIRECTORY:
+            ctx.destination.ensure_dir(target, what)
+            if entry.path_type == "directory":
+                written[name] = _record(entry, target, "directory")
+        elif member.is_file or member.type == HARDLINK:
+            if member.type == HARDLINK:
+                source = safe_relpath(member.linkname, what)
+                data: bytes | None = originals.get(source)
+                if data is None:
+                    if source not in written or written[source].path_type != "hardlink":
+                        raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
+                    data = ctx.destination.read(written[source].path)
+                written[name] = _write(ctx, entry, target, [data], len(data), member.mode,
+                                       member.mtime, what, originals)
+            else:
+                written[name] = _write(ctx, entry, target, None, member.size, member.mode,
+                                       member.mtime, what, originals, payload)
+        else:
+            raise UnsafeArchiveError(
+                f"{what}: refusing tar member of type {member.type!r} (device, FIFO or unknown)"
+            )
+    _create_missing_directories(ctx, info, written, python, dist)
+    files = [written[p.path] for p in info.paths if p.path in written]
+    if info.entry_points:
+        files += _entry_points(ctx, dist, info, python)
+    for record in files:
+        ctx.own(record, dist, pkg_name)
+    return LinkedPackage(dist=dist, files=files)
+
+
+def _check_symlink_target(ctx: LinkContext, target: str, link: str, what: str) -> None:
+    if link.startswith("/"):
+        inside = link == ctx.prefix or link.startswith(ctx.prefix.rstrip("/") + "/")
+    else:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target), link))
+        inside = not (resolved == ".." or resolved.startswith("../"))
+    if inside:
+        return
+    message = f"{what}: symlink {target} points outside the environment ({link})"
+    if ctx.strict:
+        raise UnsafeArchiveError(message)
+    ctx.warn(message)
+
+
+def _python_for(ctx: LinkContext, dist: str, info: PackageInfo) -> PythonInfo | None:
+    if info.noarch != "python":
+        return None
+    if ctx.python is None:
+        raise PackageError(
+            f"package {dist} is a noarch python package but the environment has no python"
+        )
+    return ctx.python
+
+
+def _record(entry: PathEntry, target: str, path_type: str) -> InstalledFile:
+    return InstalledFile(path=target, path_type=path_type, sha256=entry.sha256,
+                         size=entry.size, no_link=entry.no_link)
+
+
+def _write(
+    ctx: LinkContext,
+    entry: PathEntry,
+    target: str,
+    data_pieces: list[bytes] | None,
+    size: int,
+    mode: int,
+    mtime: int,
+    what: str,
+    originals: dict[str, bytes],
+    payload: ChunkReader | None = None,
+) -> InstalledFile:
+    record = _record(entry, target, "hardlink")
+    if entry.placeholder is None:
+        pieces = data_pieces if data_pieces is not None else payload.pieces(size)  # type: ignore[union-attr]
+        ctx.destination.write(target, pieces, mode, mtime, what)
+        if record.size is None:
+            record.size = size
+        return record
+    data = data_pieces[0] if data_pieces is not None else bytes(payload.read(size))  # type: ignore[union-attr]
+    originals[entry.path] = data
+    placeholder = entry.placeholder.encode()
+    prefix = ctx.prefix.encode()
+    if entry.file_mode == "binary":
+        patched = replace_binary(data, placeholder, prefix, what)
+    else:
+        patched = replace_text(data, placeholder, prefix)
+    # Patched files get "now" as mtime so Python never trusts a stale .pyc.
+    ctx.destination.write(target, [patched], mode, ctx.now, what)
+    record.file_mode = entry.file_mode or "text"
+    record.placeholder = entry.placeholder
+    record.size = len(patched)
+    if record.sha256 is None:
+        record.sha256 = hashlib.sha256(data).hexdigest()
+    record.sha256_in_prefix = hashlib.sha256(patched).hexdigest()
+    return record
+
+
+def _create_missing_directories(
+    ctx: LinkContext,
+    info: PackageInfo,
+    written: dict[str, InstalledFile],
+    python: PythonInfo | None,
+    dist: str,
+) -> None:
+    for entry in info.paths:
+        if entry.path in written:
+            continue
+        if entry.path_type == "directory":
+            target = python.map_path(entry.path) if python else entry.path
+            ctx.destination.ensure_dir(safe_relpath(target, f"package {dist}"), f"package {dist}")
+            written[entry.path] = _record(entry, target, "directory")
+        else:
+            raise PackageError(
+                f"package {dist}: {entry.path!r} is listed in info/paths.json "
+                "but missing from the package payload"
+            )
+
+
+def _entry_points(
+    ctx: LinkContext, dist: str, info: PackageInfo, python: PythonInfo | None
+) -> list[InstalledFile]:
+    assert python is not None  # entry points exist only in noarch python packages
+    out = []
+    for spec in info.entry_points:
+        entry_point = EntryPoint.parse(spec, dist)
+        target = f"bin/{entry_point.command}"
+        ctx.claim(target, dist, str(info.index.get("name", dist)))
+        script = entry_point.script(ctx.prefix, python)
+        ctx.destination.write(target, [script], 0o775, None, f"package {dist}, entry point")
+        out.append(
+            InstalledFile(
+                path=target,
+                path_type="unix_python_entry_point",
+                sha256=hashlib.sha256(script).hexdigest(),
+                size=len(script),
+            )
+        )
+    return out

@@ -1,0 +1,155 @@
+"""What a package's ``info/`` says about installing it (standard library only).
+
+Reads ``paths.json`` (or the legacy ``files`` / ``has_prefix`` / ``no_link``),
+``index.json`` and ``link.json`` from a decoded ``info/`` tar.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PackageError
+from .tarstream import ChunkReader, iter_members
+
+LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+_WANTED = {
+    "info/paths.json",
+    "info/index.json",
+    "info/link.json",
+    "info/files",
+    "info/has_prefix",
+    "info/no_link",
+    "info/no_softlink",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry:
+    """One entry of ``paths.json``."""
+
+    path: str
+    path_type: str = "hardlink"
+    """``hardlink`` (a regular file), ``softlink`` or ``directory``."""
+    sha256: str | None = None
+    size: int | None = None
+    placeholder: str | None = None
+    file_mode: str | None = None
+    """``text`` or ``binary`` when ``placeholder`` is set."""
+    no_link: bool = False
+
+
+@dataclass
+class PackageInfo:
+    """The installation-relevant contents of a package's ``info/``."""
+
+    index: dict[str, Any]
+    paths: list[PathEntry]
+    entry_points: list[str] = field(default_factory=list)
+    """``cmd = module:func`` strings from ``link.json`` (noarch python)."""
+    legacy: bool = False
+    """True when built from ``info/files`` (path types come from the payload tar)."""
+
+    @property
+    def noarch(self) -> str | None:
+        value = self.index.get("noarch")
+        return str(value) if value else None
+
+    @property
+    def installed_size(self) -> int:
+        return sum(p.size or 0 for p in self.paths)
+
+
+def read_info(info_tar: bytes, what: str) -> PackageInfo:
+    """Parse the ``info/`` tar of the package named ``what``."""
+    files = _extract(info_tar, what)
+    try:
+        index = json.loads(files["info/index.json"])
+    except KeyError:
+        raise PackageError(f"package {what} has no info/index.json") from None
+    except ValueError as exc:
+        raise PackageError(f"package {what}: info/index.json is not valid JSON: {exc}") from exc
+    entry_points: list[str] = []
+    if "info/link.json" in files:
+        link = _json(files["info/link.json"], what, "info/link.json")
+        entry_points = list((link.get("noarch") or {}).get("entry_points") or [])
+    if "info/paths.json" in files:
+        paths = _paths_json(_json(files["info/paths.json"], what, "info/paths.json"), what)
+        return PackageInfo(index=index, paths=paths, entry_points=entry_points)
+    return PackageInfo(
+        index=index, paths=_legacy_paths(files, what), entry_points=entry_points, legacy=True
+    )
+
+
+def _extract(info_tar: bytes, what: str) -> dict[str, bytes]:
+    reader = ChunkReader(iter([info_tar]), f"info of package {what}")
+    out: dict[str, bytes] = {}
+    for member in iter_members(reader):
+        name = member.name.removeprefix("./")
+        if name in _WANTED and member.is_file:
+            out[name] = bytes(reader.read(member.size))
+    return out
+
+
+def _json(data: bytes, what: str, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise PackageError(f"package {what}: {name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise PackageError(f"package {what}: {name} is not a JSON object")
+    return value
+
+
+def _paths_json(doc: dict[str, Any], what: str) -> list[PathEntry]:
+    try:
+        return [
+            PathEntry(
+                path=p["_path"],
+                path_type=p.get("path_type", "hardlink"),
+                sha256=p.get("sha256"),
+                size=p.get("size_in_bytes"),
+                placeholder=p.get("prefix_placeholder"),
+                file_mode=p.get("file_mode") or ("text" if p.get("prefix_placeholder") else None),
+                no_link=bool(p.get("no_link", False)),
+            )
+            for p in doc["paths"]
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise PackageError(f"package {what}: info/paths.json is malformed ({exc!r})") from exc
+
+
+def _legacy_paths(files: dict[str, bytes], what: str) -> list[PathEntry]:
+    """Build path entries from ``info/files`` + ``info/has_prefix`` (old packages)."""
+    if "info/files" not in files:
+        raise PackageError(f"package {what} has neither info/paths.json nor info/files")
+    prefixes = _has_prefix(files.get("info/has_prefix", b""), what)
+    no_link = set(_lines(files.get("info/no_link", b""))) | set(
+        _lines(files.get("info/no_softlink", b""))
+    )
+    entries = []
+    for path in _lines(files["info/files"]):
+        placeholder, mode = prefixes.get(path, (None, None))
+        entries.append(
+            PathEntry(path=path, placeholder=placeholder, file_mode=mode, no_link=path in no_link)
+        )
+    return entries
+
+
+def _lines(data: bytes) -> list[str]:
+    return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def _has_prefix(data: bytes, what: str) -> dict[str, tuple[str, str]]:
+    out = {}
+    for line in _lines(data):
+        parts = shlex.split(line)
+        if len(parts) == 1:
+            out[parts[0]] = (LEGACY_PLACEHOLDER, "text")
+        elif len(parts) == 3 and parts[1] in ("text", "binary"):
+            out[parts[2]] = (parts[0], parts[1])
+        else:
+            raise PackageError(f"package {what}: cannot parse info/has_prefix line {line!r}")
+    return out

@@ -1,0 +1,157 @@
+"""The destination: the only code that creates files in the environment being built.
+
+Every relative path goes through :func:`safe_relpath`, the one place that decides
+whether a member may be written.  Files are created with ``O_EXCL | O_NOFOLLOW``
+under directories this object made itself, so no member can write through a
+symlink or outside the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+
+from .errors import InstallError, UnsafeArchiveError
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FORBIDDEN_BITS = stat.S_ISUID | stat.S_ISGID
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def safe_relpath(name: str, what: str) -> str:
+    """Normalize a member path; refuse absolute paths, ``..``, NUL and empty names."""
+    path = name
+    while path.startswith("./"):
+        path = path[2:]
+    path = path.rstrip("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\0" in path
+        or "\\" in path
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
+    return path
+
+
+class Destination:
+    """Writes files below ``root`` (the staging directory of the environment)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._dirs: set[str] = {""}
+        self._symlinks: set[str] = set()
+        self._umask = _current_umask()
+
+    def _abs(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        """True if this destination already wrote ``rel``."""
+        return os.path.lexists(self._abs(rel))
+
+    def ensure_dir(self, rel: str, what: str) -> None:
+        """Create directory ``rel`` and its parents, refusing to pass through a symlink."""
+        if rel in self._dirs:
+            return
+        parent = rel.rpartition("/")[0]
+        self.ensure_dir(parent, what)
+        if rel in self._symlinks:
+            raise UnsafeArchiveError(f"{what}: refusing to write through symlink {rel!r}")
+        try:
+            os.mkdir(self._abs(rel), 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(self._abs(rel)).st_mode):
+                raise UnsafeArchiveError(
+                    f"{what}: {rel!r} is needed as a directory but is a file or symlink"
+                ) from None
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        self._dirs.add(rel)
+
+    def _parent(self, rel: str, what: str) -> None:
+        parent = rel.rpartition("/")[0]
+        if parent not in self._dirs:
+            self.ensure_dir(parent, what)
+
+    def _check_mode(self, mode: int, rel: str, what: str) -> int:
+        if mode & _FORBIDDEN_BITS:
+            raise UnsafeArchiveError(f"{what}: refusing setuid/setgid file {rel!r}")
+        return mode & 0o777
+
+    def write(self, rel: str, pieces: Iterable[bytes | memoryview], mode: int, mtime: int | None,
+              what: str) -> None:
+        """Create regular file ``rel`` from ``pieces`` with permission bits ``mode``."""
+        mode = self._check_mode(mode, rel, what)
+        self._parent(rel, what)
+        path = self._abs(rel)
+        try:
+            fd = os.open(path, _OPEN_FLAGS, mode)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if mode & self._umask:
+                os.fchmod(fd, mode)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        finally:
+            os.close(fd)
+
+    def symlink(self, rel: str, target: str, what: str) -> None:
+        """Create symlink ``rel`` pointing at ``target`` (kept verbatim)."""
+        if not target or "\0" in target:
+            raise UnsafeArchiveError(f"{what}: symlink {rel!r} has an invalid target")
+        self._parent(rel, what)
+        try:
+            os.symlink(target, self._abs(rel))
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        self._symlinks.add(rel)
+
+    def remove(self, rel: str) -> None:
+        """Remove a file or symlink this destination wrote (clobbering)."""
+        os.unlink(self._abs(rel))
+        self._symlinks.discard(rel)
+
+    def rename(self, rel: str, new_rel: str, what: str) -> None:
+        """Move a file this destination wrote to ``new_rel``."""
+        self._parent(new_rel, what)
+        os.rename(self._abs(rel), self._abs(new_rel))
+        if rel in self._symlinks:
+            self._symlinks.discard(rel)
+            self._symlinks.add(new_rel)
+
+    def read(self, rel: str) -> bytes:
+        """Read back a regular file this destination wrote (for tar hard links)."""
+        with open(self._abs(rel), "rb") as fh:
+            return fh.read()
+
+    def is_symlink(self, rel: str) -> bool:
+        return rel in self._symlinks
+
+
+def _install_error(exc: OSError, rel: str, what: str) -> InstallError:
+    if exc.errno == errno.ENOSPC:
+        return InstallError(
+            f"{what}: no space left on the device while writing {rel!r}",
+            hint="Free some disk space or unpack elsewhere; nothing was left behind.",
+        )
+    return InstallError(f"{what}: cannot write {rel!r}: {exc.strerror or exc}")

@@ -1,0 +1,35 @@
+"""Progress reporting: the library reports through a :class:`Reporter`, it never prints."""
+
+from __future__ import annotations
+
+
+class Reporter:
+    """Receives progress events; the default implementation ignores them all."""
+
+    def on_download_start(self, name: str, size: int | None) -> None:
+        """A package download starts (``size`` in bytes when known)."""
+
+    def on_download_progress(self, name: str, nbytes: int) -> None:
+        """``nbytes`` more bytes of a package arrived."""
+
+    def on_download_complete(self, name: str, cached: bool) -> None:
+        """A package is in the cache (``cached``: it was there already)."""
+
+    def on_package_start(self, name: str, index: int, total: int) -> None:
+        """Packing or unpacking of one package starts."""
+
+    def on_package_complete(self, name: str) -> None:
+        """Packing or unpacking of one package is done."""
+
+    def warning(self, message: str) -> None:
+        """Something the user should know about that does not stop the work."""
+
+
+class RecordingReporter(Reporter):
+    """Keeps warnings in a list (handy for library users and tests)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)

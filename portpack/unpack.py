@@ -1,0 +1,214 @@
+"""``unpack``: stream an archive into a new environment (standard library + zstandard).
+
+The environment is built in a hidden sibling directory with the final prefix
+already written into every placeholder, then renamed into place, so an error or
+an interrupt never leaves a prefix that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from . import format as fmt
+from . import preconditions
+from .activation import activation_script
+from .archive_reader import ArchiveReader
+from .condameta import write_records
+from .errors import InstallError, UsageError
+from .linker import LinkContext, LinkedPackage, link_package
+from .noarch import PythonInfo
+from .pkginfo import read_info
+from .prefix import Destination
+from .progress import Reporter
+
+STAGING_MARK = ".portpack-"
+
+
+@dataclass
+class UnpackResult:
+    """What :func:`unpack` made."""
+
+    prefix: Path
+    activation_script: Path
+    packages: list[str] = field(default_factory=list)
+    """``name-version-build`` of every installed package, in install order."""
+
+
+def unpack(
+    archive: str | os.PathLike[str] | BinaryIO = "environment.tar",
+    output_dir: str | os.PathLike[str] = ".",
+    env_name: str = "env",
+    *,
+    force: bool = False,
+    run_link_scripts: bool = False,
+    strict: bool = False,
+    reporter: Reporter | None = None,
+) -> UnpackResult:
+    """Unpack ``archive`` (a path, ``"-"`` for stdin, or a binary stream) into
+    ``output_dir/env_name`` and write ``output_dir/activate.sh``.
+
+    Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
+    then leaves no partial environment behind.
+    """
+    reporter = reporter or Reporter()
+    _check_env_name(env_name)
+    out = Path(os.path.abspath(output_dir))
+    prefix = out / env_name
+    with ExitStack() as stack:
+        stream, name = _open(archive, stack)
+        reader = ArchiveReader(stream, name)
+        stack.callback(reader.close)
+        _check_target(prefix, force)
+        out.mkdir(parents=True, exist_ok=True)
+        preconditions.check_all(reader.metadata, str(prefix), str(out))
+        remove_stale_staging(out, env_name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
+        staging.chmod(0o777 & ~_umask())
+        try:
+            linked = _install_all(reader, Destination(str(staging)), str(prefix), strict, reporter)
+            write_records(Destination(str(staging)), linked, name, f"portpack unpack {name}")
+            _move_into_place(staging, prefix)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if run_link_scripts:
+            _run_link_scripts(prefix, reader.metadata)
+        script = _write_activation(out, prefix)
+        return UnpackResult(prefix, script, [entry.dist for entry in reader.metadata.packages])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _check_env_name(env_name: str) -> None:
+    if not env_name or "/" in env_name or env_name in (".", "..") or "\0" in env_name:
+        raise UsageError(f"invalid environment name {env_name!r}")
+
+
+def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
+    if isinstance(archive, (str, os.PathLike)):
+        if str(archive) == "-":
+            return sys.stdin.buffer, "<stdin>"
+        try:
+            return stack.enter_context(open(archive, "rb", buffering=0)), str(archive)
+        except OSError as exc:
+            raise UsageError(f"cannot open archive {archive}: {exc.strerror or exc}") from exc
+    return archive, getattr(archive, "name", "<stream>")
+
+
+def _check_target(prefix: Path, force: bool) -> None:
+    if not prefix.exists() and not prefix.is_symlink():
+        return
+    if prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
+        prefix.rmdir()
+        return
+    if not force:
+        raise UsageError(
+            f"{prefix} already exists and is not empty",
+            hint="Use --force to replace it, or choose another --output-directory/--env-name.",
+        )
+    if not preconditions.prefix_is_environment(str(prefix)):
+        raise UsageError(f"refusing to replace {prefix}: it is not a conda environment")
+
+
+def remove_stale_staging(out: Path, env_name: str) -> None:
+    """Remove staging directories left by killed runs (their process is gone)."""
+    for path in out.glob(f".{env_name}{STAGING_MARK}*"):
+        pid = path.name[len(env_name) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _python_info(meta: fmt.Metadata) -> PythonInfo | None:
+    for entry in meta.packages:
+        if entry.name == "python":
+            return PythonInfo.from_record(entry.record)
+    return None
+
+
+def _install_all(
+    reader: ArchiveReader, dest: Destination, prefix: str, strict: bool, reporter: Reporter
+) -> list[tuple[dict[str, object], LinkedPackage]]:
+    ctx = LinkContext(
+        destination=dest,
+        prefix=prefix,
+        python=_python_info(reader.metadata),
+        warn=reporter.warning,
+        strict=strict,
+    )
+    linked = []
+    total = len(reader.metadata.packages)
+    for index, (entry, info_tar, payload) in enumerate(reader.packages()):
+        reporter.on_package_start(entry.name, index, total)
+        info = read_info(info_tar, entry.dist)
+        linked.append((entry.record, link_package(ctx, entry.dist, info, payload)))
+        payload.close()
+        reporter.on_package_complete(entry.name)
+    return linked
+
+
+def _move_into_place(staging: Path, prefix: Path) -> None:
+    if not prefix.exists():
+        os.rename(staging, prefix)
+        return
+    old = prefix.with_name(f".{prefix.name}{STAGING_MARK}{os.getpid()}-old")
+    os.rename(prefix, old)
+    os.rename(staging, prefix)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_activation(out: Path, prefix: Path) -> Path:
+    script = out / "activate.sh"
+    tmp = out / f".activate.sh{STAGING_MARK}{os.getpid()}"
+    tmp.write_text(activation_script(str(prefix)))
+    os.replace(tmp, script)
+    return script
+
+
+def _run_link_scripts(prefix: Path, meta: fmt.Metadata) -> None:
+    """Run ``bin/.<name>-post-link.sh`` of each package, as conda does (opt-in)."""
+    for entry in meta.packages:
+        script = prefix / "bin" / f".{entry.name}-post-link.sh"
+        if not script.is_file():
+            continue
+        env = dict(os.environ)
+        env.update(
+            PREFIX=str(prefix),
+            PKG_NAME=entry.name,
+            PKG_VERSION=str(entry.record["version"]),
+            PKG_BUILDNUM=str(entry.record.get("build_number", 0)),
+            PATH=f"{prefix}/bin:{env.get('PATH', '')}",
+        )
+        result = subprocess.run(
+            ["/bin/sh" if not shutil.which("bash") else "bash", str(script)],
+            cwd=prefix / "bin", env=env, capture_output=True, text=True, check=False,
+        )
+        if result.returncode:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise InstallError(
+                f"the post-link script of package {entry.dist} failed "
+                f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
+                hint="The environment was removed. Unpack without --run-link-scripts to skip it.",
+            )
