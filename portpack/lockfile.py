@@ -1,0 +1,83 @@
+"""Lockfiles in pixi's ``pixi.lock`` format, read and written through py-rattler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rattler
+
+from .errors import LockfileError
+
+DEFAULT_ENVIRONMENT = "default"
+
+
+@dataclass
+class LockedEnvironment:
+    """The records of one environment and platform of a lockfile."""
+
+    platform: str
+    records: list[dict[str, Any]]
+    """Repodata records as JSON (with ``fn``, ``url``, ``channel``)."""
+    pypi: list[str]
+    """Locations of PyPI packages (not supported yet; callers refuse them)."""
+
+
+def write_lock(
+    path: Path,
+    channels: Sequence[rattler.Channel],
+    records: Mapping[str, Sequence[rattler.RepoDataRecord]],
+    environment: str = DEFAULT_ENVIRONMENT,
+) -> None:
+    """Write a pixi-format lockfile with one environment and one entry per platform."""
+    platforms = {name: rattler.LockPlatform(name) for name in records}
+    lock = rattler.LockFile(list(platforms.values()))
+    lock.set_channels(environment, [rattler.LockChannel(str(c.base_url)) for c in channels])
+    for name, platform_records in records.items():
+        for record in platform_records:
+            lock.add_conda_package(environment, platforms[name], record)
+    tmp = path.with_name(f".{path.name}.tmp")
+    lock.to_path(tmp)
+    tmp.replace(path)
+
+
+def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
+    """Read ``environment`` for ``platform``; raise :class:`LockfileError` clearly."""
+    if not path.is_file():
+        raise LockfileError(f"lockfile {path} does not exist")
+    try:
+        lock = rattler.LockFile.from_path(path)
+    except Exception as exc:  # py-rattler reports parse errors with its own exception types
+        raise LockfileError(f"cannot read lockfile {path}: {exc}") from exc
+    env = lock.environment(environment)
+    if env is None:
+        names = ", ".join(sorted(name for name, _ in lock.environments())) or "none"
+        raise LockfileError(
+            f"lockfile {path} has no environment {environment!r} (it has: {names})"
+        )
+    for lock_platform in env.platforms():
+        if lock_platform.name == platform:
+            break
+    else:
+        have = ", ".join(p.name for p in env.platforms()) or "none"
+        raise LockfileError(
+            f"environment {environment!r} of {path} is not locked for {platform} (it is for: {have})",
+            hint="Choose one with --platform, or lock again for this platform.",
+        )
+    records = env.conda_repodata_records_for_platform(lock_platform) or []
+    pypi = [p.location for p in env.pypi_packages().get(platform, [])]
+    return LockedEnvironment(
+        platform=platform,
+        records=records_to_json(records),
+        pypi=pypi,
+    )
+
+
+def records_to_json(records: Sequence[rattler.RepoDataRecord]) -> list[dict[str, Any]]:
+    """Records as JSON, dependencies before dependents (rattler's order), deterministic."""
+    by_name = {r.name.normalized: r for r in sorted(records, key=lambda r: r.name.normalized)}
+    ordered = rattler.RepoDataRecord.sort_topologically(list(by_name.values()))
+    return [json.loads(by_name[p.name.normalized].to_json()) for p in ordered]

@@ -1,0 +1,123 @@
+"""``lock``: solve specs (from the command line or a manifest) into a pixi-format lockfile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._platform import current_platform
+from .errors import UsageError
+from .lockfile import read_lock, records_to_json, write_lock
+from .manifest import Manifest, find_manifest, read_manifest
+
+DEFAULT_CHANNELS = ("conda-forge",)
+LOCK_NAME = "pixi.lock"
+
+
+@dataclass
+class Request:
+    """What to solve: specs, channels and platforms, from arguments and/or a manifest."""
+
+    specs: list[str]
+    channels: list[str]
+    platforms: list[str]
+    manifest: Manifest | None = None
+
+    def specs_for(self, platform: str) -> list[str]:
+        extra = self.manifest.target_specs.get(platform, []) if self.manifest else []
+        return self.specs + extra
+
+
+def make_request(
+    specs: Sequence[str] = (),
+    channels: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    manifest: str | Path | None = None,
+) -> Request:
+    """Combine arguments with a manifest: arguments add specs and replace channels/platforms."""
+    parsed = read_manifest(Path(manifest)) if manifest is not None else None
+    all_specs = (parsed.specs if parsed else []) + list(specs)
+    chosen_channels = list(channels) or (parsed.channels if parsed else []) or list(DEFAULT_CHANNELS)
+    chosen_platforms = list(platforms) or (parsed.platforms if parsed else []) or [current_platform()]
+    return Request(all_specs, chosen_channels, chosen_platforms, parsed)
+
+
+def lock(
+    specs: Sequence[str] = (),
+    *,
+    channels: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    manifest: str | Path | None = None,
+    output: str | Path = "portpack.lock",
+    virtual_packages: Sequence[str] = (),
+) -> Path:
+    """Solve and write a lockfile in pixi's format; return its path."""
+    from .solve import resolve_channel, solve
+
+    request = make_request(specs, channels, platforms, manifest)
+    if not request.specs_for(request.platforms[0]):
+        raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
+    solved = {
+        platform: solve(request.specs_for(platform), request.channels, platform, virtual_packages)
+        for platform in request.platforms
+    }
+    path = Path(output)
+    write_lock(path, [resolve_channel(c) for c in request.channels], solved)
+    return path
+
+
+def locked_records(
+    specs: Sequence[str] = (),
+    *,
+    channels: Sequence[str] = (),
+    manifest: str | Path | None = None,
+    lockfile: str | Path | None = None,
+    environment: str = "default",
+    platform: str | None = None,
+    relock: bool = False,
+    virtual_packages: Sequence[str] = (),
+) -> tuple[str, list[dict[str, Any]]]:
+    """The platform and records to pack, from a lockfile, a manifest or specs (pixi-pack's rules).
+
+    A manifest next to a ``pixi.lock`` uses that lock unless ``relock``; specs or a
+    manifest without a lock are solved.  With nothing given, the current directory's
+    manifest is used.
+    """
+    platform = platform or current_platform()
+    if lockfile is not None:
+        if specs or manifest is not None:
+            raise UsageError("give either --lockfile or specs/--manifest, not both")
+        locked = read_lock(Path(lockfile), environment, platform)
+        return platform, _no_pypi(locked.records, locked.pypi, Path(lockfile))
+    if manifest is None and not specs:
+        found = find_manifest(Path.cwd())
+        if found is None:
+            raise UsageError(
+                "nothing to pack: give package specs, --manifest or --lockfile "
+                "(no pixi.toml, pyproject.toml or environment.yml in the current directory)"
+            )
+        manifest = found
+    if manifest is not None and not specs and not relock:
+        lock_path = Path(manifest).parent / LOCK_NAME
+        if lock_path.is_file():
+            locked = read_lock(lock_path, environment, platform)
+            return platform, _no_pypi(locked.records, locked.pypi, lock_path)
+    if environment != "default":
+        raise UsageError(f"environment {environment!r} can only be packed from a lockfile")
+    from .solve import solve
+
+    request = make_request(specs, channels, [platform], manifest)
+    return platform, records_to_json(
+        solve(request.specs_for(platform), request.channels, platform, virtual_packages)
+    )
+
+
+def _no_pypi(records: list[dict[str, Any]], pypi: list[str], path: Path) -> list[dict[str, Any]]:
+    if pypi:
+        raise UsageError(
+            f"{path} contains PyPI packages ({', '.join(pypi[:3])}"
+            f"{', ...' if len(pypi) > 3 else ''}); packing PyPI packages is not supported yet"
+        )
+    return records

@@ -1,0 +1,147 @@
+"""``pack``: fetch the locked packages and write one archive."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import format as fmt
+from ._version import __version__
+from .archive_writer import write_archive
+from .condapkg import AnalyzedPackage, analyze
+from .errors import UsageError
+from .fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
+from .locking import locked_records
+from .progress import Reporter
+
+
+@dataclass
+class PackResult:
+    """What :func:`pack` wrote."""
+
+    output: str
+    platform: str
+    packages: list[str]
+    metadata: fmt.Metadata
+
+
+def pack(
+    specs: Sequence[str] = (),
+    *,
+    channels: Sequence[str] = (),
+    manifest: str | os.PathLike[str] | None = None,
+    lockfile: str | os.PathLike[str] | None = None,
+    environment: str = "default",
+    platform: str | None = None,
+    output: str | os.PathLike[str] | BinaryIO = "environment.tar",
+    cache_dir: str | os.PathLike[str] | None = None,
+    relock: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    virtual_packages: Sequence[str] = (),
+    reporter: Reporter | None = None,
+) -> PackResult:
+    """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout)."""
+    reporter = reporter or Reporter()
+    platform, records = locked_records(
+        specs, channels=channels, manifest=manifest, lockfile=lockfile,
+        environment=environment, platform=platform, relock=relock,
+        virtual_packages=virtual_packages,
+    )
+    if not records:
+        raise UsageError(f"the environment has no packages for {platform}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    fetched = Fetcher(cache, concurrency, reporter).fetch_all(records)
+    packages = _analyze_all(records, fetched, cache)
+    metadata = build_metadata(platform, records, packages)
+    _write(output, metadata, packages)
+    return PackResult(
+        output=str(output) if not hasattr(output, "write") else "<stream>",
+        platform=platform,
+        packages=[e.dist for e in metadata.packages],
+        metadata=metadata,
+    )
+
+
+def _analyze_all(
+    records: list[dict[str, Any]], files: list[Path], cache: Path
+) -> list[AnalyzedPackage]:
+    def one(item: tuple[dict[str, Any], Path]) -> AnalyzedPackage:
+        record, path = item
+        what = f"{record['name']}-{record['version']}-{record['build']}"
+        return analyze(as_conda(path, cache, what), what)
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return list(pool.map(one, zip(records, files, strict=True)))
+
+
+def _stem(fn: str) -> str:
+    for ext in (".conda", ".tar.bz2"):
+        if fn.endswith(ext):
+            return fn[: -len(ext)]
+    return fn
+
+
+def build_metadata(
+    platform: str, records: list[dict[str, Any]], packages: list[AnalyzedPackage]
+) -> fmt.Metadata:
+    """Everything the unpacker checks before writing: sizes, placeholders, virtual deps."""
+    entries = []
+    shortest: fmt.Placeholder | None = None
+    virtual = []
+    for record, pkg in zip(records, packages, strict=True):
+        entry = fmt.PackageEntry(
+            stem=_stem(str(record["fn"])),
+            record=record,
+            info=pkg.info_segment,
+            payload=pkg.payload_segment,
+            installed_size=pkg.info.installed_size,
+        )
+        entries.append(entry)
+        for path in pkg.info.paths:
+            if path.file_mode == "binary" and path.placeholder:
+                length = len(path.placeholder.encode())
+                if shortest is None or length < shortest.length:
+                    shortest = fmt.Placeholder(length, entry.dist, path.path)
+        virtual += [
+            fmt.VirtualRequirement(entry.dist, dep)
+            for dep in record.get("depends", [])
+            if dep.startswith("__")
+        ]
+    return fmt.Metadata(
+        platform=platform,
+        portpack_version=__version__,
+        packages=entries,
+        installed_size=sum(e.installed_size for e in entries),
+        min_binary_placeholder=shortest,
+        virtual_requirements=virtual,
+    )
+
+
+def _write(
+    output: str | os.PathLike[str] | BinaryIO, metadata: fmt.Metadata,
+    packages: list[AnalyzedPackage],
+) -> None:
+    if not isinstance(output, (str, os.PathLike)):
+        write_archive(output, metadata, packages)
+        return
+    if str(output) == "-":
+        write_archive(sys.stdout.buffer, metadata, packages)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write_archive(fh, metadata, packages)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

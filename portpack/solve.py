@@ -1,0 +1,114 @@
+"""Solving specs into locked records: the only module that calls py-rattler's solver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import rattler
+
+from ._platform import current_platform
+from .errors import SolveError, UsageError
+
+#: Virtual packages assumed when solving for another platform than this machine's
+#: (pixi's defaults: glibc 2.28 and Linux 4.18 on Linux).
+_DEFAULT_LINUX = {"__unix": "0", "__linux": "4.18", "__glibc": "2.28"}
+_ARCHSPEC = {
+    "linux-64": "x86_64",
+    "linux-aarch64": "aarch64",
+    "linux-ppc64le": "ppc64le",
+    "osx-64": "x86_64",
+    "osx-arm64": "arm64",
+    "win-64": "x86_64",
+}
+
+
+def resolve_channel(channel: str) -> rattler.Channel:
+    """A channel from a name (``conda-forge``), a URL or a local directory."""
+    if "://" in channel:
+        return rattler.Channel(channel)
+    path = Path(channel).expanduser()
+    if channel.startswith((".", "/", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise UsageError(f"channel directory {channel} does not exist")
+        return rattler.Channel(str(path.resolve()))
+    return rattler.Channel(channel)
+
+
+def virtual_packages(
+    platform: str, extra: Sequence[str] = ()
+) -> list[rattler.GenericVirtualPackage]:
+    """Virtual packages for ``platform``: detected on this machine, or defaults.
+
+    ``CONDA_OVERRIDE_GLIBC`` / ``CONDA_OVERRIDE_CUDA`` override them as in conda, and
+    ``extra`` entries (``NAME=VERSION[=BUILD]``) add or replace packages.
+    """
+    if platform == current_platform():
+        overrides = rattler.VirtualPackageOverrides.from_env()
+        found = {
+            str(g.name.normalized): (str(g.version), str(g.build_string))
+            for g in (v.into_generic() for v in rattler.VirtualPackage.detect(overrides))
+        }
+    else:
+        found = _defaults(platform)
+        for var, name in (("CONDA_OVERRIDE_GLIBC", "__glibc"), ("CONDA_OVERRIDE_CUDA", "__cuda")):
+            value = os.environ.get(var)
+            if value:
+                found[name] = (value, "0")
+            elif value == "" and name in found:
+                del found[name]
+    for item in extra:
+        name, _, rest = item.partition("=")
+        version, _, build = rest.partition("=")
+        if not name.startswith("__") or not version:
+            raise UsageError(f"--virtual-package expects __NAME=VERSION[=BUILD], got {item!r}")
+        found[name] = (version, build or "0")
+    return [
+        rattler.GenericVirtualPackage(
+            rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
+        )
+        for name, (version, build) in sorted(found.items())
+    ]
+
+
+def _defaults(platform: str) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
+    if platform.startswith("linux-"):
+        found = {k: (v, "0") for k, v in _DEFAULT_LINUX.items()}
+    elif platform.startswith("osx-"):
+        found = {"__unix": ("0", "0"), "__osx": ("11.0" if "arm" in platform else "10.13", "0")}
+    elif platform.startswith("win-"):
+        found = {"__win": ("0", "0")}
+    if platform in _ARCHSPEC:
+        found["__archspec"] = ("1", _ARCHSPEC[platform])
+    return found
+
+
+def solve(
+    specs: Sequence[str],
+    channels: Sequence[str],
+    platform: str,
+    extra_virtual: Sequence[str] = (),
+) -> list[rattler.RepoDataRecord]:
+    """Solve ``specs`` against ``channels`` for ``platform`` (plus ``noarch``)."""
+    if not specs:
+        raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
+    resolved = [resolve_channel(c) for c in channels]
+    try:
+        return asyncio.run(
+            rattler.solve(
+                resolved,
+                list(specs),
+                platforms=[platform, "noarch"],
+                virtual_packages=virtual_packages(platform, extra_virtual),
+            )
+        )
+    except UsageError:
+        raise
+    except Exception as exc:  # py-rattler raises many exception types for solve failures
+        raise SolveError(
+            f"cannot solve {' '.join(specs)} for {platform} from "
+            f"{', '.join(channels)}:\n{exc}"
+        ) from exc

@@ -1,0 +1,80 @@
+"""``portpack unpack``: the command line of the unpacker, on the standard library only.
+
+It is also what a self-extracting archive runs on a target without portpack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from ._cli_common import StderrReporter, run_reporting_errors
+from ._version import __version__
+
+EPILOG = """examples:
+  portpack unpack env.tar -o /app          # creates /app/env and /app/activate.sh
+  cat env.tar | portpack unpack - -o /app  # from a pipe
+  . /app/activate.sh                       # then use the environment
+"""
+
+
+def build_parser(prog: str = "portpack unpack") -> argparse.ArgumentParser:
+    """The unpack options, shared with the self-extracting archive."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Unpack a portpack archive into a new conda environment "
+        "(OUTPUT_DIRECTORY/ENV_NAME) and write OUTPUT_DIRECTORY/activate.sh.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("archive", nargs="?", default="environment.tar",
+                        help="the archive; '-' reads standard input (default: environment.tar)")
+    parser.add_argument("-o", "--output-directory", default=".",
+                        help="where to create the environment (default: .)")
+    parser.add_argument("-e", "--env-name", default="env",
+                        help="name of the environment directory (default: env)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing environment once the new one is complete")
+    parser.add_argument("--run-link-scripts", action="store_true",
+                        help="run the packages' post-link scripts (off by default)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse symlinks that point outside the environment")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"portpack {__version__}")
+    return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "portpack unpack") -> int:
+    """Run the unpacker; return the exit status."""
+    args = build_parser(prog).parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    from .unpacking import unpack
+
+    result = run_reporting_errors(
+        lambda: unpack(
+            args.archive,
+            args.output_directory,
+            args.env_name,
+            force=args.force,
+            run_link_scripts=args.run_link_scripts,
+            strict=args.strict,
+            reporter=StderrReporter(args.quiet),
+        ),
+        args.debug,
+    )
+    if not args.quiet:
+        print(f"Unpacked {len(result.packages)} packages into {result.prefix}")
+        print(f"Activate it with: . {result.activation_script}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
