@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 import zstandard
 
@@ -200,7 +200,9 @@ class ArchiveReader:
     def _segment(self, entry: fmt.PackageEntry, seg: fmt.Segment, what: str) -> Iterator[bytes]:
         start = self._raw.offset
         source = _SegmentSource(self._raw, seg.zst_size)
-        reader = self._dctx.stream_reader(source, read_size=_RAW_CHUNK, read_across_frames=True)
+        reader = self._dctx.stream_reader(
+            cast("IO[bytes]", source), read_size=_RAW_CHUNK, read_across_frames=True
+        )
         decoded = 0
         try:
             while chunk := reader.read(_DECODED_CHUNK):

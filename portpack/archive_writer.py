@@ -30,7 +30,9 @@ def write_archive(
     out: BinaryIO, metadata: fmt.Metadata, packages: Sequence[AnalyzedPackage]
 ) -> None:
     """Write the archive for ``metadata`` whose packages are ``packages`` (same order)."""
-    cctx = zstandard.ZstdCompressor(level=_FRAME_LEVEL, write_checksum=True, write_content_size=True)
+    cctx = zstandard.ZstdCompressor(
+        level=_FRAME_LEVEL, write_checksum=True, write_content_size=True
+    )
 
     def frame(data: bytes) -> None:
         out.write(cctx.compress(data))

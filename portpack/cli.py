@@ -18,78 +18,175 @@ def cli() -> None:
     """Portable conda environments: lock, pack into one archive, unpack anywhere."""
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   portpack lock python=3.12 requests httpx -o portpack.lock
   portpack lock -m pixi.toml -p linux-64 -p linux-aarch64
-  portpack lock -c ./my-channel hello -o hello.lock""")
+  portpack lock -c ./my-channel hello -o hello.lock""",
+)
 @click.argument("specs", nargs=-1)
-@click.option("-c", "--channel", "channels", multiple=True,
-              help="Channel name, URL or local directory (repeatable; default conda-forge).")
-@click.option("-p", "--platform", "platforms", multiple=True,
-              help="Platform to lock for (repeatable; default: this machine's).")
-@click.option("-m", "--manifest", type=click.Path(dir_okay=False),
-              help="pixi.toml, pyproject.toml ([tool.pixi]) or environment.yml to read.")
-@click.option("-o", "--output", default="portpack.lock", show_default=True,
-              help="Lockfile to write (pixi.lock format).")
-@click.option("--virtual-package", "virtual", multiple=True, metavar="__NAME=VER[=BUILD]",
-              help="Assume this virtual package while solving (e.g. __glibc=2.17).")
+@click.option(
+    "-c",
+    "--channel",
+    "channels",
+    multiple=True,
+    help="Channel name, URL or local directory (repeatable; default conda-forge).",
+)
+@click.option(
+    "-p",
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="Platform to lock for (repeatable; default: this machine's).",
+)
+@click.option(
+    "-m",
+    "--manifest",
+    type=click.Path(dir_okay=False),
+    help="pixi.toml, pyproject.toml ([tool.pixi]) or environment.yml to read.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="portpack.lock",
+    show_default=True,
+    help="Lockfile to write (pixi.lock format).",
+)
+@click.option(
+    "--virtual-package",
+    "virtual",
+    multiple=True,
+    metavar="__NAME=VER[=BUILD]",
+    help="Assume this virtual package while solving (e.g. __glibc=2.17).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def lock(specs: Sequence[str], channels: Sequence[str], platforms: Sequence[str],
-         manifest: str | None, output: str, virtual: Sequence[str], debug: bool) -> None:
+def lock(
+    specs: Sequence[str],
+    channels: Sequence[str],
+    platforms: Sequence[str],
+    manifest: str | None,
+    output: str,
+    virtual: Sequence[str],
+    debug: bool,
+) -> None:
     """Solve SPECS (and/or a manifest) into a lockfile in pixi's format."""
     from .locking import lock as do_lock
 
     path = run_reporting_errors(
-        lambda: do_lock(specs, channels=channels, platforms=platforms, manifest=manifest,
-                        output=output, virtual_packages=virtual),
+        lambda: do_lock(
+            specs,
+            channels=channels,
+            platforms=platforms,
+            manifest=manifest,
+            output=output,
+            virtual_packages=virtual,
+        ),
         debug,
     )
     click.echo(f"Wrote {path}")
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   portpack pack --lockfile portpack.lock -o env.tar
   portpack pack -m pixi.toml -e default -p linux-aarch64 -o env-arm.tar
-  portpack pack python=3.12 requests -o - | ssh host portpack unpack - -o /app""")
+  portpack pack python=3.12 requests -o - | ssh host portpack unpack - -o /app""",
+)
 @click.argument("specs", nargs=-1)
-@click.option("-c", "--channel", "channels", multiple=True,
-              help="Channel to solve SPECS from (repeatable; default conda-forge).")
-@click.option("-m", "--manifest", type=click.Path(dir_okay=False),
-              help="Manifest to pack (uses the pixi.lock beside it unless --relock).")
-@click.option("-l", "--lockfile", type=click.Path(dir_okay=False),
-              help="Lockfile to pack (portpack's own or a pixi.lock).")
-@click.option("-e", "--environment", default="default", show_default=True,
-              help="Environment of the lockfile to pack.")
+@click.option(
+    "-c",
+    "--channel",
+    "channels",
+    multiple=True,
+    help="Channel to solve SPECS from (repeatable; default conda-forge).",
+)
+@click.option(
+    "-m",
+    "--manifest",
+    type=click.Path(dir_okay=False),
+    help="Manifest to pack (uses the pixi.lock beside it unless --relock).",
+)
+@click.option(
+    "-l",
+    "--lockfile",
+    type=click.Path(dir_okay=False),
+    help="Lockfile to pack (portpack's own or a pixi.lock).",
+)
+@click.option(
+    "-e",
+    "--environment",
+    default="default",
+    show_default=True,
+    help="Environment of the lockfile to pack.",
+)
 @click.option("-p", "--platform", default=None, help="Platform to pack (default: this machine's).")
-@click.option("-o", "--output", default="environment.tar", show_default=True,
-              help="Archive to write; '-' writes to standard output.")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Package cache (default: the user cache directory).")
+@click.option(
+    "-o",
+    "--output",
+    default="environment.tar",
+    show_default=True,
+    help="Archive to write; '-' writes to standard output.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Package cache (default: the user cache directory).",
+)
 @click.option("--relock", is_flag=True, help="Solve the manifest again instead of using its lock.")
 @click.option("--concurrency", default=50, show_default=True, help="Parallel downloads.")
-@click.option("--virtual-package", "virtual", multiple=True, metavar="__NAME=VER[=BUILD]",
-              help="Assume this virtual package while solving.")
+@click.option(
+    "--virtual-package",
+    "virtual",
+    multiple=True,
+    metavar="__NAME=VER[=BUILD]",
+    help="Assume this virtual package while solving.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def pack(specs: Sequence[str], channels: Sequence[str], manifest: str | None,
-         lockfile: str | None, environment: str, platform: str | None, output: str,
-         cache_dir: str | None, relock: bool, concurrency: int, virtual: Sequence[str],
-         quiet: bool, debug: bool) -> None:
+def pack(
+    specs: Sequence[str],
+    channels: Sequence[str],
+    manifest: str | None,
+    lockfile: str | None,
+    environment: str,
+    platform: str | None,
+    output: str,
+    cache_dir: str | None,
+    relock: bool,
+    concurrency: int,
+    virtual: Sequence[str],
+    quiet: bool,
+    debug: bool,
+) -> None:
     """Fetch the locked packages and write one zstd-compressed archive."""
     from .packing import pack as do_pack
 
     result = run_reporting_errors(
-        lambda: do_pack(specs, channels=channels, manifest=manifest, lockfile=lockfile,
-                        environment=environment, platform=platform, output=output,
-                        cache_dir=cache_dir, relock=relock, concurrency=concurrency,
-                        virtual_packages=virtual, reporter=StderrReporter(quiet)),
+        lambda: do_pack(
+            specs,
+            channels=channels,
+            manifest=manifest,
+            lockfile=lockfile,
+            environment=environment,
+            platform=platform,
+            output=output,
+            cache_dir=cache_dir,
+            relock=relock,
+            concurrency=concurrency,
+            virtual_packages=virtual,
+            reporter=StderrReporter(quiet),
+        ),
         debug,
     )
     if not quiet:
-        click.echo(f"Packed {len(result.packages)} packages for {result.platform} into "
-                   f"{result.output}", err=output == "-")
+        click.echo(
+            f"Packed {len(result.packages)} packages for {result.platform} into {result.output}",
+            err=output == "-",
+        )
 
 
 @cli.command(

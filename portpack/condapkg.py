@@ -12,6 +12,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import zstandard
 
@@ -88,7 +89,9 @@ def _measure(fh: object, rng: ByteRange, what: str, keep: bool) -> tuple[fmt.Seg
     decoded = 0
     source = _Limited(fh, rng.length, digest)
     try:
-        reader = dctx.stream_reader(source, read_size=_READ_CHUNK, read_across_frames=True)
+        reader = dctx.stream_reader(
+            cast("IO[bytes]", source), read_size=_READ_CHUNK, read_across_frames=True
+        )
         while chunk := reader.read(_READ_CHUNK * 4):
             decoded += len(chunk)
             if keep:

@@ -67,11 +67,14 @@ class Fetcher:
 
     def fetch_all(self, records: Sequence[dict[str, Any]]) -> list[Path]:
         """Return the cached path of each record's package file (same order)."""
-        with httpx.Client(
-            follow_redirects=True,
-            timeout=httpx.Timeout(60.0, connect=30.0),
-            limits=httpx.Limits(max_connections=self.concurrency),
-        ) as client, ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
+        with (
+            httpx.Client(
+                follow_redirects=True,
+                timeout=httpx.Timeout(60.0, connect=30.0),
+                limits=httpx.Limits(max_connections=self.concurrency),
+            ) as client,
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool,
+        ):
             futures = [pool.submit(self.fetch, client, r) for r in records]
             return [f.result() for f in futures]
 
@@ -154,7 +157,7 @@ def _check_digest(digest: Any, record: dict[str, Any], url: str) -> None:
             f"package {_dist(record)} does not match the checksum in the lock "
             f"({digest.name} {digest.hexdigest()}, expected {expected})",
             url=url,
-            hint="The file on the server differs from the locked one: lock again or fix the channel.",
+            hint="The server's file differs from the locked one: lock again or fix the channel.",
         )
 
 
@@ -163,7 +166,7 @@ def _matches(path: Path, record: dict[str, Any]) -> bool:
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest() == _expected(record)
+    return bool(digest.hexdigest() == _expected(record))
 
 
 def as_conda(path: Path, cache_dir: Path, what: str) -> Path:

@@ -145,11 +145,30 @@ def link_package(
                     if source not in written or written[source].path_type != "hardlink":
                         raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
                     data = ctx.destination.read(written[source].path)
-                written[name] = _write(ctx, entry, target, [data], len(data), member.mode,
-                                       member.mtime, what, originals)
+                written[name] = _write(
+                    ctx,
+                    entry,
+                    target,
+                    [data],
+                    len(data),
+                    member.mode,
+                    member.mtime,
+                    what,
+                    originals,
+                )
             else:
-                written[name] = _write(ctx, entry, target, None, member.size, member.mode,
-                                       member.mtime, what, originals, payload)
+                written[name] = _write(
+                    ctx,
+                    entry,
+                    target,
+                    None,
+                    member.size,
+                    member.mode,
+                    member.mtime,
+                    what,
+                    originals,
+                    payload,
+                )
         else:
             raise UnsafeArchiveError(
                 f"{what}: refusing tar member of type {member.type!r} (device, FIFO or unknown)"
@@ -188,8 +207,13 @@ def _python_for(ctx: LinkContext, dist: str, info: PackageInfo) -> PythonInfo | 
 
 
 def _record(entry: PathEntry, target: str, path_type: str) -> InstalledFile:
-    return InstalledFile(path=target, path_type=path_type, sha256=entry.sha256,
-                         size=entry.size, no_link=entry.no_link)
+    return InstalledFile(
+        path=target,
+        path_type=path_type,
+        sha256=entry.sha256,
+        size=entry.size,
+        no_link=entry.no_link,
+    )
 
 
 def _write(

@@ -55,16 +55,15 @@ def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
     env = lock.environment(environment)
     if env is None:
         names = ", ".join(sorted(name for name, _ in lock.environments())) or "none"
-        raise LockfileError(
-            f"lockfile {path} has no environment {environment!r} (it has: {names})"
-        )
+        raise LockfileError(f"lockfile {path} has no environment {environment!r} (it has: {names})")
     for lock_platform in env.platforms():
         if lock_platform.name == platform:
             break
     else:
         have = ", ".join(p.name for p in env.platforms()) or "none"
         raise LockfileError(
-            f"environment {environment!r} of {path} is not locked for {platform} (it is for: {have})",
+            f"environment {environment!r} of {path} is not locked for {platform} "
+            f"(it is for: {have})",
             hint="Choose one with --platform, or lock again for this platform.",
         )
     records = env.conda_repodata_records_for_platform(lock_platform) or []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,17 @@ def make_request(
     specs: Sequence[str] = (),
     channels: Sequence[str] = (),
     platforms: Sequence[str] = (),
-    manifest: str | Path | None = None,
+    manifest: str | os.PathLike[str] | None = None,
 ) -> Request:
     """Combine arguments with a manifest: arguments add specs and replace channels/platforms."""
     parsed = read_manifest(Path(manifest)) if manifest is not None else None
     all_specs = (parsed.specs if parsed else []) + list(specs)
-    chosen_channels = list(channels) or (parsed.channels if parsed else []) or list(DEFAULT_CHANNELS)
-    chosen_platforms = list(platforms) or (parsed.platforms if parsed else []) or [current_platform()]
+    chosen_channels = (
+        list(channels) or (parsed.channels if parsed else []) or list(DEFAULT_CHANNELS)
+    )
+    chosen_platforms = (
+        list(platforms) or (parsed.platforms if parsed else []) or [current_platform()]
+    )
     return Request(all_specs, chosen_channels, chosen_platforms, parsed)
 
 
@@ -49,7 +54,7 @@ def lock(
     *,
     channels: Sequence[str] = (),
     platforms: Sequence[str] = (),
-    manifest: str | Path | None = None,
+    manifest: str | os.PathLike[str] | None = None,
     output: str | Path = "portpack.lock",
     virtual_packages: Sequence[str] = (),
 ) -> Path:
@@ -72,8 +77,8 @@ def locked_records(
     specs: Sequence[str] = (),
     *,
     channels: Sequence[str] = (),
-    manifest: str | Path | None = None,
-    lockfile: str | Path | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    lockfile: str | os.PathLike[str] | None = None,
     environment: str = "default",
     platform: str | None = None,
     relock: bool = False,

@@ -49,8 +49,13 @@ def pack(
     """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout)."""
     reporter = reporter or Reporter()
     platform, records = locked_records(
-        specs, channels=channels, manifest=manifest, lockfile=lockfile,
-        environment=environment, platform=platform, relock=relock,
+        specs,
+        channels=channels,
+        manifest=manifest,
+        lockfile=lockfile,
+        environment=environment,
+        platform=platform,
+        relock=relock,
         virtual_packages=virtual_packages,
     )
     if not records:
@@ -124,7 +129,8 @@ def build_metadata(
 
 
 def _write(
-    output: str | os.PathLike[str] | BinaryIO, metadata: fmt.Metadata,
+    output: str | os.PathLike[str] | BinaryIO,
+    metadata: fmt.Metadata,
     packages: list[AnalyzedPackage],
 ) -> None:
     if not isinstance(output, (str, os.PathLike)):

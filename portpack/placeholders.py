@@ -58,6 +58,6 @@ def fix_shebang(data: bytes, prefix: bytes) -> bytes:
     interpreter = prefix + b"/" + exe
     basename = exe.rsplit(b"/", 1)[-1]
     if _PYTHON_EXE.match(basename):
-        head = b"#!/bin/sh\n'''exec' \"" + interpreter + b"\" \"$0\" \"$@\" #'''"
+        head = b"#!/bin/sh\n'''exec' \"" + interpreter + b'" "$0" "$@" #\'\'\''
         return head + rest
     return b"#!/usr/bin/env " + basename + (b" " + args if args else b"") + rest

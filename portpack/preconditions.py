@@ -92,8 +92,13 @@ def _one(version: str, constraint: str) -> bool:
         return (_key(version)[: len(head)] == head) == (op != "!=")
     a, b = _key(version), _key(wanted)
     return {
-        ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b,
-        "==": a == b, "=": a[: len(b)] == b, "!=": a != b,
+        ">=": a >= b,
+        "<=": a <= b,
+        ">": a > b,
+        "<": a < b,
+        "==": a == b,
+        "=": a[: len(b)] == b,
+        "!=": a != b,
     }[op]
 
 

@@ -87,8 +87,14 @@ class Destination:
             raise UnsafeArchiveError(f"{what}: refusing setuid/setgid file {rel!r}")
         return mode & 0o777
 
-    def write(self, rel: str, pieces: Iterable[bytes | memoryview], mode: int, mtime: int | None,
-              what: str) -> None:
+    def write(
+        self,
+        rel: str,
+        pieces: Iterable[bytes | memoryview],
+        mode: int,
+        mtime: int | None,
+        what: str,
+    ) -> None:
         """Create regular file ``rel`` from ``pieces`` with permission bits ``mode``."""
         mode = self._check_mode(mode, rel, what)
         self._parent(rel, what)

@@ -101,7 +101,7 @@ def solve(
             rattler.solve(
                 resolved,
                 list(specs),
-                platforms=[platform, "noarch"],
+                platforms=[platform, "noarch"],  # type: ignore[list-item]
                 virtual_packages=virtual_packages(platform, extra_virtual),
             )
         )
@@ -109,6 +109,5 @@ def solve(
         raise
     except Exception as exc:  # py-rattler raises many exception types for solve failures
         raise SolveError(
-            f"cannot solve {' '.join(specs)} for {platform} from "
-            f"{', '.join(channels)}:\n{exc}"
+            f"cannot solve {' '.join(specs)} for {platform} from {', '.join(channels)}:\n{exc}"
         ) from exc

@@ -30,18 +30,31 @@ def build_parser(prog: str = "portpack unpack") -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("archive", nargs="?", default="environment.tar",
-                        help="the archive; '-' reads standard input (default: environment.tar)")
-    parser.add_argument("-o", "--output-directory", default=".",
-                        help="where to create the environment (default: .)")
-    parser.add_argument("-e", "--env-name", default="env",
-                        help="name of the environment directory (default: env)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing environment once the new one is complete")
-    parser.add_argument("--run-link-scripts", action="store_true",
-                        help="run the packages' post-link scripts (off by default)")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse symlinks that point outside the environment")
+    parser.add_argument(
+        "archive",
+        nargs="?",
+        default="environment.tar",
+        help="the archive; '-' reads standard input (default: environment.tar)",
+    )
+    parser.add_argument(
+        "-o", "--output-directory", default=".", help="where to create the environment (default: .)"
+    )
+    parser.add_argument(
+        "-e", "--env-name", default="env", help="name of the environment directory (default: env)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing environment once the new one is complete",
+    )
+    parser.add_argument(
+        "--run-link-scripts",
+        action="store_true",
+        help="run the packages' post-link scripts (off by default)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse symlinks that point outside the environment"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"portpack {__version__}")

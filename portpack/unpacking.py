@@ -203,7 +203,11 @@ def _run_link_scripts(prefix: Path, meta: fmt.Metadata) -> None:
         )
         result = subprocess.run(
             ["/bin/sh" if not shutil.which("bash") else "bash", str(script)],
-            cwd=prefix / "bin", env=env, capture_output=True, text=True, check=False,
+            cwd=prefix / "bin",
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode:
             shutil.rmtree(prefix, ignore_errors=True)
