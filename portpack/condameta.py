@@ -13,27 +13,28 @@ from .prefix import Destination
 META_DIR = "conda-meta"
 
 
-def prefix_record(record: dict[str, Any], linked: LinkedPackage, source: str) -> dict[str, Any]:
+def prefix_record(record: dict[str, Any], linked: LinkedPackage) -> dict[str, Any]:
     """The ``conda-meta/<dist>.json`` document of one installed package."""
     doc = dict(record)
     doc["requested_specs"] = []
     doc["files"] = [f.path for f in linked.files if f.path_type != "directory"]
     doc["paths_data"] = {"paths_version": 1, "paths": [f.to_json() for f in linked.files]}
-    doc["link"] = {"source": source, "type": 3}  # 3: copied (files are written, not linked)
+    # type 3: copied. Files come straight from the archive stream, so there is no
+    # extracted package directory to name as the source.
+    doc["link"] = {"source": "", "type": 3}
     return doc
 
 
 def write_records(
     dest: Destination,
     records: Sequence[tuple[dict[str, Any], LinkedPackage]],
-    source: str,
     command: str,
 ) -> None:
     """Write one JSON record per package and ``conda-meta/history``."""
     what = "conda-meta"
     dest.ensure_dir(META_DIR, what)
     for record, linked in records:
-        doc = prefix_record(record, linked, source)
+        doc = prefix_record(record, linked)
         data = json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
         dest.write(f"{META_DIR}/{linked.dist}.json", [data], 0o644, None, what)
     dest.write(f"{META_DIR}/history", [history(records, command)], 0o644, None, what)

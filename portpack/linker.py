@@ -70,34 +70,31 @@ class LinkContext:
     strict: bool = False
     """Refuse symlinks that point outside the prefix instead of warning."""
     now: int = field(default_factory=lambda: int(time.time()))
-    owners: dict[str, tuple[str, InstalledFile]] = field(default_factory=dict)
-    """Which package wrote each path so far (to detect clobbering)."""
+    owners: dict[str, tuple[str, str, InstalledFile]] = field(default_factory=dict)
+    """Which package (name, dist) wrote each path so far (to detect clobbering)."""
 
-    def claim(self, target: str, dist: str, name: str) -> None:
+    def claim(self, target: str, dist: str) -> None:
         """Make room for ``dist`` to write ``target``; a later package wins, as with rattler.
 
         The earlier package's file moves to ``__clobbers__/<its name>/<path>`` and its
         record keeps the path it wanted as ``original_path``.
         """
-        previous = self.owners.get(target)
+        previous = self.owners.pop(target, None)
         if previous is None:
             return
-        owner, record = previous
+        owner, owner_dist, record = previous
         moved = f"{CLOBBERS_DIR}/{owner}/{target}"
         self.warn(
-            f"{target} is in both {owner} and {dist}; keeping the one of {dist} "
+            f"{target} is in both {owner_dist} and {dist}; keeping the one of {dist} "
             f"(the other is moved to {moved})"
         )
-        if record.path_type != "directory":
-            self.destination.rename(target, moved, f"package {dist}")
+        self.destination.rename(target, moved, f"package {dist}")
         record.original_path, record.path = target, moved
-        del self.owners[target]
 
-    def own(self, record: InstalledFile, dist: str, name: str) -> InstalledFile:
-        """Remember that package ``name`` wrote ``record.path``."""
+    def own(self, record: InstalledFile, name: str, dist: str) -> None:
+        """Remember that package ``name`` (``dist``) wrote ``record.path``."""
         if record.path_type != "directory":
-            self.owners[record.path] = (name, record)
-        return record
+            self.owners[record.path] = (name, dist, record)
 
 
 @dataclass
@@ -113,7 +110,7 @@ def link_package(
 ) -> LinkedPackage:
     """Write the package's payload and entry points; return its installed files."""
     python = _python_for(ctx, dist, info)
-    pkg_name = str(info.index.get("name", dist))
+    pkg_name = str(info.index.get("name") or dist)
     wanted = {p.path: p for p in info.paths}
     written: dict[str, InstalledFile] = {}
     originals: dict[str, bytes] = {}
@@ -128,7 +125,7 @@ def link_package(
         target = python.map_path(name) if python else name
         what = f"package {dist}, file {name}"
         if member.type != DIRECTORY:
-            ctx.claim(target, dist, pkg_name)
+            ctx.claim(target, dist)
         if member.type == SYMLINK:
             _check_symlink_target(ctx, target, member.linkname, what)
             ctx.destination.symlink(target, member.linkname, what)
@@ -178,7 +175,7 @@ def link_package(
     if info.entry_points:
         files += _entry_points(ctx, dist, info, python)
     for record in files:
-        ctx.own(record, dist, pkg_name)
+        ctx.own(record, pkg_name, dist)
     return LinkedPackage(dist=dist, files=files)
 
 
@@ -283,7 +280,7 @@ def _entry_points(
     for spec in info.entry_points:
         entry_point = EntryPoint.parse(spec, dist)
         target = f"bin/{entry_point.command}"
-        ctx.claim(target, dist, str(info.index.get("name", dist)))
+        ctx.claim(target, dist)
         script = entry_point.script(ctx.prefix, python)
         ctx.destination.write(target, [script], 0o775, None, f"package {dist}, entry point")
         out.append(

@@ -74,7 +74,7 @@ def unpack(
         staging.chmod(0o777 & ~_umask())
         try:
             linked = _install_all(reader, Destination(str(staging)), str(prefix), strict, reporter)
-            write_records(Destination(str(staging)), linked, name, f"portpack unpack {name}")
+            write_records(Destination(str(staging)), linked, f"portpack unpack {name}")
             _move_into_place(staging, prefix)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

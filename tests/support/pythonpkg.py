@@ -9,6 +9,7 @@ placeholder (``file_mode: text``); binaries are shipped unchanged.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -19,13 +20,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .cache import cached_build
 from .pkgwriter import Entry, PackageSpec, long_placeholder, write_conda
 
 #: Build prefix written into relocatable text files of the python package.
 PYTHON_PLACEHOLDER = long_placeholder(
     "/home/conda/feedstock_root/build_artifacts/python_1700000000000/_h_env"
 )
-BUILD_STRING = "h_portpack_0"
+BUILD_STRING = "h_portpack_0"  # of the default flavour, see build_string()
 #: Parts of lib/pythonX.Y left out unless ``full_stdlib`` (relative, POSIX).
 OPTIONAL_STDLIB = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests")
 _STATIC_SUFFIXES = (".a", ".o")  # build leftovers in config-X.Y-*/, tens of MB
@@ -38,10 +40,12 @@ _SITE_README = (
 def build_python_package(
     dest_dir: Path, *, with_pycache: bool = False, full_stdlib: bool = False
 ) -> Path:
-    """Write ``python-<X.Y.Z>-h_portpack_0.conda`` (linux-64) into *dest_dir*.
+    """Write ``python-<X.Y.Z>-<build>.conda`` (linux-64) into *dest_dir*.
 
     ``with_pycache`` keeps ``__pycache__`` directories; ``full_stdlib`` keeps the
-    test suite, idlelib, tkinter, turtledemo, ensurepip and lib2to3/tests.
+    test suite, idlelib, tkinter, turtledemo, ensurepip and lib2to3/tests. Each
+    flavour has its own build string (:func:`build_string`) so that package caches,
+    which key on file names, never mix them up.
     """
     base = Path(sys.base_prefix)
     with tempfile.TemporaryDirectory(prefix="portpack-python-") as tmp:
@@ -50,7 +54,7 @@ def build_python_package(
         spec = PackageSpec(
             name="python",
             version=platform.python_version(),
-            build=BUILD_STRING,
+            build=build_string(with_pycache=with_pycache, full_stdlib=full_stdlib),
             subdir="linux-64",
             files=files,
             extra_index={"python_site_packages_path": f"{_stdlib_rel()}/site-packages"},
@@ -58,6 +62,21 @@ def build_python_package(
             license="Python-2.0",
         )
         return write_conda(dest_dir, spec, zstd_level=3)
+
+
+def build_string(*, with_pycache: bool = False, full_stdlib: bool = False) -> str:
+    """``h_portpack_0``, with ``_full`` / ``_pyc`` inserted for the other flavours."""
+    flavour = ("_full" if full_stdlib else "") + ("_pyc" if with_pycache else "")
+    return f"h_portpack{flavour}_0"
+
+
+def cached_python_package(*, with_pycache: bool = False, full_stdlib: bool = False) -> Path:
+    """:func:`build_python_package` built once per machine (see :mod:`.cache`)."""
+    name = "python" + ("-pycache" if with_pycache else "") + ("-full" if full_stdlib else "")
+    builder = functools.partial(
+        build_python_package, with_pycache=with_pycache, full_stdlib=full_stdlib
+    )
+    return cached_build(name, builder, sorted(Path(__file__).parent.glob("*.py")))
 
 
 def _short_version() -> str:

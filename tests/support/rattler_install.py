@@ -78,7 +78,7 @@ def solve(
         rattler.solve(
             [source],
             list(specs),
-            platforms=list(platforms),
+            platforms=[rattler.Subdir(name) for name in platforms],
             virtual_packages=rattler.VirtualPackage.detect(),
         )
     )

@@ -1,0 +1,90 @@
+"""The command-line contract: names, defaults, exit statuses and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import portpack
+
+PORTPACK = [sys.executable, "-m", "portpack"]
+
+
+def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PORTPACK, *map(str, args)], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_version() -> None:
+    out = cli("--version")
+    assert out.returncode == 0 and portpack.__version__ in out.stdout
+    assert portpack.__version__ in cli("unpack", "--version").stdout
+
+
+def test_help_has_examples() -> None:
+    for command in ("lock", "pack", "unpack"):
+        out = cli(command, "--help")
+        assert out.returncode == 0, out.stderr
+        assert "xample" in out.stdout, command
+
+
+def test_lock_pack_unpack_with_defaults(fixture_channel: Path, tmp_path: Path) -> None:
+    out = cli("lock", "-c", fixture_channel, "hello-c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "portpack.lock").is_file()
+    out = cli("pack", "--lockfile", "portpack.lock", "--cache-dir", tmp_path / "c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "environment.tar").is_file()
+    out = cli("unpack", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "env" / "bin" / "hello").is_file()
+    assert (tmp_path / "activate.sh").is_file()
+    out = cli("unpack", "environment.tar", "-o", "there", "-e", "myenv", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "there" / "myenv" / "bin" / "hello").is_file()
+
+
+def test_pack_to_stdout(fixture_channel: Path, tmp_path: Path) -> None:
+    cli("lock", "-c", fixture_channel, "hello-c", "-o", tmp_path / "l.lock")
+    out = subprocess.run(
+        [*PORTPACK, "pack", "-l", tmp_path / "l.lock", "-o", "-", "--cache-dir", tmp_path / "c"],
+        capture_output=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "env.tar").write_bytes(out.stdout)
+    assert cli("unpack", tmp_path / "env.tar", "-o", tmp_path / "x").returncode == 0
+
+
+def test_user_errors_are_one_paragraph_without_traceback(tmp_path: Path) -> None:
+    for args in (
+        ("unpack", tmp_path / "missing.tar"),
+        ("pack", "-l", tmp_path / "missing.lock"),
+        ("lock", "-c", tmp_path / "no-such-channel", "x"),
+    ):
+        out = cli(*args, cwd=tmp_path)
+        assert out.returncode != 0, args
+        assert "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith("portpack: error: "), out.stderr
+
+
+def test_garbage_archive_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.tar").write_bytes(b"this is not an archive" * 100)
+    out = cli("unpack", tmp_path / "bad.tar", "-o", tmp_path / "o")
+    assert out.returncode == 1
+    assert "bad.tar" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "o" / "env").exists()
+
+
+def test_unpack_imports_neither_click_nor_rattler(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from portpack.__main__ import main\n"
+        "try:\n    main(['unpack', '--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('click', 'rattler', 'httpx', 'yaml') if m in sys.modules]\n"
+        "print('LOADED=' + ','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED="

@@ -1,0 +1,40 @@
+"""Snapshots of installed prefixes, for comparing two installations."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int, str]]:
+    """Map each relative path to (kind, permission bits, sha256 or symlink target)."""
+    out: dict[str, tuple[str, int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in dirnames + filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if rel.startswith(skip):
+                continue
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", 0, os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", 0, "")
+            else:
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                out[rel] = ("file", mode, digest)
+    return out
+
+
+def diff(a: dict[str, tuple[str, int, str]], b: dict[str, tuple[str, int, str]]) -> list[str]:
+    """Human-readable differences between two snapshots (empty when equal)."""
+    lines = [f"only in first: {p}" for p in sorted(a.keys() - b.keys())]
+    lines += [f"only in second: {p}" for p in sorted(b.keys() - a.keys())]
+    lines += [
+        f"differs: {p}: {a[p]} != {b[p]}" for p in sorted(a.keys() & b.keys()) if a[p] != b[p]
+    ]
+    return lines
