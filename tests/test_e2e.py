@@ -43,7 +43,7 @@ def packed(fixture_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         output=work / "portpack.lock",
     )
     result = portpack.pack(lockfile=lock, output=work / "env.tar", cache_dir=work / "cache")
-    assert sorted(p.rsplit("-", 2)[0] for p in result.packages) == sorted(ENV_SPECS + ["greetlib"])
+    assert sorted(p.rsplit("-", 2)[0] for p in result.packages) == sorted([*ENV_SPECS, "greetlib"])
     return work / "env.tar"
 
 
@@ -175,7 +175,7 @@ def test_packing_is_deterministic(packed: Path, tmp_path: Path) -> None:
 
 def test_prefix_longer_than_binary_placeholder_is_refused(packed: Path, tmp_path: Path) -> None:
     deep = tmp_path / ("x" * 120) / ("y" * 120)
-    with pytest.raises(PreconditionError, match="lib/libhello.so of package hello-c"):
+    with pytest.raises(PreconditionError, match=r"lib/libhello\.so of package hello-c"):
         portpack.unpack(packed, deep)
     assert not deep.exists() or not any(deep.iterdir())
 
