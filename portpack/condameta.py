@@ -17,8 +17,9 @@ def prefix_record(record: dict[str, Any], linked: LinkedPackage) -> dict[str, An
     """The ``conda-meta/<dist>.json`` document of one installed package."""
     doc = dict(record)
     doc["requested_specs"] = []
-    doc["files"] = [f.path for f in linked.files if f.path_type != "directory"]
-    doc["paths_data"] = {"paths_version": 1, "paths": [f.to_json() for f in linked.files]}
+    files = sorted(linked.files, key=lambda f: f.path)
+    doc["files"] = [f.path for f in files if f.path_type != "directory"]
+    doc["paths_data"] = {"paths_version": 1, "paths": [f.to_json() for f in files]}
     # type 3: copied. Files come straight from the archive stream, so there is no
     # extracted package directory to name as the source.
     doc["link"] = {"source": "", "type": 3}

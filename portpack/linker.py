@@ -130,6 +130,9 @@ def link_package(
             _check_symlink_target(ctx, target, member.linkname, what)
             ctx.destination.symlink(target, member.linkname, what)
             written[name] = _record(entry, target, "softlink")
+            # As rattler records it: the digest of the link's target string.
+            link_digest = hashlib.sha256(member.linkname.encode()).hexdigest()
+            written[name].sha256_in_prefix = link_digest
         elif member.type == DIRECTORY:
             ctx.destination.ensure_dir(target, what)
             if entry.path_type == "directory":

@@ -149,9 +149,7 @@ def test_replace_binary_matches_per_c_string_replacement(
     # Each C string is patched on its own and NUL-padded at its end.
     strings = [seg + PLACEHOLDER + seg for seg in segments]
     data = b"\0".join(strings)
-    expected = b"\0".join(
-        s.replace(PLACEHOLDER, prefix).ljust(len(s), b"\0") for s in strings
-    )
+    expected = b"\0".join(s.replace(PLACEHOLDER, prefix).ljust(len(s), b"\0") for s in strings)
     assert replace_binary(data, PLACEHOLDER, prefix) == expected
 
 

@@ -31,7 +31,8 @@ import rattler
 def load_records(params):
     if params["lock"]:
         env = rattler.LockFile.from_path(params["lock"]).environment(params["environment"])
-        return env.conda_repodata_records_for_platform(rattler.Subdir(params["platform"]))
+        platform = next(p for p in env.platforms() if p.name == params["platform"])
+        return env.conda_repodata_records_for_platform(platform)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, data in enumerate(params["records"]):
