@@ -109,7 +109,7 @@ def _solve(channel: Path, specs: list[str]) -> list[rattler.RepoDataRecord]:
 
 def test_missing_environment_and_platform_are_named(fixture_channel: Path, tmp_path: Path) -> None:
     lock = render("pixi-v6.lock.in", fixture_channel, tmp_path / "pixi.lock")
-    with pytest.raises(LockfileError, match="no environment 'nope'.*default, extra"):
+    with pytest.raises(LockfileError, match=r"no environment 'nope'.*default, extra"):
         read_lock(lock, "nope", "linux-64")
     with pytest.raises(LockfileError, match="not locked for osx-arm64"):
         read_lock(lock, "default", "osx-arm64")
