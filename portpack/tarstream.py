@@ -190,9 +190,9 @@ def _cstr(field: bytes) -> str:
 
 
 def _number(field: bytes, where: str) -> int:
-    if field[0] & 0x80:  # GNU base-256 encoding for large values
+    if field[0] in (0x80, 0xFF):  # GNU base-256: big-endian, two's complement if 0xFF
         value = int.from_bytes(field[1:], "big")
-        return -value if field[0] & 0x40 else value
+        return value - 256 ** (len(field) - 1) if field[0] == 0xFF else value
     text = field.split(b"\0", 1)[0].strip()
     try:
         return int(text, 8) if text else 0
