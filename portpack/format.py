@@ -114,7 +114,7 @@ class Metadata:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             raise ArchiveError(f"{METADATA_NAME} does not describe a portpack archive")
         version = raw.get("format_version")
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version != FORMAT_VERSION:
             raise ArchiveError(
                 f"archive format version {version!r} is not supported by this portpack "
                 f"(it reads version {FORMAT_VERSION})",

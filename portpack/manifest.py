@@ -133,7 +133,8 @@ def _environment_yml(path: Path) -> Manifest:
     for dep in doc.get("dependencies") or []:
         if isinstance(dep, dict) and "pip" in dep:
             raise ManifestError(
-                f"{path}: pip dependencies are not supported yet ({', '.join(dep['pip'])})",
+                f"{path}: pip dependencies are not supported yet "
+                f"({', '.join(str(p) for p in dep['pip'] or [])})",
                 hint="Remove the pip: section, or lock with pixi and pack the pixi.lock.",
             )
         if not isinstance(dep, str):

@@ -65,12 +65,9 @@ class PackageInfo:
 def read_info(info_tar: bytes, what: str) -> PackageInfo:
     """Parse the ``info/`` tar of the package named ``what``."""
     files = _extract(info_tar, what)
-    try:
-        index = json.loads(files["info/index.json"])
-    except KeyError:
-        raise PackageError(f"package {what} has no info/index.json") from None
-    except ValueError as exc:
-        raise PackageError(f"package {what}: info/index.json is not valid JSON: {exc}") from exc
+    if "info/index.json" not in files:
+        raise PackageError(f"package {what} has no info/index.json")
+    index = _json(files["info/index.json"], what, "info/index.json")
     entry_points: list[str] = []
     if "info/link.json" in files:
         link = _json(files["info/link.json"], what, "info/link.json")
@@ -145,7 +142,12 @@ def _lines(data: bytes) -> list[str]:
 def _has_prefix(data: bytes, what: str) -> dict[str, tuple[str, str]]:
     out = {}
     for line in _lines(data):
-        parts = shlex.split(line)
+        try:
+            parts = shlex.split(line)
+        except ValueError:
+            raise PackageError(
+                f"package {what}: cannot parse info/has_prefix line {line!r}"
+            ) from None
         if len(parts) == 1:
             out[parts[0]] = (LEGACY_PLACEHOLDER, "text")
         elif len(parts) == 3 and parts[1] in ("text", "binary"):

@@ -52,9 +52,9 @@ def fix_shebang(data: bytes, prefix: bytes) -> bytes:
     if len(line) + 2 <= MAX_SHEBANG and b" " not in prefix:
         return data
     rest = b"" if newline < 0 else data[newline:]
-    if not line.startswith(prefix):
+    if not line.startswith(prefix + b"/"):
         return data
-    exe, _, args = line[len(prefix) :].lstrip(b"/").partition(b" ")
+    exe, _, args = line[len(prefix) + 1 :].partition(b" ")
     interpreter = prefix + b"/" + exe
     basename = exe.rsplit(b"/", 1)[-1]
     if _PYTHON_EXE.match(basename):

@@ -39,18 +39,26 @@ def check_platform(platform: str, host: str | None = None) -> None:
 def check_glibc(requirements: list[fmt.VirtualRequirement], glibc: str | None) -> None:
     """Every ``__glibc`` constraint of the environment must hold on this machine."""
     for req in requirements:
-        name, _, spec = req.spec.strip().partition(" ")
-        if name != "__glibc" or not spec.strip():
+        name, spec = _split_spec(req.spec)
+        if name != "__glibc" or not spec:
             continue
         if glibc is None:
             raise PreconditionError(
-                f"package {req.package} needs glibc ({spec.strip()}) but this system has none"
+                f"package {req.package} needs glibc ({spec}) but this system has none"
             )
-        if not version_matches(glibc, spec.strip()):
+        if not version_matches(glibc, spec):
             raise PreconditionError(
-                f"package {req.package} needs glibc {spec.strip()}, this system has {glibc}",
+                f"package {req.package} needs glibc {spec}, this system has {glibc}",
                 hint="Lock for an older system (CONDA_OVERRIDE_GLIBC) or use a newer target.",
             )
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    """``"__glibc >=2.17"`` or ``"__glibc>=2.17"`` -> (``"__glibc"``, ``">=2.17"``)."""
+    match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)$", spec)
+    if not match:
+        return "", ""
+    return match.group(1), match.group(2).strip()
 
 
 def check_prefix_length(placeholder: fmt.Placeholder | None, prefix: str) -> None:
@@ -87,29 +95,33 @@ def _one(version: str, constraint: str) -> bool:
     if not match:
         raise PreconditionError(f"cannot understand the version constraint {constraint!r}")
     op, wanted = match.group(1) or "==", match.group(2)
-    if wanted.endswith(".*") or wanted.endswith("*"):
-        head = _key(wanted.rstrip("*").rstrip("."))
-        return (_key(version)[: len(head)] == head) == (op != "!=")
-    a, b = _key(version), _key(wanted)
+    have = _parts(version)
+    if wanted.endswith("*") or op == "=":
+        head = _parts(wanted.rstrip("*").rstrip("."))
+        prefix_match = _pad(have, len(head))[: len(head)] == head
+        return prefix_match != (op == "!=")
+    a, b = _pad(have, len(_parts(wanted))), _pad(_parts(wanted), len(have))
     return {
         ">=": a >= b,
         "<=": a <= b,
         ">": a > b,
         "<": a < b,
         "==": a == b,
-        "=": a[: len(b)] == b,
         "!=": a != b,
     }[op]
 
 
-def _key(version: str) -> tuple[int, ...]:
+def _parts(version: str) -> tuple[int, ...]:
+    """Numeric components of a version (``"3.0.a0"`` -> ``(3, 0, 0)``)."""
     parts = []
     for part in re.split(r"[._+-]", version):
         digits = re.match(r"\d*", part)
         parts.append(int(digits.group(0)) if digits and digits.group(0) else 0)
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
     return tuple(parts)
+
+
+def _pad(parts: tuple[int, ...], length: int) -> tuple[int, ...]:
+    return parts + (0,) * (length - len(parts))
 
 
 def prefix_is_environment(path: str) -> bool:

@@ -235,6 +235,13 @@ def test_long_shebang_outside_the_prefix_is_untouched() -> None:
     assert fix_shebang(script, SHORT_PREFIX) == script
 
 
+def test_long_shebang_of_a_sibling_directory_is_untouched() -> None:
+    # "<prefix>-old/bin/python" starts with the prefix's bytes but is not inside the prefix.
+    prefix = _long_prefix()
+    script = b"#!" + prefix + b"-old/bin/python3.12\nx\n"
+    assert fix_shebang(script, prefix) == script
+
+
 def test_data_without_shebang_is_untouched() -> None:
     prefix = b"/with space/" + b"z" * 200
     data = b"# not a shebang " + prefix + b"/bin/python\n"

@@ -1,0 +1,182 @@
+"""Tests of portpack.format: the archive metadata model and its JSON form."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from portpack import format as fmt
+from portpack.errors import ArchiveError
+
+
+def _metadata(**overrides: Any) -> fmt.Metadata:
+    record = {
+        "name": "zlib",
+        "version": "1.3.1",
+        "build": "hb9d3cd8_2",
+        "fn": "zlib-1.3.1-hb9d3cd8_2.conda",
+        "url": "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda",
+        "channel": "https://conda.anaconda.org/conda-forge/",
+        "depends": ["__glibc >=2.17,<3.0.a0", "libzlib 1.3.1 hb9d3cd8_2"],
+        "sha256": "0" * 64,
+        "size": 12345,
+    }
+    fields: dict[str, Any] = {
+        "platform": "linux-64",
+        "portpack_version": "0.1.0",
+        "packages": [
+            fmt.PackageEntry(
+                stem="zlib-1.3.1-hb9d3cd8_2",
+                record=record,
+                info=fmt.Segment(size=10240, zst_size=900, zst_sha256="a" * 64),
+                payload=fmt.Segment(size=204800, zst_size=50000, zst_sha256="b" * 64),
+                installed_size=190000,
+            ),
+            fmt.PackageEntry(
+                stem="python-3.12.4-h0_cpython",
+                record={"name": "python", "version": "3.12.4", "build": "h0_cpython"},
+                info=fmt.Segment(size=512, zst_size=20, zst_sha256="c" * 64),
+                payload=fmt.Segment(size=0, zst_size=0, zst_sha256="d" * 64),
+                installed_size=0,
+            ),
+        ],
+        "installed_size": 190000,
+        "min_binary_placeholder": fmt.Placeholder(
+            length=255, package="zlib-1.3.1-hb9d3cd8_2", path="lib/libz.so.1.3.1"
+        ),
+        "virtual_requirements": [
+            fmt.VirtualRequirement("zlib-1.3.1-hb9d3cd8_2", "__glibc >=2.17,<3.0.a0")
+        ],
+    }
+    fields.update(overrides)
+    return fmt.Metadata(**fields)
+
+
+def test_round_trip_is_exact() -> None:
+    meta = _metadata()
+    data = meta.to_json()
+    again = fmt.Metadata.from_json(data)
+    assert again == meta
+    assert again.to_json() == data
+    assert again.packages[0].name == "zlib"
+    assert again.packages[0].dist == "zlib-1.3.1-hb9d3cd8_2"
+
+
+def test_round_trip_without_optional_fields() -> None:
+    meta = _metadata(min_binary_placeholder=None, virtual_requirements=[], packages=[])
+    assert fmt.Metadata.from_json(meta.to_json()) == meta
+
+
+def test_to_json_is_deterministic_with_sorted_keys() -> None:
+    data = _metadata().to_json()
+    assert data == _metadata().to_json()
+    assert data.endswith(b"\n")
+    raw = json.loads(data)
+    assert list(raw) == sorted(raw)
+    assert raw["format"] == "portpack"
+    assert raw["format_version"] == fmt.FORMAT_VERSION
+    for key in ("packages", "installed_size", "platform", "portpack_version"):
+        assert key in raw
+    package = raw["packages"][0]
+    assert list(package) == sorted(package)
+    assert list(package["record"]) == sorted(package["record"])
+
+
+def test_to_json_ignores_record_insertion_order() -> None:
+    meta = _metadata()
+    entry = meta.packages[0]
+    shuffled = fmt.PackageEntry(
+        stem=entry.stem,
+        record=dict(reversed(list(entry.record.items()))),
+        info=entry.info,
+        payload=entry.payload,
+        installed_size=entry.installed_size,
+    )
+    assert _metadata(packages=[shuffled, meta.packages[1]]).to_json() == meta.to_json()
+
+
+def _raw(**changes: Any) -> bytes:
+    raw = json.loads(_metadata().to_json())
+    raw.update(changes)
+    return json.dumps(raw).encode()
+
+
+@pytest.mark.parametrize("version", [2, 99])
+def test_newer_format_version_is_refused(version: int) -> None:
+    with pytest.raises(ArchiveError) as info:
+        fmt.Metadata.from_json(_raw(format_version=version))
+    message = info.value.message
+    assert f"archive format version {version}" in message
+    assert f"it reads version {fmt.FORMAT_VERSION}" in message
+    assert info.value.hint
+
+
+@pytest.mark.parametrize("version", [None, 0, "1"])
+def test_other_format_versions_are_refused(version: Any) -> None:
+    with pytest.raises(ArchiveError, match="not supported by this portpack"):
+        fmt.Metadata.from_json(_raw(format_version=version))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{", b"not json", b"\xff\xfe\x00garbage", b'{"format": "portpack",'],
+)
+def test_garbage_json_is_an_archive_error(data: bytes) -> None:
+    with pytest.raises(ArchiveError, match=r"portpack\.json is not valid JSON"):
+        fmt.Metadata.from_json(data)
+
+
+@pytest.mark.parametrize("data", [b"[]", b"3", b'"portpack"', b"null"])
+def test_json_that_is_not_an_object_is_refused(data: bytes) -> None:
+    with pytest.raises(ArchiveError, match="does not describe a portpack archive"):
+        fmt.Metadata.from_json(data)
+
+
+@pytest.mark.parametrize("name", ["conda-pack", "Portpack", None])
+def test_wrong_format_name_is_refused(name: Any) -> None:
+    with pytest.raises(ArchiveError, match="does not describe a portpack archive"):
+        fmt.Metadata.from_json(_raw(format=name))
+
+
+def test_missing_format_is_refused() -> None:
+    raw = json.loads(_metadata().to_json())
+    del raw["format"]
+    with pytest.raises(ArchiveError, match="does not describe a portpack archive"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"packages": None},
+        {"packages": [{"stem": "x"}]},
+        {"platform": 64},
+        {"installed_size": "lots"},
+        {"min_binary_placeholder": {"length": 1}},
+        {"virtual_requirements": [{"package": "x"}]},
+    ],
+)
+def test_malformed_metadata_is_an_archive_error(change: dict[str, Any]) -> None:
+    with pytest.raises(ArchiveError, match=r"portpack\.json is malformed"):
+        fmt.Metadata.from_json(_raw(**change))
+
+
+def test_missing_required_field_is_an_archive_error() -> None:
+    raw = json.loads(_metadata().to_json())
+    del raw["platform"]
+    with pytest.raises(ArchiveError, match="malformed"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+def test_unknown_segment_field_is_an_archive_error() -> None:
+    raw = json.loads(_metadata().to_json())
+    raw["packages"][0]["info"]["extra"] = 1
+    with pytest.raises(ArchiveError, match="malformed"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+def test_member_name() -> None:
+    assert fmt.member_name("zlib-1.3.1-h0_2", fmt.INFO_MEMBER) == "pkgs/zlib-1.3.1-h0_2/info.tar"
+    assert fmt.member_name("zlib-1.3.1-h0_2", fmt.PAYLOAD_MEMBER) == "pkgs/zlib-1.3.1-h0_2/pkg.tar"

@@ -1,0 +1,195 @@
+"""Tests of portpack.preconditions: the checks made before the unpacker writes a byte."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from portpack import format as fmt
+from portpack._platform import current_platform
+from portpack.errors import PreconditionError
+from portpack.preconditions import (
+    check_disk_space,
+    check_glibc,
+    check_platform,
+    check_prefix_length,
+    version_matches,
+)
+
+# --- version_matches -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "spec", "expected"),
+    [
+        ("2.17", ">=2.17", True),
+        ("2.28", ">=2.17", True),
+        ("2.16", ">=2.17", False),
+        ("2.9", ">=2.17", False),  # numeric, not lexicographic
+        ("2.17.0", ">=2.17", True),
+        ("2.28", ">=2.17,<3.0.a0", True),
+        ("2.17", ">=2.17,<3.0.a0", True),
+        ("3.0", ">=2.17,<3.0.a0", False),
+        ("3.1", ">=2.17,<3.0.a0", False),
+        ("2.16", ">=2.17,<3.0.a0", False),
+        ("2.28", "2.28.*", True),
+        ("2.28.1", "2.28.*", True),
+        ("2.29", "2.28.*", False),
+        ("2.2", "2.28.*", False),
+        ("2.280", "2.28.*", False),
+        ("2.3", "2.*", True),
+        ("3.3", "2.*", False),
+        ("2.0", "2.0.*", True),
+        ("2.0.5", "2.0.*", True),
+        ("2.1", "2.0.*", False),
+        ("2.17", "2.1.*", False),
+        ("2.30", "!=2.30", False),
+        ("2.31", "!=2.30", True),
+        ("2.30.1", "!=2.30.*", False),
+        ("2.31", "!=2.30.*", True),
+        ("2.28.1", "=2.28", True),
+        ("2.0.3", "=2.0", True),
+        ("2.17", "=2.0", False),
+        ("2.17", "2.17", True),
+        ("2.17", "==2.17", True),
+        ("2.17.0", "==2.17", True),
+        ("2.18", "==2.17", False),
+        ("2.17", "<2.17", False),
+        ("2.16", "<2.17", True),
+        ("2.17", "<=2.17", True),
+        ("2.18", ">2.17", True),
+        ("2.17", ">2.17", False),
+        ("2.12", "<2.5|>=2.17", False),
+        ("2.4", "<2.5|>=2.17", True),
+        ("2.35", "<2.5|>=2.17", True),
+        ("2.35", ">=2.17,<2.20|>=2.30,<2.40", True),
+        ("2.25", ">=2.17,<2.20|>=2.30,<2.40", False),
+        ("2.28", ">= 2.17 , < 3.0.a0", True),
+    ],
+)
+def test_version_matches(version: str, spec: str, expected: bool) -> None:
+    assert version_matches(version, spec) is expected
+
+
+@pytest.mark.parametrize("spec", [">=two", "~=2.17", ">=2.17 <3", "abc"])
+def test_version_matches_refuses_nonsense(spec: str) -> None:
+    with pytest.raises(PreconditionError, match="cannot understand the version constraint"):
+        version_matches("2.28", spec)
+
+
+# --- check_glibc -----------------------------------------------------------------------------
+
+
+def _req(spec: str, package: str = "libfoo-1.0-h0_0") -> fmt.VirtualRequirement:
+    return fmt.VirtualRequirement(package=package, spec=spec)
+
+
+def test_check_glibc_passes() -> None:
+    check_glibc([_req("__glibc >=2.17,<3.0.a0"), _req("__glibc >=2.28")], "2.28")
+
+
+def test_check_glibc_failure_names_package_and_versions() -> None:
+    reqs = [_req("__glibc >=2.17,<3.0.a0", "ok-1-0"), _req("__glibc >=2.34", "newlib-2.0-h1_0")]
+    with pytest.raises(PreconditionError) as info:
+        check_glibc(reqs, "2.28")
+    message = str(info.value)
+    assert "newlib-2.0-h1_0" in message
+    assert ">=2.34" in message
+    assert "2.28" in message
+    assert "ok-1-0" not in message
+    assert info.value.hint
+
+
+def test_check_glibc_spec_without_space() -> None:
+    # "__glibc>=2.34" is as valid a match spec as "__glibc >=2.34".
+    with pytest.raises(PreconditionError, match="newlib"):
+        check_glibc([_req("__glibc>=2.34,<3.0.a0", "newlib")], "2.28")
+
+
+def test_check_glibc_without_glibc_on_the_system() -> None:
+    with pytest.raises(PreconditionError, match=r"package libfoo-1\.0-h0_0 needs glibc"):
+        check_glibc([_req("__glibc >=2.17")], None)
+
+
+def test_check_glibc_ignores_other_virtual_packages() -> None:
+    reqs = [_req("__cuda >=12"), _req("__unix"), _req("__linux >=99"), _req("__glibc")]
+    check_glibc(reqs, None)
+    check_glibc(reqs, "2.17")
+
+
+# --- check_platform --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("platform", ["osx-64", "osx-arm64", "win-64", "noarch", "linux-32"])
+def test_check_platform_refuses_unsupported_archives(platform: str) -> None:
+    with pytest.raises(PreconditionError) as info:
+        check_platform(platform, host="linux-64")
+    assert f"the archive is for {platform}" in str(info.value)
+    assert "linux-64" in str(info.value)
+
+
+def test_check_platform_refuses_another_linux_arch_with_a_hint() -> None:
+    with pytest.raises(PreconditionError) as info:
+        check_platform("linux-aarch64", host="linux-64")
+    assert "linux-aarch64" in info.value.message
+    assert "this machine is linux-64" in info.value.message
+    assert info.value.hint == "Pack the environment again with --platform linux-64."
+
+
+@pytest.mark.parametrize("platform", ["linux-64", "linux-aarch64", "linux-ppc64le"])
+def test_check_platform_accepts_the_host(platform: str) -> None:
+    check_platform(platform, host=platform)
+
+
+def test_check_platform_defaults_to_this_machine() -> None:
+    host = current_platform()
+    if host == "linux-64":
+        check_platform("linux-64")
+    with pytest.raises(PreconditionError):
+        check_platform("linux-ppc64le" if host != "linux-ppc64le" else "linux-64")
+
+
+# --- check_prefix_length ---------------------------------------------------------------------
+
+
+def test_check_prefix_length_message() -> None:
+    placeholder = fmt.Placeholder(length=20, package="libbar-2.0-h0_1", path="lib/libbar.so")
+    prefix = "/a/prefix/that/is/too/long"
+    with pytest.raises(PreconditionError) as info:
+        check_prefix_length(placeholder, prefix)
+    message = info.value.message
+    assert prefix in message
+    assert f"{len(prefix)} bytes long" in message
+    assert "lib/libbar.so" in message
+    assert "libbar-2.0-h0_1" in message
+    assert "room for only 20 bytes" in message
+
+
+def test_check_prefix_length_counts_bytes_not_characters() -> None:
+    placeholder = fmt.Placeholder(length=10, package="p", path="f")
+    check_prefix_length(placeholder, "/" + "x" * 9)
+    with pytest.raises(PreconditionError, match="11 bytes long"):
+        check_prefix_length(placeholder, "/" + "é" * 5)  # 6 characters, 11 bytes
+
+
+def test_check_prefix_length_without_binary_placeholder() -> None:
+    check_prefix_length(None, "/" + "x" * 10_000)
+
+
+# --- check_disk_space ------------------------------------------------------------------------
+
+
+def test_check_disk_space_fits(tmp_path: Path) -> None:
+    check_disk_space(0, str(tmp_path))
+    check_disk_space(1, str(tmp_path))
+
+
+def test_check_disk_space_huge_size_fails(tmp_path: Path) -> None:
+    huge = shutil.disk_usage(tmp_path).total * 1000 + 1
+    with pytest.raises(PreconditionError) as info:
+        check_disk_space(huge, str(tmp_path))
+    assert str(tmp_path) in info.value.message
+    assert f"needs {huge}" in info.value.message
+    assert info.value.hint
