@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import rattler
+import rattler.exceptions
 
 from ._platform import current_platform
-from .errors import SolveError, UsageError
+from .errors import FetchError, SolveError, UsageError
 
 #: Virtual packages assumed when solving for another platform than this machine's
 #: (pixi's defaults: glibc 2.28 and Linux 4.18 on Linux).
@@ -107,7 +108,14 @@ def solve(
         )
     except UsageError:
         raise
-    except Exception as exc:  # py-rattler raises many exception types for solve failures
+    except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
+        raise FetchError(
+            f"cannot fetch the package index of {', '.join(channels)} for {platform}:\n{exc}",
+            hint="Check the channel URL and the network (proxy, credentials with --auth-file).",
+        ) from exc
+    except rattler.exceptions.InvalidMatchSpecError as exc:
+        raise UsageError(f"invalid package spec in {' '.join(specs)}: {exc}") from exc
+    except Exception as exc:  # the solver's own error types vary across py-rattler releases
         raise SolveError(
             f"cannot solve {' '.join(specs)} for {platform} from {', '.join(channels)}:\n{exc}"
         ) from exc

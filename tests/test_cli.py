@@ -88,3 +88,10 @@ def test_unpack_imports_neither_click_nor_rattler(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+def test_unreachable_channel_is_a_fetch_error_not_a_solve_error(tmp_path: Path) -> None:
+    out = cli("lock", "-c", "http://127.0.0.1:9/nothing-here", "python", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "cannot fetch the package index of http://127.0.0.1:9/nothing-here" in out.stderr
+    assert "cannot solve" not in out.stderr
