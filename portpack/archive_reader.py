@@ -26,6 +26,7 @@ from .tarstream import BLOCK, ChunkReader, Member, parse_header, parse_pax
 _RAW_CHUNK = 1 << 18
 _DECODED_CHUNK = 1 << 20
 _QUEUE_DEPTH = 16
+_FRAME_FEED = 256
 
 
 class RawInput:
@@ -77,7 +78,9 @@ def read_frame(raw: RawInput, dctx: zstandard.ZstdDecompressor, limit: int) -> b
     out = []
     size = 0
     while not dobj.eof:
-        chunk = raw.read(1 << 16)
+        # Small inputs bound what one call can produce (a zstd block expands at most
+        # ~32768x), so a hostile frame cannot balloon memory before the limit check.
+        chunk = raw.read(_FRAME_FEED)
         if not chunk:
             raise ArchiveError(f"{raw.name} is truncated at byte {raw.offset}")
         try:

@@ -190,6 +190,43 @@ def pack(
 
 
 @cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
+Examples:
+  portpack verify /app/env
+  portpack verify /app/env --json | jq .modified""",
+)
+@click.argument("prefix", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def verify(prefix: str, as_json: bool, debug: bool) -> None:
+    """Check every file of an unpacked environment against its conda-meta records.
+
+    Exit status 0 when nothing is missing, modified or extra, 1 otherwise.
+    """
+    import dataclasses
+    import json
+
+    from .verify import verify as do_verify
+
+    report = run_reporting_errors(lambda: do_verify(prefix), debug)
+    if as_json:
+        doc = dataclasses.asdict(report) | {"prefix": str(report.prefix), "ok": report.ok}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for label, items in (
+            ("missing", report.missing),
+            ("modified", report.modified),
+            ("extra", report.extra),
+        ):
+            for item in items:
+                click.echo(f"{label}: {item}")
+        status = "OK" if report.ok else "FAILED"
+        click.echo(f"{status}: checked {report.checked} paths in {report.prefix}")
+    raise SystemExit(0 if report.ok else 1)
+
+
+@cli.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
 )

@@ -31,7 +31,7 @@ PAYLOAD_MEMBER = "pkg.tar"
 #: Metadata larger than this is refused before parsing (protects the unpacker's memory).
 MAX_METADATA_SIZE = 256 << 20
 #: An ``info/`` tar larger than this is refused (it is held in memory).
-MAX_INFO_SIZE = 256 << 20
+MAX_INFO_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,14 @@ class Metadata:
 
 def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
     packages = [
-        PackageEntry(
-            stem=_str(p["stem"]),
-            record=dict(p["record"]),
-            info=Segment(**p["info"]),
-            payload=Segment(**p["payload"]),
-            installed_size=int(p["installed_size"]),
+        _check_entry(
+            PackageEntry(
+                stem=_str(p["stem"]),
+                record=dict(p["record"]),
+                info=Segment(**p["info"]),
+                payload=Segment(**p["payload"]),
+                installed_size=int(p["installed_size"]),
+            )
         )
         for p in raw["packages"]
     ]
@@ -146,6 +148,17 @@ def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
         min_binary_placeholder=Placeholder(**mbp) if mbp else None,
         virtual_requirements=[VirtualRequirement(**v) for v in raw.get("virtual_requirements", [])],
     )
+
+
+def _check_entry(entry: PackageEntry) -> PackageEntry:
+    for seg in (entry.info, entry.payload):
+        if min(seg.size, seg.zst_size) < 0 or len(seg.zst_sha256) != 64:
+            raise ValueError(f"invalid segment of package {entry.stem}")
+    if entry.info.size > MAX_INFO_SIZE:
+        raise ValueError(f"info/ of package {entry.stem} is larger than {MAX_INFO_SIZE} bytes")
+    if not entry.stem or "/" in entry.stem or entry.stem in (".", ".."):
+        raise ValueError(f"invalid package stem {entry.stem!r}")
+    return entry
 
 
 def _str(value: Any) -> str:

@@ -55,6 +55,8 @@ class InstalledFile:
 
 
 CLOBBERS_DIR = "__clobbers__"
+#: Files with placeholders are patched in memory; larger ones are refused.
+MAX_PATCHED_FILE = 1 << 30
 
 
 @dataclass
@@ -235,6 +237,11 @@ def _write(
         if record.size is None:
             record.size = size
         return record
+    if size > MAX_PATCHED_FILE:
+        raise PackageError(
+            f"{what}: a file with a prefix placeholder of {size} bytes is larger than "
+            f"portpack patches in memory ({MAX_PATCHED_FILE} bytes)"
+        )
     data = data_pieces[0] if data_pieces is not None else bytes(payload.read(size))  # type: ignore[union-attr]
     originals[entry.path] = data
     placeholder = entry.placeholder.encode()

@@ -73,8 +73,9 @@ def unpack(
         staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
         staging.chmod(0o777 & ~_umask())
         try:
-            linked = _install_all(reader, Destination(str(staging)), str(prefix), strict, reporter)
-            write_records(Destination(str(staging)), linked, f"portpack unpack {name}")
+            dest = Destination(str(staging))
+            linked = _install_all(reader, dest, str(prefix), strict, reporter)
+            write_records(dest, linked, f"portpack unpack {name}")
             _move_into_place(staging, prefix)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""``verify``: check an unpacked environment against its conda-meta records (stdlib only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+_CHUNK = 1 << 20
+#: Written by Python itself when the environment runs; never part of a package.
+_RUNTIME_CACHE = "__pycache__"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found; ``ok`` when nothing is missing, modified or extra."""
+
+    prefix: Path
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    """Paths whose type, size or sha256 differ from the record, with the reason."""
+    extra: list[str] = field(default_factory=list)
+    """Files no record lists (``__pycache__`` written at run time excluded)."""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.modified or self.extra)
+
+
+def verify(prefix: str | os.PathLike[str]) -> VerifyReport:
+    """Check every recorded file of the environment at ``prefix``."""
+    root = Path(prefix)
+    meta = root / "conda-meta"
+    if not (meta / "history").is_file():
+        raise UsageError(f"{root} is not a conda environment (no conda-meta/history)")
+    report = VerifyReport(prefix=root)
+    recorded: set[str] = set()
+    for record_path in sorted(meta.glob("*.json")):
+        for entry in _paths(record_path):
+            rel = str(entry["_path"])
+            recorded.add(rel)
+            report.checked += 1
+            problem = _check(root / rel, entry)
+            if problem == "missing":
+                report.missing.append(rel)
+            elif problem:
+                report.modified.append(f"{rel}: {problem}")
+    report.extra = sorted(_extras(root, recorded))
+    return report
+
+
+def _paths(record_path: Path) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(record_path.read_text())
+        return list(doc["paths_data"]["paths"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot read the conda-meta record {record_path}: {exc}") from exc
+
+
+def _check(path: Path, entry: dict[str, Any]) -> str | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return "missing"
+    kind = entry.get("path_type", "hardlink")
+    if kind == "directory":
+        return None if stat.S_ISDIR(st.st_mode) else "not a directory"
+    if kind == "softlink":
+        if not stat.S_ISLNK(st.st_mode):
+            return "not a symlink"
+        want = entry.get("sha256_in_prefix")
+        target = os.readlink(path).encode()
+        if want and hashlib.sha256(target).hexdigest() != want:
+            return "symlink target changed"
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    size = entry.get("size_in_bytes")
+    if size is not None and st.st_size != size:
+        return f"size {st.st_size}, recorded {size}"
+    want = entry.get("sha256_in_prefix") or entry.get("sha256")
+    if want and _sha256(path) != want:
+        return "content differs (sha256)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _extras(root: Path, recorded: set[str]) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == "conda-meta":
+            dirnames[:] = []
+            continue
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            runtime_cache = os.path.basename(dirpath) == _RUNTIME_CACHE and name.endswith(".pyc")
+            if rel in recorded or runtime_cache:
+                continue
+            out.append(rel)
+    return out
