@@ -74,7 +74,10 @@ def check_prefix_length(placeholder: fmt.Placeholder | None, prefix: str) -> Non
 
 def check_disk_space(installed_size: int, target_dir: str) -> None:
     """The target filesystem must have room for the installed environment."""
-    free = shutil.disk_usage(target_dir).free
+    existing = os.path.abspath(target_dir)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
     if free < installed_size:
         raise PreconditionError(
             f"{target_dir} has {free} bytes free but the environment needs {installed_size}",

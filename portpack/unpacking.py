@@ -67,8 +67,8 @@ def unpack(
         reader = ArchiveReader(stream, name)
         stack.callback(reader.close)
         _check_target(prefix, force)
-        out.mkdir(parents=True, exist_ok=True)
         preconditions.check_all(reader.metadata, str(prefix), str(out))
+        out.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(out, env_name)
         staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
         staging.chmod(0o777 & ~_umask())
@@ -113,8 +113,7 @@ def _check_target(prefix: Path, force: bool) -> None:
     if not prefix.exists() and not prefix.is_symlink():
         return
     if prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
-        prefix.rmdir()
-        return
+        return  # an empty directory is replaced when the environment is complete
     if not force:
         raise UsageError(
             f"{prefix} already exists and is not empty",

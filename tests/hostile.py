@@ -143,7 +143,7 @@ def replace_metadata(archive: Path, edit: Callable[[dict[str, Any]], None], dest
     with open(archive, "rb") as fh:
         raw = archive_reader.RawInput(fh, str(archive))
         frame = archive_reader.read_frame(raw, zstandard.ZstdDecompressor(), 1 << 26)
-        rest = fh.read()
+        rest = b"".join(iter(lambda: raw.read(1 << 20), b""))
     header = tarfile.TarInfo(fmt.METADATA_NAME)
     doc = json.loads(frame[512 : 512 + int(frame[124:136].strip(b"\0 ") or b"0", 8)])
     edit(doc)
