@@ -295,8 +295,7 @@ class PayloadStream(ChunkReader):
 
     def close(self) -> None:
         """Drain what is left of the payload and wait for its digest check."""
-        while self._next_chunk():
-            pass
+        self.drain()
 
 
 def open_metadata(stream: BinaryIO, name: str) -> fmt.Metadata:

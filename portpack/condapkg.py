@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
@@ -17,8 +18,9 @@ from typing import IO, cast
 import zstandard
 
 from . import format as fmt
-from .errors import PackageError
+from .errors import PackageError, PortpackError
 from .pkginfo import PackageInfo, read_info
+from .tarstream import ChunkReader, iter_members
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _READ_CHUNK = 1 << 20
@@ -45,13 +47,54 @@ class AnalyzedPackage:
 
 
 def analyze(path: Path, what: str) -> AnalyzedPackage:
-    """Locate, hash and measure the info and payload segments of a ``.conda`` file."""
+    """Locate, hash and measure the info and payload segments of a ``.conda`` file.
+
+    Every payload file is also checked against the size and sha256 that the
+    package's ``paths.json`` declares, so a package that contradicts itself is
+    refused at pack time; the archive's segment digests then carry that guarantee
+    to the target without hashing every file again there.
+    """
     info_range, payload_range = _locate(path, what)
     with open(path, "rb") as fh:
-        info_segment, info_tar = _measure(fh, info_range, what, keep=True)
-        payload_segment, _ = _measure(fh, payload_range, what, keep=False)
-    info = read_info(info_tar, what)
+        info_segment, info_chunks = _measure(fh, info_range, what, _keep_info)
+        info = read_info(b"".join(info_chunks), what)
+        payload_segment, _ = _measure(fh, payload_range, what, _checker(info, what))
     return AnalyzedPackage(path, info_range, payload_range, info_segment, payload_segment, info)
+
+
+def _keep_info(chunks: Iterator[bytes]) -> list[bytes]:
+    kept = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > fmt.MAX_INFO_SIZE:
+            raise PackageError("info/ is larger than allowed")
+        kept.append(chunk)
+    return kept
+
+
+def _checker(info: PackageInfo, what: str) -> Callable[[Iterator[bytes]], list[bytes]]:
+    """A consumer of the decoded payload that checks files against ``paths.json``."""
+    declared = {p.path: p for p in info.paths if p.path_type == "hardlink"}
+
+    def check(chunks: Iterator[bytes]) -> list[bytes]:
+        reader = ChunkReader(chunks, f"payload of package {what}")
+        for member in iter_members(reader):
+            entry = declared.get(member.name.removeprefix("./"))
+            if entry is None or not member.is_file or entry.sha256 is None:
+                continue
+            digest = hashlib.sha256()
+            for piece in reader.pieces(member.size):
+                digest.update(piece)
+            if digest.hexdigest() != entry.sha256 or entry.size not in (None, member.size):
+                raise PackageError(
+                    f"package {what}: {entry.path} does not match its size and sha256 "
+                    "in info/paths.json; the package is broken"
+                )
+        reader.drain()  # the tar's end-of-archive padding
+        return []
+
+    return check
 
 
 def _locate(path: Path, what: str) -> tuple[ByteRange, ByteRange]:
@@ -80,30 +123,36 @@ def _data_range(fh: object, zinfo: zipfile.ZipInfo, what: str) -> ByteRange:
     return ByteRange(start, zinfo.compress_size)
 
 
-def _measure(fh: object, rng: ByteRange, what: str, keep: bool) -> tuple[fmt.Segment, bytes]:
-    """Hash the compressed bytes and count (or keep) the decoded ones."""
+def _measure(
+    fh: object, rng: ByteRange, what: str, consume: Callable[[Iterator[bytes]], list[bytes]]
+) -> tuple[fmt.Segment, list[bytes]]:
+    """Hash the compressed bytes of a segment and hand its decoded chunks to ``consume``."""
     fh.seek(rng.offset)  # type: ignore[attr-defined]
     digest = hashlib.sha256()
-    dctx = zstandard.ZstdDecompressor()
-    kept: list[bytes] = []
-    decoded = 0
     source = _Limited(fh, rng.length, digest)
-    try:
-        reader = dctx.stream_reader(
+    decoded = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal decoded
+        reader = zstandard.ZstdDecompressor().stream_reader(
             cast("IO[bytes]", source), read_size=_READ_CHUNK, read_across_frames=True
         )
         while chunk := reader.read(_READ_CHUNK * 4):
             decoded += len(chunk)
-            if keep:
-                if decoded > fmt.MAX_INFO_SIZE:
-                    raise PackageError(f"package {what}: info/ is larger than allowed")
-                kept.append(chunk)
+            yield chunk
+
+    try:
+        kept = consume(chunks())
     except zstandard.ZstdError as exc:
         raise PackageError(f"package {what}: corrupt zstd data: {exc}") from exc
+    except PortpackError as exc:
+        if what in exc.message:
+            raise
+        raise PackageError(f"package {what}: {exc.message}") from exc
     if source.left:
         raise PackageError(f"package {what}: truncated .conda file")
     segment = fmt.Segment(size=decoded, zst_size=rng.length, zst_sha256=digest.hexdigest())
-    return segment, b"".join(kept)
+    return segment, kept
 
 
 class _Limited:

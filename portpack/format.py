@@ -145,20 +145,50 @@ def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
         portpack_version=_str(raw["portpack_version"]),
         packages=packages,
         installed_size=int(raw["installed_size"]),
-        min_binary_placeholder=Placeholder(**mbp) if mbp else None,
-        virtual_requirements=[VirtualRequirement(**v) for v in raw.get("virtual_requirements", [])],
+        min_binary_placeholder=_placeholder(mbp) if mbp else None,
+        virtual_requirements=[_requirement(v) for v in raw.get("virtual_requirements", [])],
     )
+
+
+def _placeholder(raw: dict[str, Any]) -> Placeholder:
+    value = Placeholder(**raw)
+    if type(value.length) is not int or not isinstance(value.package, str):
+        raise TypeError(f"invalid min_binary_placeholder {raw!r}")
+    return value
+
+
+def _requirement(raw: dict[str, Any]) -> VirtualRequirement:
+    value = VirtualRequirement(**raw)
+    if not (isinstance(value.package, str) and isinstance(value.spec, str)):
+        raise TypeError(f"invalid virtual requirement {raw!r}")
+    return value
+
+
+_RECORD_STRINGS = ("name", "version", "build")
 
 
 def _check_entry(entry: PackageEntry) -> PackageEntry:
     for seg in (entry.info, entry.payload):
-        if min(seg.size, seg.zst_size) < 0 or len(seg.zst_sha256) != 64:
+        ints = (seg.size, seg.zst_size)
+        if any(type(v) is not int or v < 0 for v in ints) or not _is_sha256(seg.zst_sha256):
             raise ValueError(f"invalid segment of package {entry.stem}")
+    record = entry.record
+    if not all(isinstance(record.get(k), str) and record[k] for k in _RECORD_STRINGS):
+        raise ValueError(f"record of package {entry.stem} lacks name, version or build")
+    depends = record.get("depends", [])
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        raise ValueError(f"record of package {entry.stem} has invalid depends")
     if entry.info.size > MAX_INFO_SIZE:
         raise ValueError(f"info/ of package {entry.stem} is larger than {MAX_INFO_SIZE} bytes")
     if not entry.stem or "/" in entry.stem or entry.stem in (".", ".."):
         raise ValueError(f"invalid package stem {entry.stem!r}")
     return entry
+
+
+def _is_sha256(value: Any) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def _str(value: Any) -> str:

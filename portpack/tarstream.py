@@ -101,6 +101,14 @@ class ChunkReader:
         for _ in self.pieces(n):
             pass
 
+    def drain(self) -> None:
+        """Discard everything left in the stream."""
+        self.consumed += len(self._chunk) - self._pos
+        self._pos = len(self._chunk)
+        while self._next_chunk():
+            self.consumed += len(self._chunk)
+            self._pos = len(self._chunk)
+
     def at_eof(self) -> bool:
         """True when no byte is left (pulls the next chunk to find out)."""
         return self._pos >= len(self._chunk) and not self._next_chunk()
