@@ -36,7 +36,9 @@ def write_records(
     dest.ensure_dir(META_DIR, what)
     for record, linked in records:
         doc = prefix_record(record, linked)
-        data = json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
+        # No indent: json's C encoder is used only without it, and indenting made
+        # writing the records of a 7.7k-file environment cost 0.3 s.
+        data = json.dumps(doc).encode() + b"\n"
         dest.write(f"{META_DIR}/{linked.dist}.json", [data], 0o644, None, what)
     dest.write(f"{META_DIR}/history", [history(records, command)], 0o644, None, what)
 

@@ -19,7 +19,7 @@ from .noarch import EntryPoint, PythonInfo
 from .pkginfo import PackageInfo, PathEntry
 from .placeholders import replace_binary, replace_text
 from .prefix import Destination, safe_relpath
-from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, iter_members
+from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, Member, iter_members
 
 
 @dataclass
@@ -139,38 +139,11 @@ def link_package(
             ctx.destination.ensure_dir(target, what)
             if entry.path_type == "directory":
                 written[name] = _record(entry, target, "directory")
-        elif member.is_file or member.type == HARDLINK:
-            if member.type == HARDLINK:
-                source = safe_relpath(member.linkname, what)
-                data: bytes | None = originals.get(source)
-                if data is None:
-                    if source not in written or written[source].path_type != "hardlink":
-                        raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
-                    data = ctx.destination.read(written[source].path)
-                written[name] = _write(
-                    ctx,
-                    entry,
-                    target,
-                    [data],
-                    len(data),
-                    member.mode,
-                    member.mtime,
-                    what,
-                    originals,
-                )
-            else:
-                written[name] = _write(
-                    ctx,
-                    entry,
-                    target,
-                    None,
-                    member.size,
-                    member.mode,
-                    member.mtime,
-                    what,
-                    originals,
-                    payload,
-                )
+        elif member.is_file:
+            written[name] = _write_member(ctx, entry, target, member, payload, what, originals)
+        elif member.type == HARDLINK:
+            data = _hardlink_source(ctx, member.linkname, written, originals, what)
+            written[name] = _write_file(ctx, entry, target, data, member, what, originals)
         else:
             raise UnsafeArchiveError(
                 f"{what}: refusing tar member of type {member.type!r} (device, FIFO or unknown)"
@@ -218,31 +191,67 @@ def _record(entry: PathEntry, target: str, path_type: str) -> InstalledFile:
     )
 
 
-def _write(
+#: Files up to this size are handed to the destination as one slice of the stream.
+_SMALL_FILE = 1 << 20
+
+
+def _write_member(
     ctx: LinkContext,
     entry: PathEntry,
     target: str,
-    data_pieces: list[bytes] | None,
-    size: int,
-    mode: int,
-    mtime: int,
+    member: Member,
+    payload: ChunkReader,
     what: str,
     originals: dict[str, bytes],
-    payload: ChunkReader | None = None,
 ) -> InstalledFile:
-    record = _record(entry, target, "hardlink")
-    if entry.placeholder is None:
-        pieces = data_pieces if data_pieces is not None else payload.pieces(size)  # type: ignore[union-attr]
-        ctx.destination.write(target, pieces, mode, mtime, what)
+    """Write a regular tar member, streaming large unpatched files piece by piece."""
+    if entry.placeholder is None and member.size > _SMALL_FILE:
+        record = _record(entry, target, "hardlink")
+        ctx.destination.write(target, payload.pieces(member.size), member.mode, member.mtime, what)
         if record.size is None:
-            record.size = size
+            record.size = member.size
         return record
-    if size > MAX_PATCHED_FILE:
+    if entry.placeholder is not None and member.size > MAX_PATCHED_FILE:
         raise PackageError(
-            f"{what}: a file with a prefix placeholder of {size} bytes is larger than "
+            f"{what}: a file with a prefix placeholder of {member.size} bytes is larger than "
             f"portpack patches in memory ({MAX_PATCHED_FILE} bytes)"
         )
-    data = data_pieces[0] if data_pieces is not None else bytes(payload.read(size))  # type: ignore[union-attr]
+    return _write_file(ctx, entry, target, payload.read(member.size), member, what, originals)
+
+
+def _hardlink_source(
+    ctx: LinkContext,
+    linkname: str,
+    written: dict[str, InstalledFile],
+    originals: dict[str, bytes],
+    what: str,
+) -> bytes:
+    """The original content of the earlier member a tar hard link points at."""
+    source = safe_relpath(linkname, what)
+    if source in originals:
+        return originals[source]
+    if source not in written or written[source].path_type != "hardlink":
+        raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
+    return ctx.destination.read(written[source].path)
+
+
+def _write_file(
+    ctx: LinkContext,
+    entry: PathEntry,
+    target: str,
+    data: bytes | memoryview,
+    member: Member,
+    what: str,
+    originals: dict[str, bytes],
+) -> InstalledFile:
+    """Write one file from memory, replacing its placeholder if it has one."""
+    record = _record(entry, target, "hardlink")
+    if entry.placeholder is None:
+        ctx.destination.write(target, [data], member.mode, member.mtime, what)
+        if record.size is None:
+            record.size = len(data)
+        return record
+    data = bytes(data)
     originals[entry.path] = data
     placeholder = entry.placeholder.encode()
     prefix = ctx.prefix.encode()
@@ -251,7 +260,7 @@ def _write(
     else:
         patched = replace_text(data, placeholder, prefix)
     # Patched files get "now" as mtime so Python never trusts a stale .pyc.
-    ctx.destination.write(target, [patched], mode, ctx.now, what)
+    ctx.destination.write(target, [patched], member.mode, ctx.now, what)
     record.file_mode = entry.file_mode or "text"
     record.placeholder = entry.placeholder
     record.size = len(patched)

@@ -9,6 +9,7 @@ an iterator of ``bytes`` chunks, from a file, a pipe or a decompression thread.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -175,21 +176,26 @@ def _read_extended(reader: ChunkReader, member: Member) -> bytes:
     return data
 
 
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+
+
 def parse_header(header: bytes, where: str) -> Member:
     """Parse one 512-byte ustar/GNU header block."""
-    if header[257:262] != b"ustar":
+    (name, mode, _uid, _gid, size, mtime, _chk, kind, link, magic, _u, _g, _maj, _min, prefix) = (
+        _HEADER.unpack(header)
+    )
+    if magic[:5] != b"ustar":
         raise ArchiveError(f"{where}: not a tar header (bad magic)")
-    name = _cstr(header[0:100])
-    prefix = _cstr(header[345:500]) if header[257:263] == b"ustar\0" else ""
-    if prefix:
-        name = f"{prefix}/{name}"
+    text = name.split(b"\0", 1)[0]
+    if magic[:6] == b"ustar\0" and prefix[0]:
+        text = prefix.split(b"\0", 1)[0] + b"/" + text
     return Member(
-        name=name,
-        type=header[156:157],
-        mode=_number(header[100:108], where),
-        size=_number(header[124:136], where),
-        mtime=_number(header[136:148], where),
-        linkname=_cstr(header[157:257]),
+        name=text.decode("utf-8", "surrogateescape"),
+        type=kind,
+        mode=_number(mode, where),
+        size=_number(size, where),
+        mtime=_number(mtime, where),
+        linkname=_cstr(link) if link[0] else "",
     )
 
 
@@ -201,10 +207,11 @@ def _number(field: bytes, where: str) -> int:
     if field[0] in (0x80, 0xFF):  # GNU base-256: big-endian, two's complement if 0xFF
         value = int.from_bytes(field[1:], "big")
         return value - 256 ** (len(field) - 1) if field[0] == 0xFF else value
-    text = field.split(b"\0", 1)[0].strip()
     try:
-        return int(text, 8) if text else 0
+        return int(field.split(b"\0", 1)[0] or b"0", 8)
     except ValueError:
+        if not field.strip(b" \0"):
+            return 0
         raise ArchiveError(f"{where}: corrupt tar header (number field {field!r})") from None
 
 
