@@ -94,7 +94,8 @@ def lock(
 Examples:
   portpack pack --lockfile portpack.lock -o env.tar
   portpack pack -m pixi.toml -e default -p linux-aarch64 -o env-arm.tar
-  portpack pack python=3.12 requests -o - | ssh host portpack unpack - -o /app""",
+  portpack pack python=3.12 requests -o - | ssh host portpack unpack - -o /app
+  portpack pack -l portpack.lock --create-executable -o env.sh   # then: sh env.sh -o /app""",
 )
 @click.argument("specs", nargs=-1)
 @click.option(
@@ -127,14 +128,39 @@ Examples:
 @click.option(
     "-o",
     "--output",
-    default="environment.tar",
-    show_default=True,
-    help="Archive to write; '-' writes to standard output.",
+    default=None,
+    help="Archive to write; '-' writes to standard output "
+    "[default: environment.tar, or environment.sh with --create-executable].",
 )
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
     help="Package cache (default: the user cache directory).",
+)
+@click.option(
+    "--create-executable",
+    is_flag=True,
+    help="Write a self-extracting archive: 'sh FILE -o DIR' unpacks it on a machine "
+    "without Python or portpack.",
+)
+@click.option(
+    "--bootstrap-python",
+    metavar="SPEC|FILE",
+    help="With --create-executable: the python that unpacks (a match spec solved from the "
+    "channels, or a python .conda file) instead of the environment's own [default for "
+    "environments without python >=3.10: 'python >=3.10'].",
+)
+@click.option(
+    "--zstandard-wheel",
+    type=click.Path(dir_okay=False, exists=True),
+    help="With --create-executable: the zstandard wheel for the bootstrap python "
+    "(offline packing) instead of one from the wheel index.",
+)
+@click.option(
+    "--wheel-index",
+    metavar="URL",
+    help="With --create-executable: PEP 691 index to fetch the zstandard wheel from "
+    "[default: https://pypi.org/simple].",
 )
 @click.option("--relock", is_flag=True, help="Solve the manifest again instead of using its lock.")
 @click.option("--concurrency", default=50, show_default=True, help="Parallel downloads.")
@@ -154,8 +180,12 @@ def pack(
     lockfile: str | None,
     environment: str,
     platform: str | None,
-    output: str,
+    output: str | None,
     cache_dir: str | None,
+    create_executable: bool,
+    bootstrap_python: str | None,
+    zstandard_wheel: str | None,
+    wheel_index: str | None,
     relock: bool,
     concurrency: int,
     virtual: Sequence[str],
@@ -164,6 +194,9 @@ def pack(
 ) -> None:
     """Fetch the locked packages and write one zstd-compressed archive."""
     from .packing import pack as do_pack
+
+    if output is None:
+        output = "environment.sh" if create_executable else "environment.tar"
 
     result = run_reporting_errors(
         lambda: do_pack(
@@ -179,6 +212,10 @@ def pack(
             concurrency=concurrency,
             virtual_packages=virtual,
             reporter=StderrReporter(quiet),
+            create_executable=create_executable,
+            bootstrap_python=bootstrap_python,
+            zstandard_wheel=zstandard_wheel,
+            wheel_index=wheel_index,
         ),
         debug,
     )

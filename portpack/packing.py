@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import format as fmt
 from ._version import __version__
@@ -19,6 +19,9 @@ from .errors import UsageError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
 from .locking import locked_records
 from .progress import Reporter
+
+if TYPE_CHECKING:
+    from .selfextract import Bootstrap
 
 
 @dataclass
@@ -45,9 +48,22 @@ def pack(
     concurrency: int = DEFAULT_CONCURRENCY,
     virtual_packages: Sequence[str] = (),
     reporter: Reporter | None = None,
+    create_executable: bool = False,
+    bootstrap_python: str | os.PathLike[str] | None = None,
+    zstandard_wheel: str | os.PathLike[str] | None = None,
+    wheel_index: str | None = None,
 ) -> PackResult:
-    """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout)."""
+    """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout).
+
+    ``create_executable`` writes a self-extracting archive instead (see
+    :mod:`portpack.selfextract` for ``bootstrap_python``, ``zstandard_wheel`` and
+    ``wheel_index``).
+    """
     reporter = reporter or Reporter()
+    if not create_executable and (bootstrap_python or zstandard_wheel or wheel_index):
+        raise UsageError(
+            "--bootstrap-python, --zstandard-wheel and --wheel-index need --create-executable"
+        )
     platform, records = locked_records(
         specs,
         channels=channels,
@@ -60,11 +76,34 @@ def pack(
     )
     if not records:
         raise UsageError(f"the environment has no packages for {platform}")
+    if create_executable:
+        from .selfextract import check_platform
+
+        check_platform(platform)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     fetched = Fetcher(cache, concurrency, reporter).fetch_all(records)
     packages = _analyze_all(records, fetched, cache)
     metadata = build_metadata(platform, records, packages)
-    _write(output, metadata, packages)
+    if not create_executable:
+        _write(output, metadata, packages)
+    else:
+        from .selfextract import DEFAULT_WHEEL_INDEX, prepare_bootstrap
+
+        bootstrap = prepare_bootstrap(
+            platform,
+            records,
+            packages,
+            cache_dir=cache,
+            channels=channels,
+            bootstrap_python=bootstrap_python,
+            zstandard_wheel=zstandard_wheel,
+            wheel_index=wheel_index or DEFAULT_WHEEL_INDEX,
+            reporter=reporter,
+        )
+        try:
+            _write(output, metadata, packages, bootstrap)
+        finally:
+            bootstrap.close()
     return PackResult(
         output=str(output) if not hasattr(output, "write") else "<stream>",
         platform=platform,
@@ -132,12 +171,23 @@ def _write(
     output: str | os.PathLike[str] | BinaryIO,
     metadata: fmt.Metadata,
     packages: list[AnalyzedPackage],
+    bootstrap: Bootstrap | None = None,
 ) -> None:
+    def emit(out: BinaryIO, name: str) -> None:
+        if bootstrap is None:
+            write_archive(out, metadata, packages)
+            return
+        from .selfextract import write_self_extracting
+
+        write_self_extracting(
+            out, bootstrap, metadata, name, lambda o: write_archive(o, metadata, packages)
+        )
+
     if not isinstance(output, (str, os.PathLike)):
-        write_archive(output, metadata, packages)
+        emit(output, os.path.basename(str(getattr(output, "name", ""))) or "env.sh")
         return
     if str(output) == "-":
-        write_archive(sys.stdout.buffer, metadata, packages)
+        emit(sys.stdout.buffer, "env.sh")
         sys.stdout.buffer.flush()
         return
     target = Path(output)
@@ -145,8 +195,8 @@ def _write(
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
-            write_archive(fh, metadata, packages)
-        os.chmod(tmp, 0o644)
+            emit(fh, target.name)
+        os.chmod(tmp, 0o644 if bootstrap is None else 0o755)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

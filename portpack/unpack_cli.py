@@ -19,23 +19,32 @@ EPILOG = """examples:
   cat env.tar | portpack unpack - -o /app  # from a pipe
   . /app/activate.sh                       # then use the environment
 """
+SFX_EPILOG = """examples:
+  sh {prog} -o /app          # creates /app/env and /app/activate.sh
+  sh {prog} -o /srv -e web   # creates /srv/web and /srv/activate.sh
+  . /app/activate.sh         # then use the environment
+"""
 
 
-def build_parser(prog: str = "portpack unpack") -> argparse.ArgumentParser:
-    """The unpack options, shared with the self-extracting archive."""
+def build_parser(
+    prog: str = "portpack unpack", *, self_extracting: bool = False
+) -> argparse.ArgumentParser:
+    """The unpack options, shared with the self-extracting archive (which has no
+    ``archive`` argument: it unpacks itself)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Unpack a portpack archive into a new conda environment "
         "(OUTPUT_DIRECTORY/ENV_NAME) and write OUTPUT_DIRECTORY/activate.sh.",
-        epilog=EPILOG,
+        epilog=SFX_EPILOG.format(prog=prog) if self_extracting else EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "archive",
-        nargs="?",
-        default="environment.tar",
-        help="the archive; '-' reads standard input (default: environment.tar)",
-    )
+    if not self_extracting:
+        parser.add_argument(
+            "archive",
+            nargs="?",
+            default="environment.tar",
+            help="the archive; '-' reads standard input (default: environment.tar)",
+        )
     parser.add_argument(
         "-o", "--output-directory", default=".", help="where to create the environment (default: .)"
     )
@@ -65,9 +74,17 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "portpack unpack") -> int:
-    """Run the unpacker; return the exit status."""
-    args = build_parser(prog).parse_args(argv)
+def main(
+    argv: Sequence[str] | None = None, prog: str = "portpack unpack", archive: str | None = None
+) -> int:
+    """Run the unpacker; return the exit status.
+
+    ``archive`` given: unpack that file and take no archive argument (a
+    self-extracting archive runs this with its own path).
+    """
+    args = build_parser(prog, self_extracting=archive is not None).parse_args(argv)
+    if archive is not None:
+        args.archive = archive
     signal.signal(signal.SIGTERM, _terminate)
     from .unpacking import unpack
 

@@ -28,6 +28,7 @@ from .noarch import PythonInfo
 from .pkginfo import read_info
 from .prefix import Destination
 from .progress import Reporter
+from .sfx import skip_header
 
 STAGING_MARK = ".portpack-"
 
@@ -99,6 +100,14 @@ def _check_env_name(env_name: str) -> None:
 
 
 def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
+    """The archive's stream, past the sh header and bootstrap of a self-extracting file."""
+    stream, name = _open_raw(archive, stack)
+    return skip_header(stream, name), name
+
+
+def _open_raw(
+    archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack
+) -> tuple[BinaryIO, str]:
     if isinstance(archive, (str, os.PathLike)):
         if str(archive) == "-":
             return sys.stdin.buffer, "<stdin>"
