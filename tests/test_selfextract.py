@@ -37,6 +37,7 @@ ABI = f"cp{sys.version_info.major}{sys.version_info.minor}"
 #: conda-meta/history holds the time and the command: it differs on purpose.
 HISTORY = ("conda-meta/history",)
 
+
 def download_zstandard_wheel(dest: Path) -> Path:
     """``pip download`` the zstandard wheel matching this interpreter (cached builder)."""
     version = metadata.version("zstandard")
