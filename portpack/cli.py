@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
-from ._cli_common import StderrReporter, run_reporting_errors
+from ._cli_common import run_reporting_errors
 from ._version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _network_options(func: _F) -> _F:
+    """Options shared by lock and pack: credentials, config file (mirrors), proxies, TLS."""
+    options = [
+        click.option(
+            "--auth-file",
+            type=click.Path(dir_okay=False),
+            help="Credentials in rattler's JSON format, keyed by host (default: "
+            "$RATTLER_AUTH_FILE, else ~/.rattler/credentials.json).",
+        ),
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            help="Config file in pixi/rattler TOML: [mirrors], [proxy-config], "
+            "[concurrency] downloads, [portpack] insecure-hosts and ca-bundle.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(dir_okay=False),
+            help="PEM file of CA certificates to trust (default: $SSL_CERT_FILE, else certifi's).",
+        ),
+        click.option(
+            "--insecure-host",
+            "insecure_hosts",
+            multiple=True,
+            metavar="HOST",
+            help="Do not verify the TLS certificate of HOST (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @click.group(context_settings=CONTEXT)
@@ -61,6 +96,7 @@ Examples:
     metavar="__NAME=VER[=BUILD]",
     help="Assume this virtual package while solving (e.g. __glibc=2.17).",
 )
+@_network_options
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def lock(
     specs: Sequence[str],
@@ -70,6 +106,7 @@ def lock(
     output: str,
     virtual: Sequence[str],
     debug: bool,
+    **network: Any,
 ) -> None:
     """Solve SPECS (and/or a manifest) into a lockfile in pixi's format."""
     from .locking import lock as do_lock
@@ -82,6 +119,7 @@ def lock(
             manifest=manifest,
             output=output,
             virtual_packages=virtual,
+            **network,
         ),
         debug,
     )
@@ -163,7 +201,22 @@ Examples:
     "[default: https://pypi.org/simple].",
 )
 @click.option("--relock", is_flag=True, help="Solve the manifest again instead of using its lock.")
-@click.option("--concurrency", default=50, show_default=True, help="Parallel downloads.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel downloads [default: the config file's, else 50].",
+)
+@click.option(
+    "-i",
+    "--inject",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="Add a local .conda/.tar.bz2 package (repeatable); the result must be complete.",
+)
+@click.option("--no-cache", is_flag=True, help="Download to a temporary directory, not the cache.")
+@_network_options
 @click.option(
     "--virtual-package",
     "virtual",
@@ -187,13 +240,17 @@ def pack(
     zstandard_wheel: str | None,
     wheel_index: str | None,
     relock: bool,
-    concurrency: int,
+    concurrency: int | None,
+    inject: Sequence[str],
+    no_cache: bool,
     virtual: Sequence[str],
     quiet: bool,
     debug: bool,
+    **network: Any,
 ) -> None:
     """Fetch the locked packages and write one zstd-compressed archive."""
     from .packing import pack as do_pack
+    from .progress_term import TerminalReporter
 
     if output is None:
         output = "environment.sh" if create_executable else "environment.tar"
@@ -211,11 +268,14 @@ def pack(
             relock=relock,
             concurrency=concurrency,
             virtual_packages=virtual,
-            reporter=StderrReporter(quiet),
+            reporter=TerminalReporter(quiet),
+            inject=inject,
+            no_cache=no_cache,
             create_executable=create_executable,
             bootstrap_python=bootstrap_python,
             zstandard_wheel=zstandard_wheel,
             wheel_index=wheel_index,
+            **network,
         ),
         debug,
     )

@@ -64,3 +64,14 @@ class PreconditionError(PortpackError):
 
 class InstallError(PortpackError):
     """Writing the environment failed (disk full, permissions, a link script failed)."""
+
+
+class IncompleteEnvironmentError(PackageError):
+    """Packages of the environment depend on packages it does not contain."""
+
+    def __init__(
+        self, message: str, *, missing: list[tuple[str, str]], hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.missing = missing
+        """``(package, dependency)`` pairs, one per unsatisfied dependency."""

@@ -1,27 +1,75 @@
-"""Downloading locked packages into a verified cache, concurrently."""
+"""Downloading locked packages into a verified cache shared across runs.
+
+Every package is streamed to a temporary file next to its cache entry while its
+sha256 (md5 when the lock has no sha256) is computed, checked against the lock, and
+renamed into place: an entry is complete and verified or absent, whatever happens to
+the process.  A cached entry is reused only after its checksum matches again.
+
+Layout of the cache directory::
+
+    CACHEDIR.TAG
+    pkgs/<subdir>/<stem>.<first 16 hex digits of the checksum>.<conda|tar.bz2>
+    pkgs/<subdir>/.<entry>.part-XXXX      (a download in progress, flock-ed by its writer)
+    converted/<subdir>/...                (.tar.bz2 packages converted to .conda)
+
+Naming entries by their checksum keeps two locks that disagree about a file's
+content from ever replacing each other's entry.
+
+Transient failures (connection errors, timeouts, truncated bodies, HTTP 408/429/5xx)
+are retried with exponential backoff and jitter, honouring ``Retry-After``, resuming
+with a ``Range`` request where the server allows it; mirrors (see
+:mod:`portpack.netconfig`) are tried in order, and one that failed is tried last for
+the packages that follow.  HTTP 401/403/404 fail at once with what to do.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import hashlib
 import os
+import random
 import shutil
+import ssl
 import tempfile
+import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
+from .auth import Credentials, redact, strip_credentials, url_secrets, with_conda_token
 from .errors import FetchError, PackageError
+from .netconfig import NetworkConfig, http_client
 from .progress import Reporter
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    import httpx
+
 DEFAULT_CONCURRENCY = 50
-_CHUNK = 1 << 20
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF = 1.0
+DEFAULT_TIMEOUT = 60.0
+#: Longest wait between two attempts, and longest ``Retry-After`` honoured.
+MAX_DELAY = 60.0
+MAX_RETRY_AFTER = 300.0
+_CHUNK = 256 << 10
+#: A temporary file older than this whose writer holds no lock is a dead run's leftover.
+_STALE_AGE = 60.0
+#: How long a failed or interrupted run waits for its other downloads to stop.
+_GRACE = 5.0
+_PART = ".part-"
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by portpack.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 
 
@@ -33,107 +81,566 @@ def default_cache_dir() -> Path:
 
 
 def prepare_cache(cache_dir: Path) -> Path:
-    """Create the cache directory with its ``CACHEDIR.TAG``."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = cache_dir / "CACHEDIR.TAG"
-    if not tag.exists():
-        _atomic_write(tag, _CACHEDIR_TAG.encode())
+    """Create the cache directory with its ``CACHEDIR.TAG``; remove dead runs' leftovers."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tag = cache_dir / "CACHEDIR.TAG"
+        if not tag.exists():
+            _atomic_write(tag, _CACHEDIR_TAG.encode())
+    except OSError as exc:
+        raise FetchError(f"cannot use cache directory {cache_dir}: {exc.strerror or exc}") from exc
+    _remove_stale(cache_dir)
     return cache_dir
+
+
+def _remove_stale(cache_dir: Path) -> None:
+    now = time.time()
+    for part in (cache_dir / "pkgs").glob(f"*/.*{_PART}*"):
+        try:
+            if now - part.stat().st_mtime < _STALE_AGE:
+                continue
+            with open(part, "rb") as fh:
+                if _try_lock(fh):
+                    part.unlink()
+        except OSError:
+            continue  # gone already, or not ours to judge
+
+
+def _try_lock(fh: IO[bytes]) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _dist(record: dict[str, Any]) -> str:
     return f"{record['name']}-{record['version']}-{record['build']}"
 
 
+def _split_ext(fn: str) -> tuple[str, str]:
+    for ext in (".conda", ".tar.bz2"):
+        if fn.endswith(ext):
+            return fn[: -len(ext)], ext
+    return fn, ""
+
+
+class _Cancelled(Exception):
+    """Another download failed or the run was interrupted."""
+
+
+class _Retry(Exception):
+    """A failure worth another attempt."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One URL to try for a package: the original or a mirror."""
+
+    request_url: str
+    """What is requested (may carry a conda token)."""
+    display_url: str
+    """What is shown and stored (no credentials)."""
+    header: str | None
+    """``Authorization`` header value, if any."""
+    credential: str | None
+    """Where its credentials come from (for hints), if it has any."""
+    key: str
+    """The mirror or origin it belongs to (for preferring healthy ones)."""
+
+
+class _Partial:
+    """A download in progress: its temporary file and running digest."""
+
+    def __init__(self, fh: IO[bytes], record: dict[str, Any]) -> None:
+        self.fh = fh
+        self.record = record
+        self.digest = _digest_for(record)
+        self.written = 0
+        self.validator: str | None = None
+        self.resumed = False
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+        self.digest.update(chunk)
+        self.written += len(chunk)
+
+    def reset(self) -> int:
+        """Start over; return how many bytes were discarded."""
+        discarded = self.written
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.digest = _digest_for(self.record)
+        self.written = 0
+        self.validator = None
+        self.resumed = False
+        return discarded
+
+
 class Fetcher:
-    """Fetches package files for records into ``cache_dir``, verifying their checksums."""
+    """Fetches package files for records into ``cache_dir``, verifying their checksums.
+
+    ``network`` holds mirrors, proxies and TLS settings; ``credentials`` default to the
+    auth file of ``network`` (see :meth:`portpack.auth.Credentials.load`).  The reporter
+    is called from several threads at once.
+    """
 
     def __init__(
         self,
         cache_dir: Path,
         concurrency: int = DEFAULT_CONCURRENCY,
         reporter: Reporter | None = None,
+        *,
+        network: NetworkConfig | None = None,
+        credentials: Credentials | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self.cache_dir = prepare_cache(cache_dir)
+        self.cache_dir = prepare_cache(Path(cache_dir))
         self.concurrency = max(1, concurrency)
         self.reporter = reporter or Reporter()
+        self.network = network or NetworkConfig()
+        self.credentials = (
+            credentials if credentials is not None else Credentials.load(self.network.auth_file)
+        )
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.timeout = timeout
+        self._secrets = self.credentials.secrets()
+        self._stop = threading.Event()
+        self._health: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- the whole set --------------------------------------------------------------
 
     def fetch_all(self, records: Sequence[dict[str, Any]]) -> list[Path]:
         """Return the cached path of each record's package file (same order)."""
-        with (
-            httpx.Client(
-                follow_redirects=True,
-                timeout=httpx.Timeout(60.0, connect=30.0),
-                limits=httpx.Limits(max_connections=self.concurrency),
-            ) as client,
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool,
-        ):
-            futures = [pool.submit(self.fetch, client, r) for r in records]
-            return [f.result() for f in futures]
+        records = list(records)
+        for record in records:
+            self.cache_path(record)  # refuse bad names and missing checksums up front
+        sizes = [r.get("size") for r in records]
+        total = sum(s for s in sizes if isinstance(s, int))
+        self.reporter.on_fetch_start(
+            len(records), total if all(isinstance(s, int) for s in sizes) else None
+        )
+        remote = any(_scheme(str(r["url"])) in ("http", "https") for r in records)
+        client = (
+            http_client(self.network, min(self.concurrency, len(records)), self.timeout)
+            if remote
+            else None
+        )
+        self._stop.clear()
+        try:
+            results = self._run(client, records)
+        finally:
+            if client is not None and not self._stop.is_set():
+                client.close()
+        self.reporter.on_fetch_complete()
+        return results
+
+    def _run(self, client: httpx.Client | None, records: list[dict[str, Any]]) -> list[Path]:
+        results: list[Path | None] = [None] * len(records)
+        errors: list[BaseException] = []
+        todo = iter(enumerate(records))
+        lock = threading.Lock()
+        done = threading.Event()
+        workers = min(self.concurrency, len(records))
+        running = [workers]
+
+        def work() -> None:
+            try:
+                while not self._stop.is_set():
+                    with lock:
+                        item = next(todo, None)
+                    if item is None:
+                        return
+                    index, record = item
+                    try:
+                        results[index] = self.fetch(client, record)
+                    except _Cancelled:
+                        return
+                    except BaseException as exc:
+                        with lock:
+                            errors.append(exc)
+                        self._stop.set()
+                        return
+            finally:
+                with lock:
+                    running[0] -= 1
+                    if running[0] == 0:
+                        done.set()
+
+        if workers == 0:
+            return []
+        for number in range(workers):
+            # Daemon threads: an interrupted run must not wait for a stalled socket.
+            threading.Thread(target=work, name=f"portpack-fetch-{number}", daemon=True).start()
+        try:
+            while not done.wait(0.25):
+                if self._stop.is_set():
+                    done.wait(_GRACE)
+                    break
+        except BaseException:
+            self._stop.set()
+            done.wait(_GRACE)
+            raise
+        if errors:
+            raise errors[0]
+        if self._stop.is_set():  # pragma: no cover - only set by errors above
+            raise FetchError("fetching was interrupted")
+        return [p for p in results if p is not None]
+
+    # -- one package ----------------------------------------------------------------
 
     def cache_path(self, record: dict[str, Any]) -> Path:
+        """Where the package of ``record`` lives in the cache (named by its checksum)."""
+        fn = str(record.get("fn") or "")
         subdir = str(record.get("subdir") or "noarch")
-        return self.cache_dir / "pkgs" / subdir / str(record["fn"])
+        for part, what in ((fn, "file name"), (subdir, "subdir")):
+            if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
+                raise PackageError(f"package {_dist(record)} has an invalid {what} {part!r}")
+        expected = _expected(record)
+        if expected is None:
+            raise FetchError(
+                f"package {_dist(record)} has no sha256 or md5 in the lock; refusing to trust it",
+                url=strip_credentials(str(record.get("url", ""))),
+            )
+        stem, ext = _split_ext(fn)
+        return self.cache_dir / "pkgs" / subdir / f"{stem}.{expected[:16]}{ext}"
 
-    def fetch(self, client: httpx.Client, record: dict[str, Any]) -> Path:
+    def fetch(self, client: httpx.Client | None, record: dict[str, Any]) -> Path:
         """Fetch one package (or reuse its verified cache entry)."""
         target = self.cache_path(record)
         name = str(record["name"])
-        if target.is_file() and _matches(target, record):
-            self.reporter.on_download_complete(name, cached=True)
-            return target
+        if target.is_file():
+            if _matches(target, record):
+                self.reporter.on_download_complete(name, cached=True)
+                return target
+            self.reporter.warning(
+                f"the cached file of {_dist(record)} does not match the lock; downloading it again"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         url = str(record["url"])
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.part-")
+        size = record.get("size") if isinstance(record.get("size"), int) else None
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{_PART}")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out:
-                digest = _digest_for(record)
-                self.reporter.on_download_start(name, record.get("size"))
-                for chunk in self._chunks(client, url, record):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    self.reporter.on_download_progress(name, len(chunk))
-            _check_digest(digest, record, url)
-            os.replace(tmp, target)
+            with os.fdopen(fd, "w+b") as fh:
+                _try_lock(fh)  # tells cache cleaners that this file is alive
+                part = _Partial(fh, record)
+                self.reporter.on_download_start(name, size)
+                if _scheme(url) in ("http", "https"):
+                    if client is None:  # pragma: no cover - fetch_all always makes one
+                        raise FetchError(f"no HTTP client for {_dist(record)}")
+                    self._download(client, record, part)
+                else:
+                    self._copy_local(url, record, part)
+                fh.flush()
+                os.replace(tmp, target)  # still locked: nobody mistakes it for a leftover
         finally:
             tmp.unlink(missing_ok=True)
         self.reporter.on_download_complete(name, cached=False)
         return target
 
-    def _chunks(self, client: httpx.Client, url: str, record: dict[str, Any]) -> Any:
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme in ("", "file"):
-            yield from _file_chunks(Path(urllib.parse.unquote(parsed.path)), record, url)
-            return
+    def _copy_local(self, url: str, record: dict[str, Any], part: _Partial) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        path = Path(urllib.parse.unquote(parsed.path)) if parsed.scheme else Path(url)
         try:
-            with client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise FetchError(
-                        f"cannot download package {_dist(record)}: HTTP {response.status_code}",
-                        url=url,
-                    )
-                yield from response.iter_raw(_CHUNK)
-        except httpx.HTTPError as exc:
-            raise FetchError(f"cannot download package {_dist(record)}: {exc}", url=url) from exc
+            with open(path, "rb") as src:
+                while chunk := src.read(_CHUNK):
+                    part.write(chunk)
+                    self.reporter.on_download_progress(str(record["name"]), len(chunk))
+        except OSError as exc:
+            raise FetchError(
+                f"cannot read package {_dist(record)} from {path}: {exc.strerror or exc}", url=url
+            ) from exc
+        error = _digest_error(part, record, url)
+        if error:
+            raise error
+
+    def _download(self, client: httpx.Client, record: dict[str, Any], part: _Partial) -> None:
+        url = str(record["url"])
+        name = str(record["name"])
+        secrets = [*self._secrets, *url_secrets(url)]
+        candidates = self._candidates(url)
+        dead: dict[_Candidate, FetchError] = {}
+        last: tuple[_Candidate, _Retry] | None = None
+        rounds = 0
+        while True:
+            retry_after = 0.0
+            for cand in self._ordered(candidates):
+                if cand in dead:
+                    continue
+                if self._stop.is_set():
+                    raise _Cancelled
+                try:
+                    self._attempt(client, cand, part, secrets)
+                except _Retry as exc:
+                    self._note(cand, ok=False)
+                    last = (cand, exc)
+                    retry_after = max(retry_after, exc.retry_after or 0.0)
+                    continue
+                except FetchError as exc:
+                    dead[cand] = exc
+                    self._progress(name, -part.reset())
+                    continue
+                error = _digest_error(part, record, cand.display_url)
+                if error is None:
+                    self._note(cand, ok=True)
+                    return
+                resumed = part.resumed
+                self._progress(name, -part.reset())
+                if resumed:  # the pieces came from different versions: fetch it whole
+                    last = (cand, _Retry("the resumed download did not match; starting over"))
+                    continue
+                dead[cand] = error
+            if len(dead) == len(candidates):
+                raise _combined(record, candidates, dead)
+            rounds += 1
+            assert last is not None
+            cand, failure = last
+            if rounds > self.retries:
+                raise FetchError(
+                    f"cannot download package {_dist(record)} from {cand.display_url}: "
+                    f"{failure.reason} (gave up after {rounds} attempts)",
+                    url=cand.display_url,
+                    hint="The network or the server keeps failing: run again later (what "
+                    "was downloaded stays in the cache), or add a mirror (--config).",
+                )
+            delay = self._delay(rounds, retry_after)
+            self.reporter.on_download_retry(
+                name, redact(f"{failure.reason} ({cand.display_url})", secrets), delay
+            )
+            if self._stop.wait(delay):
+                raise _Cancelled
+
+    def _attempt(
+        self, client: httpx.Client, cand: _Candidate, part: _Partial, secrets: list[str]
+    ) -> None:
+        """One request: stream (the rest of) the body into ``part``."""
+        import httpx
+
+        record = part.record
+        name = str(record["name"])
+        size = record.get("size") if isinstance(record.get("size"), int) else None
+        headers = {}
+        if cand.header:
+            headers["Authorization"] = cand.header
+        if part.written:
+            headers["Range"] = f"bytes={part.written}-"
+            if part.validator:
+                headers["If-Range"] = part.validator
+        try:
+            with client.stream("GET", cand.request_url, headers=headers) as response:
+                self._check_status(response, cand, part)
+                for chunk in response.iter_raw():  # as received: nothing held back
+                    if self._stop.is_set():
+                        raise _Cancelled
+                    part.write(chunk)
+                    self._progress(name, len(chunk))
+                    if size is not None and part.written > size:
+                        break  # longer than the lock says: the checksum will tell
+        except httpx.TransportError as exc:
+            if _is_tls_failure(exc):
+                host = urllib.parse.urlsplit(cand.display_url).hostname or cand.display_url
+                raise FetchError(
+                    f"cannot download package {_dist(record)}: the TLS certificate of {host} "
+                    f"cannot be verified ({redact(_reason(exc), secrets)})",
+                    url=cand.display_url,
+                    hint="For a private certificate authority give its certificate with "
+                    f"--ca-bundle FILE (or SSL_CERT_FILE); to skip verification for this "
+                    f"host only, use --insecure-host {host}.",
+                ) from None
+            if isinstance(exc, httpx.UnsupportedProtocol):
+                raise FetchError(
+                    f"cannot download package {_dist(record)}: unsupported URL",
+                    url=cand.display_url,
+                ) from None
+            raise _Retry(redact(_reason(exc), secrets)) from None
+        if size is not None and part.written < size:
+            raise _Retry(f"the body ended after {part.written} of {size} bytes")
+
+    def _check_status(self, response: httpx.Response, cand: _Candidate, part: _Partial) -> None:
+        status = response.status_code
+        name = str(part.record["name"])
+        if status == 206 and part.written:
+            if _range_start(response.headers.get("Content-Range")) != part.written:
+                self._progress(name, -part.reset())
+                raise _Retry("the server resumed at the wrong offset")
+            part.resumed = True
+            return
+        if status == 200:
+            if part.written:
+                self._progress(name, -part.reset())
+            etag = response.headers.get("ETag")
+            strong = etag if etag and not etag.startswith("W/") else None
+            part.validator = strong or response.headers.get("Last-Modified")
+            return
+        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        if status in (408, 425, 429) or status >= 500:
+            raise _Retry(reason, _retry_after(response.headers.get("Retry-After")))
+        if status in (206, 416):  # a range we did not ask for, or one it cannot serve
+            self._progress(name, -part.reset())
+            raise _Retry(reason)
+        raise _http_error(part.record, cand, status, reason)
+
+    # -- mirrors, credentials, backoff --------------------------------------------------
+
+    def _candidates(self, url: str) -> list[_Candidate]:
+        clean = strip_credentials(url)
+        out = []
+        for mirror, mirror_url in self.network.mirror_urls(clean):
+            key = mirror or _origin(mirror_url)
+            if mirror_url == clean and url != clean:
+                out.append(_Candidate(url, clean, None, "the URL in the lock", key))
+                continue
+            found = self.credentials.lookup(mirror_url)
+            if found is None:
+                out.append(_Candidate(mirror_url, mirror_url, None, None, key))
+                continue
+            entry, auth = found
+            source = f"the entry {entry!r} of {self.credentials.source or 'the credentials'}"
+            request = mirror_url
+            if auth.kind == "conda-token":
+                request = with_conda_token(mirror_url, auth.token)
+            out.append(_Candidate(request, mirror_url, auth.header(), source, key))
+        return out
+
+    def _ordered(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        with self._lock:
+            return sorted(candidates, key=lambda c: self._health.get(c.key, 0) > 0)
+
+    def _note(self, cand: _Candidate, ok: bool) -> None:
+        with self._lock:
+            self._health[cand.key] = 0 if ok else self._health.get(cand.key, 0) + 1
+
+    def _delay(self, rounds: int, retry_after: float) -> float:
+        backoff = min(MAX_DELAY, self.backoff * 2.0 ** (rounds - 1)) * random.uniform(0.5, 1.0)
+        return max(backoff, min(retry_after, MAX_RETRY_AFTER))
+
+    def _progress(self, name: str, nbytes: int) -> None:
+        if nbytes:
+            self.reporter.on_download_progress(name, nbytes)
 
 
-def _file_chunks(path: Path, record: dict[str, Any], url: str) -> Any:
+def _scheme(url: str) -> str:
+    return urllib.parse.urlsplit(url).scheme.lower()
+
+
+def _origin(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    return f"{parsed.scheme}://{parsed.netloc}/"
+
+
+def _range_start(content_range: str | None) -> int | None:
+    # "bytes 100-199/200"
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    start = content_range[len("bytes ") :].partition("-")[0]
+    return int(start) if start.isdigit() else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                yield chunk
-    except OSError as exc:
-        raise FetchError(
-            f"cannot read package {_dist(record)} from {path}: {exc.strerror or exc}", url=url
-        ) from exc
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _reason(exc: BaseException) -> str:
+    import httpx
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({text})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({text})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the connection broke ({text})"
+    if isinstance(exc, httpx.ReadError):
+        return f"the connection broke while reading ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _http_error(record: dict[str, Any], cand: _Candidate, status: int, reason: str) -> FetchError:
+    host = urllib.parse.urlsplit(cand.display_url).hostname or cand.display_url
+    message = f"cannot download package {_dist(record)}: {reason} from {cand.display_url}"
+    hint: str | None = None
+    if status == 401:
+        if cand.credential:
+            hint = f"The server rejected the credentials from {cand.credential}: renew them."
+        else:
+            hint = (
+                "The channel needs credentials: give an auth file (--auth-file or "
+                f"$RATTLER_AUTH_FILE) with an entry for {host}, e.g. "
+                f'{{"{host}": {{"BearerToken": "<token>"}}}} '
+                f'(or "BasicHTTP": {{"username": ..., "password": ...}}, or "CondaToken").'
+            )
+    elif status == 403:
+        hint = (
+            f"The credentials from {cand.credential} do not grant access to this file."
+            if cand.credential
+            else f"{host} refuses access without credentials: add an entry for it to the "
+            "auth file (--auth-file or $RATTLER_AUTH_FILE)."
+        )
+    elif status in (404, 410):
+        hint = (
+            "The channel no longer serves this file: lock again, or list a mirror that "
+            "has it in the config file (--config, [mirrors])."
+        )
+    return FetchError(message, url=cand.display_url, hint=hint)
+
+
+def _combined(
+    record: dict[str, Any], candidates: list[_Candidate], dead: dict[_Candidate, FetchError]
+) -> FetchError:
+    if len(candidates) == 1:
+        return dead[candidates[0]]
+    first = dead[candidates[0]]
+    reasons = "".join(f"\n  - {error.message}" for error in dead.values())
+    return FetchError(
+        f"cannot download package {_dist(record)} from any of its mirrors:{reasons}",
+        url=first.url,
+        hint=first.hint,
+    )
 
 
 def _digest_for(record: dict[str, Any]) -> Any:
@@ -145,41 +652,48 @@ def _expected(record: dict[str, Any]) -> str | None:
     return str(value).lower() if value else None
 
 
-def _check_digest(digest: Any, record: dict[str, Any], url: str) -> None:
+def _digest_error(part: _Partial, record: dict[str, Any], url: str) -> FetchError | None:
     expected = _expected(record)
-    if expected is None:
-        raise FetchError(
-            f"package {_dist(record)} has no sha256 or md5 in the lock; refusing to trust it",
-            url=url,
-        )
-    if digest.hexdigest() != expected:
-        raise FetchError(
-            f"package {_dist(record)} does not match the checksum in the lock "
-            f"({digest.name} {digest.hexdigest()}, expected {expected})",
-            url=url,
-            hint="The server's file differs from the locked one: lock again or fix the channel.",
-        )
+    actual = part.digest.hexdigest()
+    if actual == expected:
+        return None
+    return FetchError(
+        f"package {_dist(record)} from {url} does not match the checksum in the lock "
+        f"({part.digest.name} {actual}, expected {expected})",
+        url=url,
+        hint="The server's file differs from the locked one: lock again or fix the channel.",
+    )
+
+
+def _hash_file(path: Path, digest: Any) -> str:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return str(digest.hexdigest())
 
 
 def _matches(path: Path, record: dict[str, Any]) -> bool:
-    digest = _digest_for(record)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return bool(digest.hexdigest() == _expected(record))
+    try:
+        return _hash_file(path, _digest_for(record)) == _expected(record)
+    except OSError:
+        return False
 
 
 def as_conda(path: Path, cache_dir: Path, what: str) -> Path:
-    """Return a ``.conda`` for ``path``, converting a ``.tar.bz2`` once (cached)."""
+    """Return a ``.conda`` for ``path``, converting a ``.tar.bz2`` once (cached).
+
+    The converted file is named by the source's sha256 and created only if absent, so
+    concurrent runs never replace a file another one is reading.
+    """
     if path.name.endswith(".conda"):
         return path
     if not path.name.endswith(".tar.bz2"):
         raise PackageError(f"package {what}: unsupported package file {path.name}")
+    source = _hash_file(path, hashlib.sha256())[:16]
+    stem = path.name[: -len(".tar.bz2")]
     out_dir = cache_dir / "converted" / path.parent.name
-    target = out_dir / (path.name[: -len(".tar.bz2")] + ".conda")
-    source_digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    stamp = target.with_suffix(".source-sha256")
-    if target.is_file() and stamp.is_file() and stamp.read_text() == source_digest:
+    target = out_dir / f"{stem if stem.endswith(source) else f'{stem}.{source}'}.conda"
+    if target.is_file():
         return target
     from conda_package_handling import api as cph
 
@@ -187,8 +701,8 @@ def as_conda(path: Path, cache_dir: Path, what: str) -> Path:
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".convert-"))
     try:
         cph.transmute(str(path), ".conda", out_folder=str(work))
-        os.replace(work / target.name, target)
-        _atomic_write(stamp, source_digest.encode())
+        with contextlib.suppress(FileExistsError):  # another run converted it first
+            os.link(work / f"{stem}.conda", target)
     except Exception as exc:
         raise PackageError(f"package {what}: cannot convert {path.name} to .conda: {exc}") from exc
     finally:

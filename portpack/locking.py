@@ -6,12 +6,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._platform import current_platform
+from .auth import strip_credentials
 from .errors import UsageError
 from .lockfile import read_lock, records_to_json, write_lock
 from .manifest import Manifest, find_manifest, read_manifest
+
+if TYPE_CHECKING:
+    import rattler
+
+    from .netconfig import NetworkConfig
 
 DEFAULT_CHANNELS = ("conda-forge",)
 LOCK_NAME = "pixi.lock"
@@ -57,20 +63,54 @@ def lock(
     manifest: str | os.PathLike[str] | None = None,
     output: str | Path = "portpack.lock",
     virtual_packages: Sequence[str] = (),
+    auth_file: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    insecure_hosts: Sequence[str] = (),
 ) -> Path:
-    """Solve and write a lockfile in pixi's format; return its path."""
+    """Solve and write a lockfile in pixi's format; return its path.
+
+    The network options are :func:`portpack.pack`'s.  Credentials (conda tokens,
+    passwords in URLs) are stripped from every URL the lockfile records.
+    """
+    from .netconfig import load_network_config
     from .solve import resolve_channel, solve
 
+    network = load_network_config(
+        config, auth_file=auth_file, ca_bundle=ca_bundle, insecure_hosts=insecure_hosts
+    )
     request = make_request(specs, channels, platforms, manifest)
     if not request.specs_for(request.platforms[0]):
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
     solved = {
-        platform: solve(request.specs_for(platform), request.channels, platform, virtual_packages)
+        platform: _clean_records(
+            solve(
+                request.specs_for(platform), request.channels, platform, virtual_packages, network
+            )
+        )
         for platform in request.platforms
     }
     path = Path(output)
-    write_lock(path, [resolve_channel(c) for c in request.channels], solved)
+    write_lock(path, [_clean_channel(resolve_channel(c)) for c in request.channels], solved)
     return path
+
+
+def _clean_channel(channel: rattler.Channel) -> rattler.Channel:
+    """``channel`` without credentials (nothing secret is written to a lockfile)."""
+    import rattler
+
+    url = str(channel.base_url)
+    clean = strip_credentials(url)
+    return channel if clean == url else rattler.Channel(clean)
+
+
+def _clean_records(records: list[rattler.RepoDataRecord]) -> list[rattler.RepoDataRecord]:
+    """``records`` with their URLs and channels stripped of credentials."""
+    for record in records:
+        record.url = strip_credentials(str(record.url))
+        if record.channel:
+            record.channel = strip_credentials(str(record.channel))
+    return records
 
 
 def locked_records(
@@ -83,6 +123,7 @@ def locked_records(
     platform: str | None = None,
     relock: bool = False,
     virtual_packages: Sequence[str] = (),
+    network: NetworkConfig | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The platform and records to pack, from a lockfile, a manifest or specs (pixi-pack's rules).
 
@@ -115,7 +156,7 @@ def locked_records(
 
     request = make_request(specs, channels, [platform], manifest)
     return platform, records_to_json(
-        solve(request.specs_for(platform), request.channels, platform, virtual_packages)
+        solve(request.specs_for(platform), request.channels, platform, virtual_packages, network)
     )
 
 

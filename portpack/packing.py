@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 from . import format as fmt
 from ._version import __version__
 from .archive_writer import write_archive
+from .auth import strip_record
 from .condapkg import AnalyzedPackage, analyze
 from .errors import UsageError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
 from .locking import locked_records
+from .netconfig import load_network_config
 from .progress import Reporter
 
 if TYPE_CHECKING:
@@ -34,6 +39,37 @@ class PackResult:
     metadata: fmt.Metadata
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_SCRATCH: contextvars.ContextVar[contextlib.ExitStack] = contextvars.ContextVar("_SCRATCH")
+
+
+def _with_scratch(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Give ``func`` a scratch space (see :func:`_cache_for`) removed when it returns."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with contextlib.ExitStack() as stack:
+            token = _SCRATCH.set(stack)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _SCRATCH.reset(token)
+
+    return wrapper
+
+
+def _cache_for(cache_dir: str | os.PathLike[str] | None, no_cache: bool) -> Path:
+    """The package cache, or (``no_cache``) a temporary directory removed after ``pack``."""
+    if not no_cache:
+        return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache_dir is not None:
+        raise UsageError("give either --cache-dir or --no-cache, not both")
+    scratch = tempfile.TemporaryDirectory(prefix="portpack-pkgs-")
+    return Path(_SCRATCH.get().enter_context(scratch))
+
+
+@_with_scratch
 def pack(
     specs: Sequence[str] = (),
     *,
@@ -45,15 +81,27 @@ def pack(
     output: str | os.PathLike[str] | BinaryIO = "environment.tar",
     cache_dir: str | os.PathLike[str] | None = None,
     relock: bool = False,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     virtual_packages: Sequence[str] = (),
     reporter: Reporter | None = None,
+    inject: Sequence[str | os.PathLike[str]] = (),
+    no_cache: bool = False,
+    auth_file: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    insecure_hosts: Sequence[str] = (),
     create_executable: bool = False,
     bootstrap_python: str | os.PathLike[str] | None = None,
     zstandard_wheel: str | os.PathLike[str] | None = None,
     wheel_index: str | None = None,
 ) -> PackResult:
     """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout).
+
+    Network options (see :mod:`portpack.netconfig`): ``config`` (pixi/rattler TOML:
+    mirrors, proxies, download concurrency), ``auth_file`` (rattler's credentials JSON),
+    ``ca_bundle``, ``insecure_hosts``.  ``concurrency`` defaults to the config file's or
+    50.  ``inject`` adds local package files (the result must be complete).
+    ``no_cache`` downloads into a temporary directory instead of the shared cache.
 
     ``create_executable`` writes a self-extracting archive instead (see
     :mod:`portpack.selfextract` for ``bootstrap_python``, ``zstandard_wheel`` and
@@ -64,6 +112,13 @@ def pack(
         raise UsageError(
             "--bootstrap-python, --zstandard-wheel and --wheel-index need --create-executable"
         )
+    network = load_network_config(
+        config,
+        auth_file=auth_file,
+        ca_bundle=ca_bundle,
+        insecure_hosts=insecure_hosts,
+        reporter=reporter,
+    )
     platform, records = locked_records(
         specs,
         channels=channels,
@@ -73,15 +128,22 @@ def pack(
         platform=platform,
         relock=relock,
         virtual_packages=virtual_packages,
+        network=network,
     )
+    if inject:
+        from .inject import inject as add_local
+        from .inject import local_records
+
+        records = add_local(records, local_records(inject, platform), reporter)
     if not records:
         raise UsageError(f"the environment has no packages for {platform}")
     if create_executable:
         from .selfextract import check_platform
 
         check_platform(platform)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    fetched = Fetcher(cache, concurrency, reporter).fetch_all(records)
+    cache = _cache_for(cache_dir, no_cache)
+    workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
+    fetched = Fetcher(cache, workers, reporter, network=network).fetch_all(records)
     packages = _analyze_all(records, fetched, cache)
     metadata = build_metadata(platform, records, packages)
     if not create_executable:
@@ -141,7 +203,7 @@ def build_metadata(
     for record, pkg in zip(records, packages, strict=True):
         entry = fmt.PackageEntry(
             stem=_stem(str(record["fn"])),
-            record=record,
+            record=strip_record(record),  # no credentials in the archive or conda-meta
             info=pkg.info_segment,
             payload=pkg.payload_segment,
             installed_size=pkg.info.installed_size,

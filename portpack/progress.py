@@ -6,11 +6,23 @@ from __future__ import annotations
 class Reporter:
     """Receives progress events; the default implementation ignores them all."""
 
+    def on_fetch_start(self, total: int, total_bytes: int | None) -> None:
+        """Fetching ``total`` packages (``total_bytes`` when every size is known) starts."""
+
+    def on_fetch_complete(self) -> None:
+        """Every package is in the cache."""
+
     def on_download_start(self, name: str, size: int | None) -> None:
         """A package download starts (``size`` in bytes when known)."""
 
     def on_download_progress(self, name: str, nbytes: int) -> None:
-        """``nbytes`` more bytes of a package arrived."""
+        """``nbytes`` more bytes of a package arrived (negative: a download restarted)."""
+
+    def on_download_retry(self, name: str, reason: str, delay: float) -> None:
+        """A download failed for a reason worth retrying; it is retried in ``delay`` s.
+
+        ``reason`` names the URL with its credentials masked.
+        """
 
     def on_download_complete(self, name: str, cached: bool) -> None:
         """A package is in the cache (``cached``: it was there already)."""

@@ -6,12 +6,17 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 import rattler.exceptions
 
 from ._platform import current_platform
+from .auth import redact
 from .errors import FetchError, SolveError, UsageError
+
+if TYPE_CHECKING:
+    from .netconfig import NetworkConfig
 
 #: Virtual packages assumed when solving for another platform than this machine's
 #: (pixi's defaults: glibc 2.28 and Linux 4.18 on Linux).
@@ -92,16 +97,28 @@ def solve(
     channels: Sequence[str],
     platform: str,
     extra_virtual: Sequence[str] = (),
+    network: NetworkConfig | None = None,
 ) -> list[rattler.RepoDataRecord]:
-    """Solve ``specs`` against ``channels`` for ``platform`` (plus ``noarch``)."""
+    """Solve ``specs`` against ``channels`` for ``platform`` (plus ``noarch``).
+
+    ``network`` (credentials file, mirrors, proxies, TLS) shapes py-rattler's client.
+    """
     if not specs:
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
     resolved = [resolve_channel(c) for c in channels]
+    gateway = None
+    if network is not None:
+        from .netconfig import solver_client
+
+        client = solver_client(network)
+        gateway = rattler.Gateway(client=client) if client is not None else None
+    channels = [redact(c) for c in channels]  # for messages: never show a token
     try:
         return asyncio.run(
             rattler.solve(
                 resolved,
                 list(specs),
+                gateway=gateway,
                 platforms=[platform, "noarch"],  # type: ignore[list-item]
                 virtual_packages=virtual_packages(platform, extra_virtual),
             )
@@ -110,12 +127,14 @@ def solve(
         raise
     except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
         raise FetchError(
-            f"cannot fetch the package index of {', '.join(channels)} for {platform}:\n{exc}",
+            f"cannot fetch the package index of {', '.join(channels)} for {platform}:\n"
+            f"{redact(str(exc))}",
             hint="Check the channel URL and the network (proxy, credentials with --auth-file).",
         ) from exc
     except rattler.exceptions.InvalidMatchSpecError as exc:
         raise UsageError(f"invalid package spec in {' '.join(specs)}: {exc}") from exc
     except Exception as exc:  # the solver's own error types vary across py-rattler releases
         raise SolveError(
-            f"cannot solve {' '.join(specs)} for {platform} from {', '.join(channels)}:\n{exc}"
+            f"cannot solve {' '.join(specs)} for {platform} from {', '.join(channels)}:\n"
+            f"{redact(str(exc))}"
         ) from exc

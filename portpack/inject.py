@@ -1,0 +1,131 @@
+"""Local packages added to a locked environment (``pack --inject FILE``).
+
+Each ``.conda`` / ``.tar.bz2`` file becomes a repodata record (read by py-rattler from
+the package's ``info/index.json``, with its sha256 and size).  An injected package
+replaces a locked package of the same name.  The resulting set must be complete:
+every dependency of every package satisfied by another one (virtual packages aside),
+else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import IncompleteEnvironmentError, PackageError, UsageError
+from .progress import Reporter
+
+_EXTENSIONS = (".conda", ".tar.bz2")
+
+
+def _dist(record: dict[str, Any]) -> str:
+    return f"{record['name']}-{record['version']}-{record['build']}"
+
+
+def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> list[dict[str, Any]]:
+    """Records for local package files, checked to be for ``platform`` or ``noarch``."""
+    import rattler
+
+    records = []
+    seen: dict[str, Path] = {}
+    for given in paths:
+        path = Path(given).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"--inject {given}: no such file")
+        if not path.name.endswith(_EXTENSIONS):
+            raise UsageError(f"--inject {given}: not a conda package (.conda or .tar.bz2)")
+        try:
+            record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
+        except Exception as exc:  # py-rattler raises its own exception types
+            raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
+        doc: dict[str, Any] = json.loads(record.to_json())
+        doc["url"] = path.as_uri()
+        doc["fn"] = path.name
+        doc["channel"] = None
+        subdir = str(doc.get("subdir") or "noarch")
+        if subdir not in (platform, "noarch"):
+            raise UsageError(
+                f"--inject {given}: package {_dist(doc)} is for {subdir}, not {platform}"
+            )
+        name = str(doc["name"])
+        if name in seen:
+            raise UsageError(f"--inject {given}: package {name} is injected twice ({seen[name]})")
+        seen[name] = path
+        records.append(doc)
+    return records
+
+
+def inject(
+    records: list[dict[str, Any]],
+    injected: list[dict[str, Any]],
+    reporter: Reporter | None = None,
+) -> list[dict[str, Any]]:
+    """The locked records with ``injected`` added (replacing same-named ones), validated
+    and in install order (dependencies first)."""
+    reporter = reporter or Reporter()
+    by_name = {str(r["name"]): r for r in injected}
+    kept = []
+    for record in records:
+        replacement = by_name.get(str(record["name"]))
+        if replacement is None:
+            kept.append(record)
+        else:
+            reporter.warning(f"injected {_dist(replacement)} replaces the locked {_dist(record)}")
+    combined = kept + injected
+    check_complete(combined)
+    return install_order(combined)
+
+
+def check_complete(records: list[dict[str, Any]]) -> None:
+    """Raise :class:`IncompleteEnvironmentError` listing every unsatisfied dependency."""
+    import rattler
+
+    package_records = {str(r["name"]): _package_record(r) for r in records}
+    missing: list[tuple[str, str]] = []
+    for record in records:
+        for dep in record.get("depends", []):
+            dep = str(dep)
+            if dep.startswith("__"):
+                continue  # virtual packages: checked on the target at unpack time
+            spec = rattler.MatchSpec(dep)
+            name = spec.name.normalized if spec.name is not None else ""
+            candidate = package_records.get(name)
+            if candidate is None or not spec.matches(candidate):
+                missing.append((_dist(record), dep))
+    if missing:
+        lines = "".join(f"\n  - {dist} needs {dep}" for dist, dep in missing)
+        raise IncompleteEnvironmentError(
+            f"the environment is incomplete: {len(missing)} dependenc"
+            f"{'y is' if len(missing) == 1 else 'ies are'} not satisfied:{lines}",
+            missing=missing,
+            hint="Inject the missing packages too (--inject FILE), or add them to the lock.",
+        )
+
+
+def install_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` with dependencies before dependents (rattler's topological order)."""
+    import rattler
+
+    by_name = {str(r["name"]): r for r in records}
+    ordered = rattler.PackageRecord.sort_topologically(
+        [_package_record(r) for r in by_name.values()]
+    )
+    return [by_name[p.name.normalized] for p in ordered]
+
+
+def _package_record(record: dict[str, Any]) -> Any:
+    import rattler
+
+    return rattler.PackageRecord(
+        name=str(record["name"]),
+        version=str(record["version"]),
+        build=rattler.BuildString(str(record["build"])),
+        build_number=int(record.get("build_number", 0)),
+        subdir=str(record.get("subdir") or "noarch"),
+        depends=[str(d) for d in record.get("depends", [])],
+        constrains=[str(c) for c in record.get("constrains", [])],
+    )

@@ -1,0 +1,264 @@
+"""Network settings: the config file, mirrors, proxies and TLS, for fetching and solving.
+
+The config file (``--config``) is rattler's TOML, as pixi and pixi-pack read it; parsing
+is left to py-rattler's :class:`rattler.Config`.  portpack uses its ``[mirrors]``,
+``[concurrency] downloads``, ``[proxy-config]``, ``tls-no-verify`` and
+``authentication-override-file`` keys, plus a ``[portpack]`` table of its own::
+
+    [mirrors]
+    "https://conda.anaconda.org/conda-forge" = [
+        "https://mirror.example.com/conda-forge",
+        "https://conda.anaconda.org/conda-forge",
+    ]
+
+    [portpack]
+    insecure-hosts = ["conda.internal.example.com"]   # no TLS verification for these
+    ca-bundle = "corporate-ca.pem"                     # relative to the config file
+
+Proxies also come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
+and CA certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import sys
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .auth import redact
+from .errors import UsageError
+from .progress import Reporter
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    import httpx
+    import rattler
+
+PORTPACK_TABLE = "portpack"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that shapes how portpack reaches channels."""
+
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Channel URL prefix (ending in ``/``) -> mirrors tried in order (each ending in ``/``)."""
+    auth_file: Path | None = None
+    ca_bundle: Path | None = None
+    insecure_hosts: tuple[str, ...] = ()
+    """Hosts (``host`` or ``host:port``) whose TLS certificates are not verified."""
+    tls_no_verify: bool = False
+    """No TLS verification for any host (rattler's ``tls-no-verify``)."""
+    proxy_http: str | None = None
+    proxy_https: str | None = None
+    non_proxy_hosts: tuple[str, ...] = ()
+    concurrency: int | None = None
+    """``[concurrency] downloads`` of the config file."""
+    config_file: Path | None = None
+
+    def mirror_urls(self, url: str) -> list[tuple[str, str]]:
+        """``(mirror, URL)`` pairs to try for ``url``, in order; ``("", url)`` without mirrors.
+
+        The longest matching prefix wins; its mirrors replace it (list the original URL
+        among them to keep it).
+        """
+        best = ""
+        for prefix in self.mirrors:
+            if url.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        if not best:
+            return [("", url)]
+        rest = url[len(best) :]
+        return [(mirror, mirror + rest) for mirror in self.mirrors[best]]
+
+
+def load_network_config(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    auth_file: str | os.PathLike[str] | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    insecure_hosts: Sequence[str] = (),
+    reporter: Reporter | None = None,
+) -> NetworkConfig:
+    """Read the config file (if any); explicit options take precedence over it."""
+    settings: dict[str, Any] = {}
+    if config is not None:
+        settings = _read_config(Path(config), reporter or Reporter())
+    hosts = tuple(dict.fromkeys([*settings.pop("insecure_hosts", ()), *insecure_hosts]))
+    for host in hosts:
+        if not host or "/" in host:
+            raise UsageError(f"--insecure-host expects a host name (or host:port), got {host!r}")
+    if auth_file is not None:
+        settings["auth_file"] = Path(auth_file)
+    if ca_bundle is not None:
+        settings["ca_bundle"] = Path(ca_bundle)
+    bundle = settings.get("ca_bundle")
+    if bundle is not None and not bundle.is_file():
+        raise UsageError(f"CA bundle {bundle} does not exist")
+    return NetworkConfig(insecure_hosts=hosts, **settings)
+
+
+def _read_config(path: Path, reporter: Reporter) -> dict[str, Any]:
+    import rattler
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        parsed, unused = rattler.Config.from_toml_with_unused_keys(text)
+        doc = tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"config file {path} is invalid: {redact(str(exc))}") from None
+    for key in unused:
+        if key != PORTPACK_TABLE:
+            reporter.warning(f"config file {path}: key {key!r} is not used by portpack")
+    own = doc.get(PORTPACK_TABLE, {})
+    if not isinstance(own, dict):
+        raise UsageError(f"config file {path}: [{PORTPACK_TABLE}] must be a table")
+    settings: dict[str, Any] = {"config_file": path}
+    settings["mirrors"] = {
+        _slash(prefix): tuple(_slash(m) for m in mirrors)
+        for prefix, mirrors in parsed.mirrors.items()
+    }
+    for prefix, mirrors in settings["mirrors"].items():
+        if not mirrors:
+            raise UsageError(f"config file {path}: mirror list of {prefix} is empty")
+    if parsed.authentication_override_file is not None:
+        settings["auth_file"] = _relative(path, parsed.authentication_override_file)
+    settings["tls_no_verify"] = bool(parsed.tls_no_verify)
+    settings["proxy_http"] = parsed.proxy_http
+    settings["proxy_https"] = parsed.proxy_https
+    settings["non_proxy_hosts"] = tuple(parsed.proxy_non_proxy_hosts)
+    if "concurrency" in doc:
+        settings["concurrency"] = int(parsed.concurrency_downloads)
+    hosts = own.get("insecure-hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise UsageError(f"config file {path}: insecure-hosts must be a list of host names")
+    settings["insecure_hosts"] = hosts
+    if "ca-bundle" in own:
+        if not isinstance(own["ca-bundle"], str):
+            raise UsageError(f"config file {path}: ca-bundle must be a path")
+        settings["ca_bundle"] = _relative(path, Path(own["ca-bundle"]))
+    unknown = sorted(set(own) - {"insecure-hosts", "ca-bundle"})
+    if unknown:
+        raise UsageError(
+            f"config file {path}: unknown key(s) in [{PORTPACK_TABLE}]: {', '.join(unknown)}"
+        )
+    return settings
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _relative(config: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else config.parent / path
+
+
+def ssl_context(net: NetworkConfig) -> ssl.SSLContext:
+    """A verifying context: ``ca_bundle``, else ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi."""
+    cafile: str | None = str(net.ca_bundle) if net.ca_bundle else None
+    capath: str | None = None
+    if cafile is None:
+        cafile = os.environ.get("SSL_CERT_FILE") or None
+        capath = os.environ.get("SSL_CERT_DIR") or None
+    if cafile is None and capath is None:
+        import certifi
+
+        cafile = certifi.where()
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        which = cafile or capath
+        raise UsageError(f"cannot load CA certificates from {which}: {exc}") from exc
+
+
+def _proxy_for(host: str, net: NetworkConfig) -> str | None:
+    """The proxy an https request to ``host`` goes through (config file, then environment)."""
+    bare = host.rpartition(":")[0] if host.count(":") == 1 else host
+    if net.proxy_https:
+        return None if bare in net.non_proxy_hosts else net.proxy_https
+    if urllib.request.proxy_bypass_environment(bare):  # type: ignore[attr-defined]
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get("https") or proxies.get("all")
+
+
+def http_client(net: NetworkConfig, connections: int, timeout: float) -> httpx.Client:
+    """A pooled HTTP/1.1 client with ``connections`` connections and these settings.
+
+    Separate connections (not HTTP/2 streams on one) so that a server's per-connection
+    bandwidth limit does not cap the whole download.
+    """
+    import httpx
+
+    from ._version import __version__
+
+    verify: ssl.SSLContext | bool = False if net.tls_no_verify else ssl_context(net)
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30
+    )
+    mounts: dict[str, httpx.HTTPTransport | None] = {}
+    for scheme, proxy in (("http", net.proxy_http), ("https", net.proxy_https)):
+        if proxy:
+            mounts[f"{scheme}://"] = httpx.HTTPTransport(verify=verify, proxy=proxy, limits=limits)
+    if net.proxy_http or net.proxy_https:
+        for host in net.non_proxy_hosts:
+            mounts[f"all://{host}"] = None  # the default, direct transport
+    for host in net.insecure_hosts:
+        mounts[f"all://{host}"] = httpx.HTTPTransport(
+            verify=False, proxy=_proxy_for(host, net), limits=limits
+        )
+    return httpx.Client(
+        verify=verify,
+        trust_env=True,
+        mounts=mounts,
+        limits=limits,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0), pool=None),
+        follow_redirects=True,
+        headers={"User-Agent": f"portpack/{__version__}", "Accept-Encoding": "identity"},
+    )
+
+
+def solver_client(net: NetworkConfig) -> rattler.Client | None:
+    """A py-rattler client with these settings for the solver (``None``: rattler's default).
+
+    rattler reads the auth file itself (``authentication-override-file``) and applies
+    the mirrors; it cannot skip TLS verification per host, so insecure hosts turn it
+    off for the whole solve.  It reads ``SSL_CERT_FILE`` for extra CA certificates.
+    """
+    lines = []
+    if net.auth_file is not None:
+        lines.append(f"authentication-override-file = {json.dumps(str(net.auth_file))}")
+    if net.tls_no_verify or net.insecure_hosts:
+        lines.append("tls-no-verify = true")
+    if net.mirrors:
+        lines.append("[mirrors]")
+        lines += [
+            f"{json.dumps(prefix)} = {json.dumps(list(mirrors))}"
+            for prefix, mirrors in net.mirrors.items()
+        ]
+    if net.proxy_http or net.proxy_https:
+        lines.append("[proxy-config]")
+        if net.proxy_http:
+            lines.append(f"http = {json.dumps(net.proxy_http)}")
+        if net.proxy_https:
+            lines.append(f"https = {json.dumps(net.proxy_https)}")
+        lines.append(f"non-proxy-hosts = {json.dumps(list(net.non_proxy_hosts))}")
+    if not lines:
+        return None
+    import rattler
+
+    return rattler.Client.from_config(rattler.Config.from_toml("\n".join(lines)))

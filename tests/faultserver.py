@@ -1,0 +1,384 @@
+"""A loopback HTTP(S) server serving a directory, with injectable faults.
+
+Used by the fetcher tests and ``benchmarks/bench_fetch.py``.  Features:
+
+* HTTP/1.1 with keep-alive, ``Range: bytes=N-`` requests (206) and ``ETag``.
+* Faults queued per file name, one consumed per request (:meth:`FaultServer.fail`):
+  :class:`Status` (e.g. 500, or 429 with ``Retry-After``), :class:`Drop` (reset the
+  connection mid-body), :class:`Short` (close cleanly before ``Content-Length``),
+  :class:`Wrong` (different bytes of the same length) and :class:`Stall`.
+* Credentials required for every request (:class:`Bearer`, :class:`Basic`,
+  :class:`CondaToken`), answered with 401 when missing or wrong.
+* Per-request latency and a per-connection bandwidth cap (for the benchmark).
+* Acting as a plain HTTP proxy: absolute-form request targets are served too and
+  logged as ``proxied``.
+* TLS with a given server context.
+
+Run it as a script (the benchmark does, so that it does not share the client's GIL)::
+
+    python tests/faultserver.py ROOT [--latency S] [--bandwidth BYTES_PER_S]
+
+It prints its base URL on the first line of standard output and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.server
+import os
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CHUNK = 64 << 10
+
+
+@dataclass(frozen=True)
+class Status:
+    """Answer with this status (and an optional ``Retry-After``) instead of the file."""
+
+    code: int
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Send ``after`` bytes of the body, then reset the connection (RST)."""
+
+    after: int
+
+
+@dataclass(frozen=True)
+class Short:
+    """Send ``after`` bytes of the body, then close the connection cleanly (FIN)."""
+
+    after: int
+
+
+@dataclass(frozen=True)
+class Wrong:
+    """Send a body of the right length whose bytes differ from the file's."""
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Send the headers, then nothing for ``seconds``, then the body."""
+
+    seconds: float
+
+
+Fault = Status | Drop | Short | Wrong | Stall
+
+
+@dataclass(frozen=True)
+class Bearer:
+    token: str
+
+
+@dataclass(frozen=True)
+class Basic:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class CondaToken:
+    token: str
+
+
+Auth = Bearer | Basic | CondaToken
+
+
+@dataclass
+class Request:
+    """One request the server saw."""
+
+    path: str
+    """The file path asked for (without a conda token)."""
+    headers: dict[str, str]
+    status: int = 0
+    sent: int = 0
+    proxied: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class _Abort(Exception):
+    """The handler dropped the connection on purpose."""
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.close_connection = True
+                raise _Abort from None
+
+    def handle(self) -> None:
+        with contextlib.suppress(_Abort, ConnectionError, ssl.SSLError):
+            super().handle()
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    # -- the request --------------------------------------------------------------
+
+    def _serve(self, head: bool) -> None:
+        fs = self.server.owner
+        target = self.path
+        proxied = "://" in target.split("?", 1)[0]
+        path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
+        token_ok = True
+        if isinstance(fs.auth, CondaToken):
+            prefix = f"/t/{fs.auth.token}/"
+            token_ok = path.startswith(prefix)
+            if token_ok:
+                path = path[len(prefix) - 1 :]
+        record = Request(path, dict(self.headers.items()), proxied=proxied)
+        fs.record(record)
+        if fs.latency:
+            time.sleep(fs.latency)
+        if not self._authorized(fs.auth, token_ok):
+            self._status(record, 401, extra={"WWW-Authenticate": 'Bearer realm="fault"'})
+            return
+        fault = fs.next_fault(record.name)
+        if isinstance(fault, Status):
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._status(record, fault.code, extra=extra)
+            return
+        file = (fs.root / path.lstrip("/")).resolve()
+        if fs.root not in file.parents or not file.is_file():
+            self._status(record, 404)
+            return
+        self._send_file(record, file, fault, head)
+
+    def _authorized(self, auth: Auth | None, token_ok: bool) -> bool:
+        if auth is None:
+            return True
+        if isinstance(auth, CondaToken):
+            return token_ok
+        got = self.headers.get("Authorization", "")
+        if isinstance(auth, Bearer):
+            return got == f"Bearer {auth.token}"
+        expected = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+        return got == f"Basic {expected}"
+
+    def _status(self, record: Request, code: int, extra: dict[str, str] | None = None) -> None:
+        body = f"{code}\n".encode()
+        record.status = code
+        self.send_response(code)
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_file(self, record: Request, file: Path, fault: Fault | None, head: bool) -> None:
+        fs = self.server.owner
+        stat = file.stat()
+        size = stat.st_size
+        etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
+        start = 0
+        wanted = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if fs.ranges and wanted and wanted.startswith("bytes=") and if_range in (None, etag):
+            first = wanted[len("bytes=") :].split("-", 1)[0]
+            start = int(first) if first.isdigit() else 0
+            if start >= size:
+                self._status(record, 416, extra={"Content-Range": f"bytes */{size}"})
+                return
+        code = 206 if start else 200
+        record.status = code
+        self.send_response(code)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("ETag", etag)
+        if fs.ranges:
+            self.send_header("Accept-Ranges", "bytes")
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.end_headers()
+        if head:
+            return
+        if isinstance(fault, Stall):
+            self.wfile.flush()
+            time.sleep(fault.seconds)
+        limit = fault.after if isinstance(fault, Drop | Short) else None
+        began = time.monotonic()
+        with open(file, "rb") as fh:
+            fh.seek(start)
+            for chunk in _chunks(fh, limit):
+                if isinstance(fault, Wrong):
+                    chunk = bytes(b ^ 0x5A for b in chunk)
+                self.wfile.write(chunk)
+                record.sent += len(chunk)
+                if fs.bandwidth:
+                    ahead = record.sent / fs.bandwidth - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        if isinstance(fault, Drop):
+            self.wfile.flush()
+            time.sleep(0.3)  # let the client read what was sent: a reset discards unread data
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            raise _Abort
+        if isinstance(fault, Short):
+            self.close_connection = True
+
+
+def _chunks(fh: object, limit: int | None) -> Iterator[bytes]:
+    left = limit
+    read = fh.read  # type: ignore[attr-defined]
+    while True:
+        size = _CHUNK if left is None else min(_CHUNK, left)
+        if size <= 0:
+            return
+        chunk = read(size)
+        if not chunk:
+            return
+        if left is not None:
+            left -= len(chunk)
+        yield chunk
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+    owner: FaultServer
+
+
+class FaultServer:
+    """Serve ``root`` on 127.0.0.1 (see the module docstring); use as a context manager."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        auth: Auth | None = None,
+        tls: ssl.SSLContext | None = None,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
+        ranges: bool = True,
+        port: int = 0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.auth = auth
+        self.latency = latency
+        self.bandwidth = bandwidth
+        self.ranges = ranges
+        self.requests: list[Request] = []
+        self._faults: dict[str, list[Fault]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.owner = self
+        self.scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, ending in ``/``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
+
+    def fail(self, name: str, *faults: Fault) -> None:
+        """Answer the next requests for file ``name`` with ``faults``, in order."""
+        with self._lock:
+            self._faults[name].extend(faults)
+
+    def next_fault(self, name: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(name)
+            return queue.pop(0) if queue else None
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def requests_for(self, name: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.name == name]
+
+    def start(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = FaultServer(
+        args.root, latency=args.latency, bandwidth=args.bandwidth, port=args.port
+    ).start()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

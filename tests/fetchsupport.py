@@ -1,0 +1,122 @@
+"""Helpers of the fetcher tests: locks pointing at a loopback server, a channel of big
+packages, and looking into the package cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import portpack
+from faultserver import FaultServer
+from portpack.lockfile import read_lock
+from support.channel import index_channel
+from support.pkgwriter import PackageSpec, write_conda
+
+#: Fixture-channel packages without python: a C library, an activation package, an
+#: empty-directory package and a .tar.bz2 one.
+SMALL_SPECS = ["hello-c", "actpkg", "emptydir", "oldformat"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class LockTemplate:
+    """A lockfile made against one server URL, re-targeted at other servers."""
+
+    def __init__(self, text: str, url: str) -> None:
+        self.text = text
+        self.url = url
+
+    @classmethod
+    def make(cls, channel: Path, specs: list[str], work: Path) -> LockTemplate:
+        with FaultServer(channel) as server:
+            path = portpack.lock(
+                specs, channels=[server.url], platforms=["linux-64"], output=work / "t.lock"
+            )
+            return cls(path.read_text(), server.url)
+
+    def write(self, path: Path, url: str) -> Path:
+        """The lock with every package URL under ``url`` instead."""
+        path.write_text(self.text.replace(self.url, url))
+        return path
+
+    def records(self, path: Path) -> list[dict[str, Any]]:
+        return read_lock(path, "default", "linux-64").records
+
+
+def cache_entries(cache: Path) -> list[Path]:
+    """Complete entries of a package cache (no temporary files)."""
+    pkgs = cache / "pkgs"
+    return sorted(p for p in pkgs.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def part_files(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "pkgs").rglob(".*") if p.is_file())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_cache_sound(cache: Path, records: list[dict[str, Any]]) -> None:
+    """Every complete entry's content is the locked file its name claims to be."""
+    by_digest = {str(r["sha256"])[:16]: r for r in records}
+    for entry in cache_entries(cache):
+        stem = entry.name.removesuffix(".conda").removesuffix(".tar.bz2")
+        record = by_digest[stem.rsplit(".", 1)[1]]
+        assert sha256(entry) == record["sha256"], f"{entry} is corrupt"
+
+
+def build_big_channel(dest: Path, count: int, size: int, seed: int = 1) -> Path:
+    """A channel of ``count`` noarch packages ``big-N`` of ``size`` random bytes each."""
+    rng = random.Random(seed)
+    for index in range(count):
+        spec = PackageSpec(
+            name=f"big-{index}",
+            version="1.0",
+            files={f"share/big/{index}.bin": rng.randbytes(size)},
+        )
+        write_conda(dest / "noarch", spec, zstd_level=1)
+    (dest / "linux-64").mkdir(parents=True, exist_ok=True)
+    index_channel(dest)
+    return dest
+
+
+def run_pack(lock: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen[str]:
+    """``portpack pack`` in a child process (no proxy, quiet)."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        env.pop(var, None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portpack",
+            "pack",
+            "-l",
+            str(lock),
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "-q",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+
+
+def archive_bytes(archive: Path) -> bytes:
+    """The whole decompressed archive (metadata, conda-meta records and packages)."""
+    import zstandard
+
+    with open(archive, "rb") as fh:
+        reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
+        return reader.read()
