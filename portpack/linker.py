@@ -247,7 +247,7 @@ def _write_file(
     """Write one file from memory, replacing its placeholder if it has one."""
     record = _record(entry, target, "hardlink")
     if entry.placeholder is None:
-        ctx.destination.write(target, [data], member.mode, member.mtime, what)
+        ctx.destination.write_bytes(target, data, member.mode, member.mtime, what)
         if record.size is None:
             record.size = len(data)
         return record
@@ -260,7 +260,7 @@ def _write_file(
     else:
         patched = replace_text(data, placeholder, prefix)
     # Patched files get "now" as mtime so Python never trusts a stale .pyc.
-    ctx.destination.write(target, [patched], member.mode, ctx.now, what)
+    ctx.destination.write_bytes(target, patched, member.mode, ctx.now, what)
     record.file_mode = entry.file_mode or "text"
     record.placeholder = entry.placeholder
     record.size = len(patched)
@@ -301,7 +301,7 @@ def _entry_points(
         target = f"bin/{entry_point.command}"
         ctx.claim(target, dist)
         script = entry_point.script(ctx.prefix, python)
-        ctx.destination.write(target, [script], 0o775, None, f"package {dist}, entry point")
+        ctx.destination.write_bytes(target, script, 0o775, None, f"package {dist}, entry point")
         out.append(
             InstalledFile(
                 path=target,

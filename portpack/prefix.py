@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterable
 
 from .errors import InstallError, UnsafeArchiveError
+from .writers import WriterPool
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FORBIDDEN_BITS = stat.S_ISUID | stat.S_ISGID
@@ -45,11 +46,38 @@ def safe_relpath(name: str, what: str) -> str:
 class Destination:
     """Writes files below ``root`` (the staging directory of the environment)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, threads: int = 0) -> None:
         self.root = root
         self._dirs: set[str] = {""}
         self._symlinks: set[str] = set()
         self._umask = _current_umask()
+        self._pool = WriterPool(threads, self._pool_error) if threads else None
+
+    def _pool_error(self, exc: OSError, path: str, what: str) -> Exception:
+        rel = path[len(self.root) + 1 :]
+        if isinstance(exc, FileExistsError):
+            return UnsafeArchiveError(f"{what}: {rel!r} is written twice")
+        return _install_error(exc, rel, what)
+
+    def flush(self) -> None:
+        """Wait for files still being written in the background; raise their errors."""
+        if self._pool is not None:
+            self._pool.flush()
+
+    def abort(self) -> None:
+        """Stop the writers, abandoning queued files (the caller removes the tree)."""
+        if self._pool is not None:
+            self._pool.abort()
+            self._pool = None
+
+    def close(self) -> None:
+        """Finish background writing (raising its errors) and stop the writers."""
+        if self._pool is not None:
+            try:
+                self._pool.flush()
+            finally:
+                self._pool.close()
+                self._pool = None
 
     def _abs(self, rel: str) -> str:
         return f"{self.root}/{rel}"
@@ -86,6 +114,17 @@ class Destination:
         if mode & _FORBIDDEN_BITS:
             raise UnsafeArchiveError(f"{what}: refusing setuid/setgid file {rel!r}")
         return mode & 0o777
+
+    def write_bytes(
+        self, rel: str, data: bytes | memoryview, mode: int, mtime: int | None, what: str
+    ) -> None:
+        """Create regular file ``rel`` holding ``data`` (possibly on a background writer)."""
+        if self._pool is None:
+            self.write(rel, [data], mode, mtime, what)
+            return
+        mode = self._check_mode(mode, rel, what)
+        self._parent(rel, what)
+        self._pool.submit((self._abs(rel), data, mode, bool(mode & self._umask), mtime, what))
 
     def write(
         self,
@@ -134,11 +173,13 @@ class Destination:
 
     def remove(self, rel: str) -> None:
         """Remove a file or symlink this destination wrote (clobbering)."""
+        self.flush()
         os.unlink(self._abs(rel))
         self._symlinks.discard(rel)
 
     def rename(self, rel: str, new_rel: str, what: str) -> None:
         """Move a file this destination wrote to ``new_rel``."""
+        self.flush()
         self._parent(new_rel, what)
         os.rename(self._abs(rel), self._abs(new_rel))
         if rel in self._symlinks:
@@ -147,6 +188,7 @@ class Destination:
 
     def read(self, rel: str) -> bytes:
         """Read back a regular file this destination wrote (for tar hard links)."""
+        self.flush()
         with open(self._abs(rel), "rb") as fh:
             return fh.read()
 
