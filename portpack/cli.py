@@ -224,6 +224,15 @@ Examples:
     metavar="__NAME=VER[=BUILD]",
     help="Assume this virtual package while solving.",
 )
+@click.option(
+    "--format",
+    "archive_format",
+    type=click.Choice(["portpack", "pixi-pack"]),
+    default="portpack",
+    show_default=True,
+    help="portpack's zstd archive, or pixi-pack's plain tar (for pixi-unpack, "
+    "'micromamba create -f environment.yml' or conda).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def pack(
@@ -244,6 +253,7 @@ def pack(
     inject: Sequence[str],
     no_cache: bool,
     virtual: Sequence[str],
+    archive_format: str,
     quiet: bool,
     debug: bool,
     **network: Any,
@@ -268,6 +278,7 @@ def pack(
             relock=relock,
             concurrency=concurrency,
             virtual_packages=virtual,
+            archive_format=archive_format,
             reporter=TerminalReporter(quiet),
             inject=inject,
             no_cache=no_cache,

@@ -25,6 +25,9 @@ from .locking import locked_records
 from .netconfig import load_network_config
 from .progress import Reporter
 
+#: What ``pack`` writes: portpack's zstd archive, or pixi-pack's plain tar layout.
+ARCHIVE_FORMATS = ("portpack", "pixi-pack")
+
 if TYPE_CHECKING:
     from .selfextract import Bootstrap
 
@@ -36,7 +39,9 @@ class PackResult:
     output: str
     platform: str
     packages: list[str]
-    metadata: fmt.Metadata
+    metadata: fmt.Metadata | None
+    """The portpack archive's metadata (None for ``archive_format="pixi-pack"``)."""
+    archive_format: str = "portpack"
 
 
 _P = ParamSpec("_P")
@@ -83,6 +88,7 @@ def pack(
     relock: bool = False,
     concurrency: int | None = None,
     virtual_packages: Sequence[str] = (),
+    archive_format: str = "portpack",
     reporter: Reporter | None = None,
     inject: Sequence[str | os.PathLike[str]] = (),
     no_cache: bool = False,
@@ -108,6 +114,10 @@ def pack(
     ``wheel_index``).
     """
     reporter = reporter or Reporter()
+    if archive_format not in ARCHIVE_FORMATS:
+        raise UsageError(
+            f"unknown archive format {archive_format!r}; choose {' or '.join(ARCHIVE_FORMATS)}"
+        )
     if not create_executable and (bootstrap_python or zstandard_wheel or wheel_index):
         raise UsageError(
             "--bootstrap-python, --zstandard-wheel and --wheel-index need --create-executable"
@@ -144,6 +154,16 @@ def pack(
     cache = _cache_for(cache_dir, no_cache)
     workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
     fetched = Fetcher(cache, workers, reporter, network=network).fetch_all(records)
+    if archive_format == "pixi-pack":  # pixi-pack's plain tar of the package files
+        from .pixipack_write import write_pixi_pack_to
+
+        return PackResult(
+            output=write_pixi_pack_to(output, platform, records, fetched),
+            platform=platform,
+            packages=[f"{r['name']}-{r['version']}-{r['build']}" for r in records],
+            metadata=None,
+            archive_format=archive_format,
+        )
     packages = _analyze_all(records, fetched, cache)
     metadata = build_metadata(platform, records, packages)
     if not create_executable:

@@ -13,6 +13,7 @@ from types import FrameType
 
 from ._cli_common import StderrReporter, run_reporting_errors
 from ._version import __version__
+from .activation import DEFAULT_SHELL, SHELLS, source_command
 
 EPILOG = """examples:
   portpack unpack env.tar -o /app          # creates /app/env and /app/activate.sh
@@ -64,6 +65,14 @@ def build_parser(
     parser.add_argument(
         "--strict", action="store_true", help="refuse symlinks that point outside the environment"
     )
+    parser.add_argument(
+        "-s",
+        "--shell",
+        default=DEFAULT_SHELL,
+        choices=[*SHELLS, "nushell"],
+        help="shell of the activation script: activate.sh (bash, zsh), activate.fish, "
+        "activate.xsh (xonsh) or activate.nu (default: bash)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"portpack {__version__}")
@@ -96,13 +105,14 @@ def main(
             force=args.force,
             run_link_scripts=args.run_link_scripts,
             strict=args.strict,
+            shell=args.shell,
             reporter=StderrReporter(args.quiet),
         ),
         args.debug,
     )
     if not args.quiet:
         print(f"Unpacked {len(result.packages)} packages into {result.prefix}")
-        print(f"Activate it with: . {result.activation_script}")
+        print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
 
 

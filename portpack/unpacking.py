@@ -12,14 +12,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import format as fmt
-from . import preconditions
-from .activation import activation_script
+from . import pixipack_read, preconditions
+from .activation import DEFAULT_SHELL, activation_script, normalize_shell, script_name
 from .archive_reader import ArchiveReader
 from .condameta import write_records
 from .errors import InstallError, UsageError
@@ -51,41 +52,76 @@ def unpack(
     force: bool = False,
     run_link_scripts: bool = False,
     strict: bool = False,
+    shell: str = DEFAULT_SHELL,
     reporter: Reporter | None = None,
 ) -> UnpackResult:
     """Unpack ``archive`` (a path, ``"-"`` for stdin, or a binary stream) into
-    ``output_dir/env_name`` and write ``output_dir/activate.sh``.
+    ``output_dir/env_name`` and write the activation script for ``shell`` into
+    ``output_dir`` (``activate.sh`` for bash and zsh).
 
+    ``archive`` is a portpack archive or a pixi-pack archive (a plain tar).
     Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
     then leaves no partial environment behind.
     """
     reporter = reporter or Reporter()
     _check_env_name(env_name)
+    shell = normalize_shell(shell)
     out = Path(os.path.abspath(output_dir))
     prefix = out / env_name
     with ExitStack() as stack:
         stream, name = _open(archive, stack)
-        reader = ArchiveReader(stream, name)
-        stack.callback(reader.close)
-        _check_target(prefix, force)
-        preconditions.check_all(reader.metadata, str(prefix), str(out))
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(out, env_name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
-        staging.chmod(0o777 & ~_umask())
-        try:
-            dest = Destination(str(staging))
-            linked = _install_all(reader, dest, str(prefix), strict, reporter)
-            write_records(dest, linked, f"portpack unpack {name}")
-            _move_into_place(staging, prefix)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        stream, head = pixipack_read.sniff(stream)
+        if pixipack_read.looks_like_tar(head):
+            # pixi-pack: platform, glibc and integrity are checked while it streams.
+            _check_target(prefix, force)
+            out.mkdir(parents=True, exist_ok=True)
+            linked = _build(
+                out,
+                env_name,
+                name,
+                lambda dest: pixipack_read.install(
+                    stream, name, dest, str(prefix), strict=strict, reporter=reporter
+                ),
+            )
+        else:
+            reader = ArchiveReader(stream, name)
+            stack.callback(reader.close)
+            _check_target(prefix, force)
+            preconditions.check_all(reader.metadata, str(prefix), str(out))
+            out.mkdir(parents=True, exist_ok=True)
+            linked = _build(
+                out,
+                env_name,
+                name,
+                lambda dest: _install_all(reader, dest, str(prefix), strict, reporter),
+            )
         if run_link_scripts:
-            _run_link_scripts(prefix, reader.metadata)
-        script = _write_activation(out, prefix)
-        return UnpackResult(prefix, script, [entry.dist for entry in reader.metadata.packages])
+            _run_link_scripts(prefix, [record for record, _ in linked])
+        script = _write_activation(out, prefix, shell)
+        return UnpackResult(prefix, script, [pkg.dist for _, pkg in linked])
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+Installed = list[tuple[dict[str, Any], LinkedPackage]]
+
+
+def _build(
+    out: Path, env_name: str, name: str, install: Callable[[Destination], Installed]
+) -> Installed:
+    """Install into a hidden staging directory, write conda-meta, rename into place."""
+    prefix = out / env_name
+    remove_stale_staging(out, env_name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
+    staging.chmod(0o777 & ~_umask())
+    try:
+        dest = Destination(str(staging))
+        linked = install(dest)
+        write_records(dest, linked, f"portpack unpack {name}")
+        _move_into_place(staging, prefix)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return linked
 
 
 def _umask() -> int:
@@ -159,7 +195,7 @@ def _python_info(meta: fmt.Metadata) -> PythonInfo | None:
 
 def _install_all(
     reader: ArchiveReader, dest: Destination, prefix: str, strict: bool, reporter: Reporter
-) -> list[tuple[dict[str, object], LinkedPackage]]:
+) -> Installed:
     ctx = LinkContext(
         destination=dest,
         prefix=prefix,
@@ -188,26 +224,27 @@ def _move_into_place(staging: Path, prefix: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_activation(out: Path, prefix: Path) -> Path:
-    script = out / "activate.sh"
-    tmp = out / f".activate.sh{STAGING_MARK}{os.getpid()}"
-    tmp.write_text(activation_script(str(prefix)))
+def _write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:
+    script = out / script_name(shell)
+    tmp = out / f".{script.name}{STAGING_MARK}{os.getpid()}"
+    tmp.write_text(activation_script(str(prefix), shell))
     os.replace(tmp, script)
     return script
 
 
-def _run_link_scripts(prefix: Path, meta: fmt.Metadata) -> None:
+def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
     """Run ``bin/.<name>-post-link.sh`` of each package, as conda does (opt-in)."""
-    for entry in meta.packages:
-        script = prefix / "bin" / f".{entry.name}-post-link.sh"
+    for record in records:
+        name = str(record["name"])
+        script = prefix / "bin" / f".{name}-post-link.sh"
         if not script.is_file():
             continue
         env = dict(os.environ)
         env.update(
             PREFIX=str(prefix),
-            PKG_NAME=entry.name,
-            PKG_VERSION=str(entry.record["version"]),
-            PKG_BUILDNUM=str(entry.record.get("build_number", 0)),
+            PKG_NAME=name,
+            PKG_VERSION=str(record["version"]),
+            PKG_BUILDNUM=str(record.get("build_number", 0)),
             PATH=f"{prefix}/bin:{env.get('PATH', '')}",
         )
         result = subprocess.run(
@@ -221,7 +258,8 @@ def _run_link_scripts(prefix: Path, meta: fmt.Metadata) -> None:
         if result.returncode:
             shutil.rmtree(prefix, ignore_errors=True)
             raise InstallError(
-                f"the post-link script of package {entry.dist} failed "
+                f"the post-link script of package {name}-{record['version']}-"
+                f"{record['build']} failed "
                 f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
                 hint="The environment was removed. Unpack without --run-link-scripts to skip it.",
             )
