@@ -7,13 +7,17 @@ verbatim into the archive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import struct
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import zstandard
 
@@ -46,20 +50,104 @@ class AnalyzedPackage:
     info: PackageInfo
 
 
-def analyze(path: Path, what: str) -> AnalyzedPackage:
+def analyze(path: Path, what: str, cache: AnalysisCache | None = None) -> AnalyzedPackage:
     """Locate, hash and measure the info and payload segments of a ``.conda`` file.
 
     Every payload file is also checked against the size and sha256 that the
     package's ``paths.json`` declares, so a package that contradicts itself is
     refused at pack time; the archive's segment digests then carry that guarantee
     to the target without hashing every file again there.
+
+    With a ``cache`` (see :class:`AnalysisCache`) the payload is decoded and checked
+    only the first time a package is packed; later packs read just its ``info/``.
     """
+    if cache is not None:
+        found = cache.load(path, what)
+        if found is not None:
+            return found
     info_range, payload_range = _locate(path, what)
     with open(path, "rb") as fh:
         info_segment, info_chunks = _measure(fh, info_range, what, _keep_info)
         info = read_info(b"".join(info_chunks), what)
         payload_segment, _ = _measure(fh, payload_range, what, _checker(info, what))
-    return AnalyzedPackage(path, info_range, payload_range, info_segment, payload_segment, info)
+    analyzed = AnalyzedPackage(path, info_range, payload_range, info_segment, payload_segment, info)
+    if cache is not None:
+        cache.store(analyzed)
+    return analyzed
+
+
+class AnalysisCache:
+    """Remembers :func:`analyze`'s payload results for one package file.
+
+    An entry is keyed by ``key`` (the package's sha256 from the lock, which the
+    fetcher verified) and is used only while the file has the same size,
+    modification time and inode as when it was analyzed, and only if the ``info/``
+    segment, which is re-read and re-hashed every time, still matches. Entries live
+    in ``<package cache>/analysis/`` as small JSON files; failing to write one only
+    costs the next pack a full analysis.
+    """
+
+    VERSION = 1
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.directory = directory
+        self.key = key
+
+    @classmethod
+    def for_record(cls, cache_dir: Path, record: dict[str, Any]) -> AnalysisCache | None:
+        """The cache entry of a lock record, or None if it has no sha256."""
+        digest = str(record.get("sha256") or "").lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            return None
+        return cls(cache_dir / "analysis", digest)
+
+    def _path(self) -> Path:
+        return self.directory / f"{self.key}.json"
+
+    @staticmethod
+    def _identity(path: Path) -> list[int]:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def load(self, path: Path, what: str) -> AnalyzedPackage | None:
+        """The cached analysis of ``path``, with a freshly read ``info/``; None if stale."""
+        try:
+            doc = json.loads(self._path().read_bytes())
+            if doc["version"] != self.VERSION or doc["file"] != self._identity(path):
+                return None
+            info_range = ByteRange(*doc["info_range"])
+            payload_range = ByteRange(*doc["payload_range"])
+            cached_info = fmt.Segment(**doc["info_segment"])
+            payload_segment = fmt.Segment(**doc["payload_segment"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        with open(path, "rb") as fh:
+            info_segment, info_chunks = _measure(fh, info_range, what, _keep_info)
+        if info_segment != cached_info:
+            return None
+        info = read_info(b"".join(info_chunks), what)
+        return AnalyzedPackage(path, info_range, payload_range, info_segment, payload_segment, info)
+
+    def store(self, analyzed: AnalyzedPackage) -> None:
+        """Record ``analyzed`` (best effort: a read-only cache is fine)."""
+        doc = {
+            "version": self.VERSION,
+            "file": self._identity(analyzed.path),
+            "info_range": [analyzed.info_range.offset, analyzed.info_range.length],
+            "payload_range": [analyzed.payload_range.offset, analyzed.payload_range.length],
+            "info_segment": asdict(analyzed.info_segment),
+            "payload_segment": asdict(analyzed.payload_segment),
+        }
+        with contextlib.suppress(OSError):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{self.key}.")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(doc, fh)
+                os.replace(tmp, self._path())
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
 
 def _keep_info(chunks: Iterator[bytes]) -> list[bytes]:

@@ -18,7 +18,7 @@ from . import format as fmt
 from ._version import __version__
 from .archive_writer import write_archive
 from .auth import strip_record
-from .condapkg import AnalyzedPackage, analyze
+from .condapkg import AnalysisCache, AnalyzedPackage, analyze
 from .errors import UsageError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
 from .locking import locked_records
@@ -200,7 +200,7 @@ def _analyze_all(
     def one(item: tuple[dict[str, Any], Path]) -> AnalyzedPackage:
         record, path = item
         what = f"{record['name']}-{record['version']}-{record['build']}"
-        return analyze(as_conda(path, cache, what), what)
+        return analyze(as_conda(path, cache, what), what, AnalysisCache.for_record(cache, record))
 
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         return list(pool.map(one, zip(records, files, strict=True)))
