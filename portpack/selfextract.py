@@ -118,6 +118,12 @@ class Bootstrap:
     def close(self) -> None:
         self.file.close()
 
+    def __enter__(self) -> Bootstrap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def python_version(record: dict[str, Any]) -> tuple[int, int]:
     """``(3, 11)`` for a python record of version ``3.11.7``."""
@@ -428,35 +434,60 @@ class _Limited:
         return data
 
 
-def wanted_python_path(path: str, version: tuple[int, int]) -> bool:
-    """Whether a path of the python package belongs in the bootstrap."""
+def bootstrap_path(
+    path: str, version: tuple[int, int], package_paths: frozenset[str]
+) -> str | None:
+    """Where a path of the python package goes in the bootstrap (None: left out).
+
+    Kept: ``bin/python*``, ``lib/libpython*`` and ``lib/pythonX.Y`` without the parts
+    the unpacker never imports. A module whose byte code the package ships
+    (``__pycache__/M.cpython-XY.pyc``, as conda-forge's python does) goes in as a
+    sourceless ``M.pyc`` instead of ``M.py``: nothing is compiled at run time, and the
+    byte code is used whatever the files' mtimes.
+    """
     parts = PurePosixPath(path).parts
     if not parts:
-        return False
+        return None
     if parts[0] == "bin":
-        return len(parts) == 2 and parts[1].startswith("python") and "-config" not in parts[1]
+        keep = len(parts) == 2 and parts[1].startswith("python") and "-config" not in parts[1]
+        return path if keep else None
     if parts[0] != "lib" or len(parts) < 2:
-        return False
+        return None
     if len(parts) == 2:
-        return parts[1].startswith("libpython")
+        return path if parts[1].startswith("libpython") else None
     if not re.fullmatch(rf"python{version[0]}\.{version[1]}t?", parts[1]):
-        return False
+        return None
     rest = parts[2:]
-    if "__pycache__" in rest or rest[-1].endswith((".pyc", ".a", ".o")):
-        return False
+    tag = f"cpython-{version[0]}{version[1]}.pyc"
+    target = path
+    if "__pycache__" in rest:
+        module, _, suffix = rest[-1].partition(".")
+        if rest[-2:-1] != ("__pycache__",) or suffix != tag:
+            return None
+        rest = (*rest[:-2], f"{module}.py")
+        if "/".join(parts[:2] + rest) not in package_paths:
+            return None
+        target = "/".join((*parts[:2], *rest[:-1], f"{module}.pyc"))
+    elif rest[-1].endswith((".pyc", ".a", ".o")):
+        return None
+    elif rest[-1].endswith(".py"):
+        cached = (*parts[:2], *rest[:-1], "__pycache__", f"{rest[-1][:-3]}.{tag}")
+        if "/".join(cached) in package_paths:
+            return None  # its byte code goes in instead
     top = rest[0]
     if top in STDLIB_SKIP_DIRS or top.startswith("config-"):
-        return False
+        return None
     if len(rest) == 1:
-        return top not in STDLIB_SKIP_FILES
-    if top == "lib-dynload":
-        return not DYNLOAD_SKIP.match(rest[-1].split(".", 1)[0])
-    return True
+        return None if top in STDLIB_SKIP_FILES else target
+    if top == "lib-dynload" and DYNLOAD_SKIP.match(rest[-1].split(".", 1)[0]):
+        return None
+    return target
 
 
 def _python_members(python: PythonSource) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
-    """The bootstrap's members from the python package's payload, as a stream."""
+    """The bootstrap's members from the python package's payload, renamed, as a stream."""
     package = python.package
+    package_paths = frozenset(p.path for p in package.info.paths)
     with open(package.path, "rb") as fh:
         fh.seek(package.payload_range.offset)
         source = _Limited(fh, package.payload_range.length)
@@ -467,9 +498,12 @@ def _python_members(python: PythonSource) -> Iterator[tuple[tarfile.TarInfo, IO[
         try:
             with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|") as tar:
                 for member in tar:
-                    name = member.name.removeprefix("./")
-                    if not wanted_python_path(name, python.version):
+                    name = bootstrap_path(
+                        member.name.removeprefix("./"), python.version, package_paths
+                    )
+                    if name is None:
                         continue
+                    member.name = name
                     if member.isreg():
                         included.add(name)
                         yield member, tar.extractfile(member)
@@ -503,12 +537,14 @@ def _wheel_members(wheel: Path) -> Iterator[tuple[str, bytes, int]]:
         raise UsageError(f"{wheel} is not a readable wheel: {exc}") from exc
 
 
-def _tarinfo(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+def _tarinfo(
+    name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE, mtime: int = 0
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = mode
     info.type = kind
-    info.mtime = 0
+    info.mtime = mtime
     info.uname = info.gname = ""
     return info
 
@@ -527,7 +563,8 @@ def build_bootstrap(python: PythonSource, wheel: Path) -> Bootstrap:
                 name = member.name.removeprefix("./")
                 if name.startswith("bin/"):
                     interpreters.append(name)
-                info = _tarinfo(name, member.size if data else 0, member.mode, member.type)
+                size = member.size if data else 0
+                info = _tarinfo(name, size, member.mode, member.type, int(member.mtime))
                 info.linkname = member.linkname
                 tar.addfile(info, data)
             interpreter = next(

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -29,11 +30,13 @@ from portpack import selfextract, sfx
 from portpack.errors import ArchiveError, FetchError, UsageError
 from support.cache import cached_build
 from support.debian import cached_rootfs, chroot_run, copy_rootfs
+from support.pythonpkg import cached_python_package
 from treesnap import diff, snapshot
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 PY_ENV = ["python", "hello-c", "greet", "pyscript", "actpkg"]
 ABI = f"cp{sys.version_info.major}{sys.version_info.minor}"
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 #: conda-meta/history holds the time and the command: it differs on purpose.
 HISTORY = ("conda-meta/history",)
 
@@ -332,3 +335,37 @@ def test_wheel_from_index_then_from_cache(
     with serve_directory(index) as url, pytest.raises(FetchError, match="does not match the sha"):
         selfextract.find_zstandard_wheel(ABI, "x86_64", tmp_path / "cache2", url)
     assert leftovers(tmp_path / "cache2" / "wheels") == []
+
+
+def test_bootstrap_uses_the_python_packages_byte_code(
+    zstandard_wheel: Path, tmp_path: Path
+) -> None:
+    """A python package with __pycache__ (as conda-forge's) is not recompiled at every run."""
+    package = cached_python_package(with_pycache=True)
+    python = selfextract.fetch_bootstrap_python(
+        str(package), "linux-64", [], tmp_path / "cache", portpack.Reporter()
+    )
+    assert not python.from_environment
+    with (
+        selfextract.build_bootstrap(python, zstandard_wheel) as bootstrap,
+        tarfile.open(fileobj=bootstrap.file, mode="r:gz") as tar,
+    ):
+        names = set(tar.getnames())
+        tar.extractall(tmp_path / "boot", filter="tar")
+    stdlib = f"lib/python{PY}"
+    assert {f"{stdlib}/tempfile.pyc", f"{stdlib}/json/decoder.pyc"} <= names
+    assert f"{stdlib}/tempfile.py" not in names  # the byte code replaces it
+    assert not [n for n in names if "__pycache__" in n or "/test/" in n or n.endswith(".a")]
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import portpack.unpacking"
+    out = subprocess.run(
+        [tmp_path / "boot" / bootstrap.python, "-I", "-S", "-B", "-v", "-c", code,
+         tmp_path / "boot" / "site"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    compiled = [
+        line
+        for line in out.stderr.splitlines()
+        if line.startswith("# code object from") and line.endswith(".py")
+    ]
+    assert compiled  # portpack's own modules, from source
+    assert not [line for line in compiled if f"/boot/{stdlib}/" in line]
