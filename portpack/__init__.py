@@ -25,6 +25,7 @@ from .errors import (
     UnsafeArchiveError,
     UsageError,
 )
+from .inspect import ArchiveSummary, PackageSummary, inspect
 from .progress import Reporter
 from .unpacking import UnpackResult, unpack
 
@@ -34,12 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArchiveError",
+    "ArchiveSummary",
     "FetchError",
     "InstallError",
     "LockfileError",
     "ManifestError",
     "PackResult",
     "PackageError",
+    "PackageSummary",
     "PortpackError",
     "PreconditionError",
     "Reporter",
@@ -48,6 +51,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UsageError",
     "__version__",
+    "inspect",
     "lock",
     "pack",
     "unpack",

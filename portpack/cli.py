@@ -335,6 +335,54 @@ def verify(prefix: str, as_json: bool, debug: bool) -> None:
 
 
 @cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
+Examples:
+  portpack inspect env.tar
+  portpack inspect environment.tar --json | jq '.packages[].name'""",
+)
+@click.argument("archive", default="environment.tar")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def inspect(archive: str, as_json: bool, debug: bool) -> None:
+    """Show what ARCHIVE (portpack or pixi-pack) holds, without unpacking it.
+
+    Platform, the version that packed it, every package with its size, the download
+    and installed sizes, the python version and the oldest glibc it runs on.
+    """
+    import json
+
+    from .inspect import inspect as do_inspect
+
+    summary = run_reporting_errors(lambda: do_inspect(archive), debug)
+    click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_text())
+
+
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
+Examples:
+  portpack completion --shell bash > ~/.local/share/bash-completion/completions/portpack
+  portpack completion --shell zsh > ~/.zfunc/_portpack     # with fpath+=~/.zfunc
+  portpack completion --shell fish > ~/.config/fish/completions/portpack.fish""",
+)
+@click.option(
+    "-s",
+    "--shell",
+    type=click.Choice(["bash", "zsh", "fish"]),
+    required=True,
+    help="Shell to complete in.",
+)
+def completion(shell: str) -> None:
+    """Print the shell completion script for portpack."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every choice is one of click's shells
+    click.echo(completer(cli, {}, "portpack", "_PORTPACK_COMPLETE").source())
+
+
+@cli.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
 )
