@@ -1,9 +1,10 @@
 """``inspect``: what an archive holds, read without unpacking it (stdlib + zstandard).
 
-For a portpack archive only the metadata frame at its start is read.  A pixi-pack
-archive has no such summary: its tar headers are walked, seeking over the package
-data, and each package's ``info/`` is read from inside its file (a ``.conda`` is a
-ZIP, so that is its central directory and its small info member).
+For a portpack archive only the metadata frame at its start is read (after the
+header of a self-extracting archive).  A pixi-pack archive has no such summary: its
+tar headers are walked, seeking over the package data, and each package's ``info/``
+is read from inside its file (a ``.conda`` is a ZIP, so that is its central
+directory and its small info member).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from . import pixipack_read as pp
 from .archive_reader import open_metadata
 from .errors import ArchiveError, PackageError, UsageError
 from .pkginfo import PackageInfo, read_info
+from .sfx import skip_header
 
 _LOWER_BOUND = re.compile(r"^(>=|>|==|=)?\s*([0-9][0-9A-Za-z._+]*?)(\.\*|\*)?$")
 
@@ -159,7 +161,8 @@ def inspect(archive: str | os.PathLike[str] | BinaryIO) -> ArchiveSummary:
 
 
 def _inspect_stream(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
-    head_stream, head = pp.sniff(stream)
+    # A self-extracting archive holds a portpack archive after its header.
+    head_stream, head = pp.sniff(skip_header(stream, name))
     if not pp.looks_like_tar(head):
         return _portpack_summary(open_metadata(head_stream, name), name, size)
     try:

@@ -646,7 +646,9 @@ class PixiPackUnpacker:
                     claimants.setdefault(installed.original_path, []).append(entry)
         dest = self.ctx.destination
         for target, losers in sorted(claimants.items()):
-            owner = self.ctx.owners[target]
+            owner = self.ctx.owners.get(target)
+            if owner is None:  # no file holds the path any more (never expected)
+                continue
             everyone = [owner, *losers]
             name, dist, winner = max(everyone, key=lambda c: position[c[0]])
             if name != owner[0]:

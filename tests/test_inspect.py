@@ -16,6 +16,7 @@ from pixipack_archive import build_pixi_pack
 import portpack
 from portpack.inspect import min_glibc
 from portpack.locking import locked_records
+from portpack.sfx import MAGIC, SHEBANG
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
 
@@ -147,6 +148,19 @@ def test_only_the_metadata_frame_is_read(archives: dict[str, Any], tmp_path: Pat
         )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["packages"] == full.to_json()["packages"]
+
+
+def test_self_extracting_archive_is_inspected_past_its_header(
+    archives: dict[str, Any], tmp_path: Path
+) -> None:
+    # The sh header names the offset of the portpack archive inside the file.
+    offset = 4096
+    header = SHEBANG + MAGIC + f"# archive offset: {offset}\n".encode()
+    sfx = tmp_path / "env.sh"
+    sfx.write_bytes(header.ljust(offset, b"#") + archives["portpack"].read_bytes())
+    summary = portpack.inspect(sfx)
+    assert summary.format == "portpack"
+    assert summary.packages == portpack.inspect(archives["portpack"]).packages
 
 
 def test_pixi_pack_archive_summary_matches_portpacks(archives: dict[str, Any]) -> None:
