@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import http
 import os
 import random
 import shutil
@@ -38,20 +39,17 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from .auth import Credentials, redact, strip_credentials, url_secrets, with_conda_token
 from .errors import FetchError, PackageError
-from .netconfig import NetworkConfig, http_client
+from .netconfig import NetworkConfig, Transport
 from .progress import Reporter
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_CONCURRENCY = 50
 DEFAULT_RETRIES = 5
@@ -66,6 +64,7 @@ _STALE_AGE = 60.0
 #: How long a failed or interrupted run waits for its other downloads to stop.
 _GRACE = 5.0
 _PART = ".part-"
+_PHRASES = {code.value: code.phrase for code in http.HTTPStatus}
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by portpack.\n"
@@ -244,7 +243,7 @@ class Fetcher:
         )
         remote = any(_scheme(str(r["url"])) in ("http", "https") for r in records)
         client = (
-            http_client(self.network, min(self.concurrency, len(records)), self.timeout)
+            Transport(self.network, min(self.concurrency, len(records)), self.timeout)
             if remote
             else None
         )
@@ -257,10 +256,13 @@ class Fetcher:
         self.reporter.on_fetch_complete()
         return results
 
-    def _run(self, client: httpx.Client | None, records: list[dict[str, Any]]) -> list[Path]:
+    def _run(self, client: Transport | None, records: list[dict[str, Any]]) -> list[Path]:
         results: list[Path | None] = [None] * len(records)
         errors: list[BaseException] = []
-        todo = iter(enumerate(records))
+        # Largest first: the small ones fill the gaps at the end, so no connection is left
+        # with a big download after the others finished.
+        order = sorted(range(len(records)), key=lambda i: -_size(records[i]))
+        todo = ((i, records[i]) for i in order)
         lock = threading.Lock()
         done = threading.Event()
         workers = min(self.concurrency, len(records))
@@ -327,7 +329,7 @@ class Fetcher:
         stem, ext = _split_ext(fn)
         return self.cache_dir / "pkgs" / subdir / f"{stem}.{expected[:16]}{ext}"
 
-    def fetch(self, client: httpx.Client | None, record: dict[str, Any]) -> Path:
+    def fetch(self, client: Transport | None, record: dict[str, Any]) -> Path:
         """Fetch one package (or reuse its verified cache entry)."""
         target = self.cache_path(record)
         name = str(record["name"])
@@ -377,7 +379,7 @@ class Fetcher:
         if error:
             raise error
 
-    def _download(self, client: httpx.Client, record: dict[str, Any], part: _Partial) -> None:
+    def _download(self, client: Transport, record: dict[str, Any], part: _Partial) -> None:
         url = str(record["url"])
         name = str(record["name"])
         secrets = [*self._secrets, *url_secrets(url)]
@@ -434,10 +436,10 @@ class Fetcher:
                 raise _Cancelled
 
     def _attempt(
-        self, client: httpx.Client, cand: _Candidate, part: _Partial, secrets: list[str]
+        self, client: Transport, cand: _Candidate, part: _Partial, secrets: list[str]
     ) -> None:
         """One request: stream (the rest of) the body into ``part``."""
-        import httpx
+        import urllib3.exceptions
 
         record = part.record
         name = str(record["name"])
@@ -449,17 +451,21 @@ class Fetcher:
             headers["Range"] = f"bytes={part.written}-"
             if part.validator:
                 headers["If-Range"] = part.validator
+        response = None
+        complete = False
         try:
-            with client.stream("GET", cand.request_url, headers=headers) as response:
-                self._check_status(response, cand, part)
-                for chunk in response.iter_raw():  # as received: nothing held back
-                    if self._stop.is_set():
-                        raise _Cancelled
-                    part.write(chunk)
-                    self._progress(name, len(chunk))
-                    if size is not None and part.written > size:
-                        break  # longer than the lock says: the checksum will tell
-        except httpx.TransportError as exc:
+            response = client.get(cand.request_url, headers)
+            self._check_status(response, cand, part)
+            while chunk := response.read1(_CHUNK):  # what has arrived, up to _CHUNK
+                if self._stop.is_set():
+                    raise _Cancelled
+                part.write(chunk)
+                self._progress(name, len(chunk))
+                if size is not None and part.written > size:
+                    break  # longer than the lock says: the checksum will tell
+            else:
+                complete = True
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             if _is_tls_failure(exc):
                 host = urllib.parse.urlsplit(cand.display_url).hostname or cand.display_url
                 raise FetchError(
@@ -470,17 +476,23 @@ class Fetcher:
                     f"--ca-bundle FILE (or SSL_CERT_FILE); to skip verification for this "
                     f"host only, use --insecure-host {host}.",
                 ) from None
-            if isinstance(exc, httpx.UnsupportedProtocol):
+            if isinstance(exc, urllib3.exceptions.LocationValueError):
                 raise FetchError(
                     f"cannot download package {_dist(record)}: unsupported URL",
                     url=cand.display_url,
                 ) from None
             raise _Retry(redact(_reason(exc), secrets)) from None
+        finally:
+            if response is not None:
+                if complete:
+                    response.release_conn()
+                else:
+                    response.close()  # never hand a half-read connection back to the pool
         if size is not None and part.written < size:
             raise _Retry(f"the body ended after {part.written} of {size} bytes")
 
-    def _check_status(self, response: httpx.Response, cand: _Candidate, part: _Partial) -> None:
-        status = response.status_code
+    def _check_status(self, response: Any, cand: _Candidate, part: _Partial) -> None:
+        status = int(response.status)
         name = str(part.record["name"])
         if status == 206 and part.written:
             if _range_start(response.headers.get("Content-Range")) != part.written:
@@ -495,7 +507,7 @@ class Fetcher:
             strong = etag if etag and not etag.startswith("W/") else None
             part.validator = strong or response.headers.get("Last-Modified")
             return
-        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        reason = f"HTTP {status} {response.reason or _PHRASES.get(status, '')}".rstrip()
         if status in (408, 425, 429) or status >= 500:
             raise _Retry(reason, _retry_after(response.headers.get("Retry-After")))
         if status in (206, 416):  # a range we did not ask for, or one it cannot serve
@@ -573,17 +585,17 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _reason(exc: BaseException) -> str:
-    import httpx
+    import urllib3.exceptions as u3
 
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, u3.NewConnectionError | u3.NameResolutionError | ConnectionRefusedError):
+        return f"cannot connect ({text})"  # before timeouts: urllib3 makes it a subclass
+    if isinstance(exc, u3.TimeoutError | TimeoutError):
         return f"timed out ({text})"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({text})"
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, u3.ProxyError):
+        return f"the proxy failed ({text})"
+    if isinstance(exc, u3.ProtocolError | ConnectionError):
         return f"the connection broke ({text})"
-    if isinstance(exc, httpx.ReadError):
-        return f"the connection broke while reading ({text})"
     return f"{type(exc).__name__}: {text}"
 
 
@@ -708,3 +720,8 @@ def as_conda(path: Path, cache_dir: Path, what: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _size(record: dict[str, Any]) -> int:
+    size = record.get("size")
+    return size if isinstance(size, int) else 0

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import sys
+import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +44,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    import httpx
     import rattler
 
 PORTPACK_TABLE = "portpack"
@@ -185,51 +187,153 @@ def ssl_context(net: NetworkConfig) -> ssl.SSLContext:
         raise UsageError(f"cannot load CA certificates from {which}: {exc}") from exc
 
 
-def _proxy_for(host: str, net: NetworkConfig) -> str | None:
-    """The proxy an https request to ``host`` goes through (config file, then environment)."""
-    bare = host.rpartition(":")[0] if host.count(":") == 1 else host
-    if net.proxy_https:
-        return None if bare in net.non_proxy_hosts else net.proxy_https
-    if urllib.request.proxy_bypass_environment(bare):  # type: ignore[attr-defined]
+def proxy_for(url: str, net: NetworkConfig) -> str | None:
+    """The proxy a request to ``url`` goes through: the config file's, else the environment's.
+
+    ``NO_PROXY`` (host, ``.domain``, ``host:port`` or ``*``) and the config file's
+    ``non-proxy-hosts`` (host or ``.domain``) name hosts reached directly.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    host = (parsed.hostname or "").lower()
+    configured = net.proxy_https if scheme == "https" else net.proxy_http
+    if configured:
+        for pattern in net.non_proxy_hosts:
+            pattern = pattern.lower().lstrip("*")
+            if host == pattern.lstrip(".") or (pattern.startswith(".") and host.endswith(pattern)):
+                return None
+        return configured
+    target = f"{host}:{parsed.port}" if parsed.port else host
+    if urllib.request.proxy_bypass_environment(target):  # type: ignore[attr-defined]
         return None
     proxies = urllib.request.getproxies_environment()
-    return proxies.get("https") or proxies.get("all")
+    return proxies.get(scheme) or proxies.get("all") or None
 
 
-def http_client(net: NetworkConfig, connections: int, timeout: float) -> httpx.Client:
-    """A pooled HTTP/1.1 client with ``connections`` connections and these settings.
+class Transport:
+    """Pooled HTTP/1.1 connections with these settings, shared by threads (urllib3).
 
-    Separate connections (not HTTP/2 streams on one) so that a server's per-connection
-    bandwidth limit does not cap the whole download.
+    One connection pool per host (``connections`` connections each), per proxy and
+    per TLS policy.  Separate connections rather than HTTP/2 streams on one, so that a
+    server's per-connection bandwidth limit does not cap the whole download; urllib3
+    rather than a pure-Python HTTP parser, because reading the body costs a few
+    C calls per megabyte (see benchmarks/README.md).
     """
-    import httpx
 
-    from ._version import __version__
+    def __init__(self, net: NetworkConfig, connections: int, timeout: float) -> None:
+        import urllib3
 
-    verify: ssl.SSLContext | bool = False if net.tls_no_verify else ssl_context(net)
-    limits = httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30
-    )
-    mounts: dict[str, httpx.HTTPTransport | None] = {}
-    for scheme, proxy in (("http", net.proxy_http), ("https", net.proxy_https)):
-        if proxy:
-            mounts[f"{scheme}://"] = httpx.HTTPTransport(verify=verify, proxy=proxy, limits=limits)
-    if net.proxy_http or net.proxy_https:
-        for host in net.non_proxy_hosts:
-            mounts[f"all://{host}"] = None  # the default, direct transport
-    for host in net.insecure_hosts:
-        mounts[f"all://{host}"] = httpx.HTTPTransport(
-            verify=False, proxy=_proxy_for(host, net), limits=limits
+        from ._version import __version__
+
+        self.net = net
+        self._verify = None if net.tls_no_verify else ssl_context(net)
+        self._options: dict[str, Any] = {
+            "maxsize": max(1, connections),
+            "block": True,
+            "timeout": urllib3.Timeout(connect=min(timeout, 30.0), read=timeout),
+            "retries": False,
+            "headers": {"User-Agent": f"portpack/{__version__}", "Accept-Encoding": "identity"},
+        }
+        self._insecure = {h.lower() for h in net.insecure_hosts}
+        self._managers: dict[tuple[str | None, bool], urllib3.PoolManager] = {}
+        self._routes: dict[tuple[str, str], tuple[str | None, bool]] = {}
+        """(scheme, netloc) -> (proxy, verify): the environment is read once per origin."""
+        self._lock = threading.Lock()
+        if self._insecure or net.tls_no_verify:
+            _silence_insecure_warnings(sorted(self._insecure) if not net.tls_no_verify else [])
+
+    def _manager(self, url: str) -> Any:
+        import urllib3
+
+        parsed = urllib.parse.urlsplit(url)
+        origin = (parsed.scheme.lower(), parsed.netloc.lower())
+        with self._lock:
+            key = self._routes.get(origin)
+        if key is None:
+            host = (parsed.hostname or "").lower()
+            verify = self._verify is not None and (
+                host not in self._insecure and origin[1] not in self._insecure
+            )
+            key = (proxy_for(url, self.net), verify)
+        proxy, verify = key
+        with self._lock:
+            self._routes[origin] = key
+            manager = self._managers.get(key)
+            if manager is None:
+                tls: dict[str, Any] = (
+                    {"ssl_context": self._verify}
+                    if verify
+                    else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+                )
+                options = {**self._options, **tls}
+                if proxy is None:
+                    manager = urllib3.PoolManager(num_pools=32, **options)
+                else:
+                    userinfo = urllib.parse.urlsplit(proxy)
+                    headers = {}
+                    if userinfo.username:
+                        credentials = f"{userinfo.username}:{userinfo.password or ''}"
+                        headers = urllib3.make_headers(
+                            proxy_basic_auth=urllib.parse.unquote(credentials)
+                        )
+                    manager = urllib3.ProxyManager(
+                        proxy, num_pools=32, proxy_headers=headers, **options
+                    )
+                self._managers[key] = manager
+            return manager
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Any:
+        """Start a GET; return urllib3's response with the body not read yet.
+
+        Redirects are followed (credentials headers are dropped on the way to another
+        host); errors are urllib3's own exceptions, unwrapped.
+        """
+        import urllib3
+
+        retries = urllib3.Retry(
+            total=None,
+            connect=0,
+            read=0,
+            status=0,
+            other=0,
+            redirect=10,
+            raise_on_redirect=True,
+            raise_on_status=False,
         )
-    return httpx.Client(
-        verify=verify,
-        trust_env=True,
-        mounts=mounts,
-        limits=limits,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0), pool=None),
-        follow_redirects=True,
-        headers={"User-Agent": f"portpack/{__version__}", "Accept-Encoding": "identity"},
-    )
+        try:
+            return self._manager(url).urlopen(
+                "GET",
+                url,
+                headers={**self._options["headers"], **headers},
+                retries=retries,
+                preload_content=False,
+                decode_content=False,
+                redirect=True,
+            )
+        except urllib3.exceptions.MaxRetryError as exc:
+            if exc.reason is not None:
+                raise exc.reason from None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for manager in self._managers.values():
+                manager.clear()
+            self._managers.clear()
+
+
+def _silence_insecure_warnings(hosts: list[str]) -> None:
+    """The user chose no verification for ``hosts`` (all hosts when empty): don't nag."""
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    if not hosts:
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    for host in hosts:
+        warnings.filterwarnings(
+            "ignore", message=f".*host '{re.escape(host)}'", category=InsecureRequestWarning
+        )
 
 
 def solver_client(net: NetworkConfig) -> rattler.Client | None:
