@@ -21,6 +21,7 @@ and CA certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import sys
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,12 +337,30 @@ def _silence_insecure_warnings(hosts: list[str]) -> None:
         )
 
 
+@contextlib.contextmanager
+def solver_environment(net: NetworkConfig) -> Iterator[None]:
+    """While solving: ``SSL_CERT_FILE`` names ``net.ca_bundle`` (py-rattler reads it)."""
+    if net.ca_bundle is None:
+        yield
+        return
+    before = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = str(net.ca_bundle)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = before
+
+
 def solver_client(net: NetworkConfig) -> rattler.Client | None:
     """A py-rattler client with these settings for the solver (``None``: rattler's default).
 
     rattler reads the auth file itself (``authentication-override-file``) and applies
     the mirrors; it cannot skip TLS verification per host, so insecure hosts turn it
-    off for the whole solve.  It reads ``SSL_CERT_FILE`` for extra CA certificates.
+    off for the whole solve.  It reads ``SSL_CERT_FILE`` for CA certificates (see
+    :func:`solver_environment`).
     """
     lines = []
     if net.auth_file is not None:

@@ -6,7 +6,6 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import rattler
 import rattler.exceptions
@@ -14,9 +13,7 @@ import rattler.exceptions
 from ._platform import current_platform
 from .auth import redact
 from .errors import FetchError, SolveError, UsageError
-
-if TYPE_CHECKING:
-    from .netconfig import NetworkConfig
+from .netconfig import NetworkConfig, solver_client, solver_environment
 
 #: Virtual packages assumed when solving for another platform than this machine's
 #: (pixi's defaults: glibc 2.28 and Linux 4.18 on Linux).
@@ -106,23 +103,21 @@ def solve(
     if not specs:
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
     resolved = [resolve_channel(c) for c in channels]
-    gateway = None
-    if network is not None:
-        from .netconfig import solver_client
-
-        client = solver_client(network)
-        gateway = rattler.Gateway(client=client) if client is not None else None
+    network = network or NetworkConfig()
+    client = solver_client(network)
+    gateway = rattler.Gateway(client=client) if client is not None else None
     channels = [redact(c) for c in channels]  # for messages: never show a token
     try:
-        return asyncio.run(
-            rattler.solve(
-                resolved,
-                list(specs),
-                gateway=gateway,
-                platforms=[platform, "noarch"],  # type: ignore[list-item]
-                virtual_packages=virtual_packages(platform, extra_virtual),
+        with solver_environment(network):
+            return asyncio.run(
+                rattler.solve(
+                    resolved,
+                    list(specs),
+                    gateway=gateway,
+                    platforms=[platform, "noarch"],  # type: ignore[list-item]
+                    virtual_packages=virtual_packages(platform, extra_virtual),
+                )
             )
-        )
     except UsageError:
         raise
     except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:

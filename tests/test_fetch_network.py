@@ -349,6 +349,27 @@ def test_tls_with_a_private_ca(
         assert (tmp_path / done / "env.tar").is_file()
 
 
+def test_lock_over_tls_with_a_private_ca(
+    fixture_channel: Path, tmp_path: Path, tls: tuple[trustme.CA, ssl.SSLContext]
+) -> None:
+    ca, context = tls
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+
+    def lock(name: str, **kw: Any) -> Path:
+        # A new server (port) each time: nothing comes from py-rattler's repodata cache.
+        with FaultServer(fixture_channel, tls=context) as server:
+            out = tmp_path / name
+            return portpack.lock(
+                ["hello-c"], channels=[server.url], platforms=["linux-64"], output=out, **kw
+            )
+
+    with pytest.raises(portpack.FetchError, match=r"UnknownIssuer|certificate"):
+        lock("a.lock")
+    assert HELLO in lock("b.lock", ca_bundle=bundle).read_text()
+    assert HELLO in lock("c.lock", insecure_hosts=["127.0.0.1"]).read_text()
+
+
 def test_missing_ca_bundle_is_a_usage_error(template: LockTemplate, tmp_path: Path) -> None:
     with pytest.raises(portpack.UsageError, match=r"CA bundle .*nope\.pem does not exist"):
         _pack(template, "https://127.0.0.1:1/", tmp_path, ca_bundle=tmp_path / "nope.pem")
