@@ -297,3 +297,28 @@ def test_lock_with_unsafe_file_name_is_refused(
     with pytest.raises(portpack.PackageError, match=r"invalid file name '\.\./\.\./escape"):
         Fetcher(tmp_path / "cache").fetch_all(records)
     assert server.requests == []
+
+
+def test_md5_is_checked_when_the_lock_has_no_sha256(
+    template: LockTemplate, server: FaultServer, tmp_path: Path
+) -> None:
+    records = _records(template, server, tmp_path)
+    for record in records:
+        del record["sha256"]
+    paths = Fetcher(tmp_path / "cache", 4).fetch_all(records)
+    assert len(paths) == 4
+    records[0]["md5"] = "0" * 32
+    with pytest.raises(portpack.FetchError, match=r"md5 [0-9a-f]{32}, expected 0{32}"):
+        Fetcher(tmp_path / "other", 4).fetch_all(records[:1])
+
+
+def test_default_cache_follows_xdg_cache_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from portpack.fetch import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "portpack"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "portpack"
