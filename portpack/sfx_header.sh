@@ -56,18 +56,17 @@ tail -c +"$boot_start" -- "$self" | head -c "$boot_size" | gzip -dc | tar -xf - 
     || die "cannot extract the bootstrap from $self into $tmp (is the file complete?)"
 if ! out=$("$tmp/$python" -I -S -c '' 2>&1); then
     say "error: the bundled Python cannot run here: $out"
-    say "If $tmp is on a filesystem mounted noexec, set TMPDIR to another directory."
+    say "If ${TMPDIR:-/tmp} is mounted noexec, set TMPDIR to a directory where programs may run."
     finish 1
 fi
 
 # The unpacker runs in the background so that a signal reaches this shell at once;
-# 'finish' then forwards it as SIGTERM, which portpack handles like Ctrl-C. (fd 3
-# hands it this shell's stdin, which a background command would not get.)
-exec 3<&0
+# 'finish' then forwards it as SIGTERM, which portpack handles like Ctrl-C. (Its
+# standard input is /dev/null, as for any background command: it reads none.)
 "$tmp/$python" -I -S -B -c 'import sys
 sys.path.insert(0, sys.argv.pop(1))
 from portpack.sfx import main
-sys.exit(main())' "$tmp/site" "$self" "$@" 0<&3 3<&- &
+sys.exit(main())' "$tmp/site" "$self" "$@" &
 child=$!
 wait "$child"
 status=$?

@@ -369,3 +369,19 @@ def test_bootstrap_uses_the_python_packages_byte_code(
     ]
     assert compiled  # portpack's own modules, from source
     assert not [line for line in compiled if f"/boot/{stdlib}/" in line]
+
+
+def test_noexec_temporary_directory_is_explained(env_sh: Path, tmp_path: Path) -> None:
+    noexec = tmp_path / "noexec"
+    noexec.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs", str(noexec)], check=True)
+    try:
+        out = run_sh(env_sh, "-o", str(tmp_path / "o"), tmpdir=noexec)
+        assert out.returncode == 1
+        assert "the bundled Python cannot run here" in out.stderr
+        assert f"If {noexec} is mounted noexec, set TMPDIR" in out.stderr
+        assert leftovers(noexec) == [] and not (tmp_path / "o").exists()
+    finally:
+        subprocess.run(["umount", str(noexec)], check=False)
+    out = run_sh(env_sh, "-q", "-o", str(tmp_path / "o"), tmpdir=tmp_path / "t")
+    assert out.returncode == 0, out.stderr  # with TMPDIR elsewhere it works
