@@ -21,7 +21,7 @@ Measured (median of ``--runs``, each into an empty cache):
     latency per request each connection makes (``ceil(count / concurrency)`` rounds):
     what a client that costs nothing would need.  The loopback bandwidth is measured
     on the same server, without latency or cap, reading one large file on one
-    connection and discarding it.  ``ideal (1 round)`` charges the latency once only.
+    connection and discarding it (best of 5).  ``ideal (1 round)`` charges the latency once only.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def loopback_bandwidth(work: Path, size: int) -> float:
     try:
         best = 0.0
         with httpx.Client(timeout=60, trust_env=False) as client:
-            for _ in range(3):
+            for _ in range(5):
                 start = time.perf_counter()
                 got = 0
                 with client.stream("GET", f"{server.url}noarch/big.bin") as response:
