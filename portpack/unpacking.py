@@ -32,6 +32,8 @@ from .progress import Reporter
 from .sfx import skip_header
 
 STAGING_MARK = ".portpack-"
+#: Threads creating small files while the main thread parses (see portpack/writers.py).
+WRITER_THREADS = 2
 
 
 @dataclass
@@ -112,13 +114,17 @@ def _build(
     prefix = out / env_name
     remove_stale_staging(out, env_name)
     staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
-    staging.chmod(0o777 & ~_umask())
-    try:
-        dest = Destination(str(staging))
+    dest: Destination | None = None
+    try:  # from the moment the staging directory exists: an interrupt must remove it
+        staging.chmod(0o777 & ~_umask())
+        dest = Destination(str(staging), threads=WRITER_THREADS)
         linked = install(dest)
         write_records(dest, linked, f"portpack unpack {name}")
+        dest.close()
         _move_into_place(staging, prefix)
     except BaseException:
+        if dest is not None:
+            dest.abort()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return linked
@@ -141,9 +147,7 @@ def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple
     return skip_header(stream, name), name
 
 
-def _open_raw(
-    archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack
-) -> tuple[BinaryIO, str]:
+def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
     if isinstance(archive, (str, os.PathLike)):
         if str(archive) == "-":
             return sys.stdin.buffer, "<stdin>"
