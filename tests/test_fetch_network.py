@@ -168,6 +168,33 @@ def test_lock_reads_the_auth_file_for_the_solver(fixture_channel: Path, tmp_path
     assert HELLO in lock.read_text() and TOKEN not in lock.read_text()
 
 
+def test_cli_lock_with_an_auth_file_and_a_wrong_token_url(
+    fixture_channel: Path, tmp_path: Path
+) -> None:
+    auth_file = _auth_file(tmp_path, {"127.0.0.1": {"CondaToken": TOKEN}})
+    env = {"PATH": "/usr/bin:/bin", "NO_PROXY": "127.0.0.1", "HOME": str(tmp_path)}
+    with FaultServer(fixture_channel, auth=CondaToken(TOKEN)) as server:
+        base = [sys.executable, "-m", "portpack", "lock", "hello-c", "-p", "linux-64"]
+        good = subprocess.run(
+            [*base, "-c", server.url, "--auth-file", str(auth_file), "-o", str(tmp_path / "a")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        wrong = "wr0ng-" + TOKEN
+        bad = subprocess.run(
+            [*base, "-c", f"{server.url}t/{wrong}/", "-o", str(tmp_path / "b")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    assert good.returncode == 0, good.stderr
+    assert TOKEN not in (tmp_path / "a").read_text() + good.stdout + good.stderr
+    assert bad.returncode == 1
+    assert "cannot fetch the package index of" in bad.stderr
+    assert wrong not in bad.stderr + bad.stdout and not (tmp_path / "b").exists()
+
+
 def test_auth_file_errors_name_the_file_and_host_only(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"h.example": {"BearerToken": "' + TOKEN + '"')
@@ -307,6 +334,20 @@ def test_http_proxy_from_the_environment_is_used(
         with pytest.raises(portpack.FetchError, match="cannot connect"):
             fetcher.fetch_all(template.records(tmp_path / "env.lock"))
         assert len(proxy.requests) == 4
+
+
+def test_proxy_from_the_config_file(
+    fixture_channel: Path, template: LockTemplate, tmp_path: Path
+) -> None:
+    with FaultServer(fixture_channel) as proxy, FaultServer(fixture_channel) as direct:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[proxy-config]\nhttp = "{proxy.url}"\nnon-proxy-hosts = ["localhost"]\n'
+        )
+        _pack(template, "http://channel.example.invalid/", tmp_path / "a", config=config)
+        assert len(proxy.requests) == 4 and all(r.proxied for r in proxy.requests)
+        _pack(template, direct.url.replace("127.0.0.1", "localhost"), tmp_path / "b", config=config)
+        assert len(direct.requests) == 4 and len(proxy.requests) == 4
 
 
 # -- TLS --------------------------------------------------------------------------------
