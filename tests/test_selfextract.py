@@ -385,3 +385,59 @@ def test_noexec_temporary_directory_is_explained(env_sh: Path, tmp_path: Path) -
         subprocess.run(["umount", str(noexec)], check=False)
     out = run_sh(env_sh, "-q", "-o", str(tmp_path / "o"), tmpdir=tmp_path / "t")
     assert out.returncode == 0, out.stderr  # with TMPDIR elsewhere it works
+
+
+def _unpack_path_imports() -> tuple[set[str], set[str]]:
+    """Modules of portpack reachable from the self-extractor's entry, and the top-level
+    standard library modules they import (at any depth, outside TYPE_CHECKING)."""
+    import ast
+
+    package = Path(portpack.__file__).parent
+    # (portpack/__init__.py imports the unpack side at the top, the pack side lazily)
+    todo, seen, stdlib = ["sfx", "unpack_cli", "unpacking"], set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((package / f"{name}.py").read_text())
+        skip = {
+            id(node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for node in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    todo.append(node.module.split(".")[0])
+                else:
+                    todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                stdlib.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                stdlib.update(alias.name.split(".")[0] for alias in node.names)
+    return seen, stdlib & set(sys.stdlib_module_names)
+
+
+def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
+    """The bootstrap leaves parts of the standard library out; none the unpacker needs."""
+    modules, stdlib = _unpack_path_imports()
+    assert {"unpacking", "archive_reader", "linker", "sfx"} <= modules
+    assert not {"cli", "packing", "selfextract", "solve"} & modules  # pack side stays out
+    version = (sys.version_info.major, sys.version_info.minor)
+    base = Path(sys.base_prefix) / "lib" / f"python{PY}"
+    dropped = []
+    for name in sorted(stdlib - set(sys.builtin_module_names)):
+        if (base / name).is_dir():
+            path = f"lib/python{PY}/{name}/__init__.py"
+        elif (base / f"{name}.py").is_file():
+            path = f"lib/python{PY}/{name}.py"
+        else:
+            (ext,) = (base / "lib-dynload").glob(f"{name}.*.so")
+            path = f"lib/python{PY}/lib-dynload/{ext.name}"
+        if selfextract.bootstrap_path(path, version, frozenset()) is None:
+            dropped.append(name)
+    assert dropped == []
