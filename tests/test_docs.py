@@ -30,3 +30,14 @@ def test_docs_build_strict(tmp_path: Path) -> None:
         "--virtual-package",
     ):
         assert command in reference, command
+
+
+def test_unpack_options_are_documented() -> None:
+    """docs/cli.md describes portpack unpack by hand: every option must be there."""
+    from portpack.unpack_cli import build_parser
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and option != "--help":
+                assert f"`{option}`" in text, option
