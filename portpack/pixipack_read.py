@@ -26,7 +26,6 @@ into place.
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import json
 import os
@@ -206,6 +205,8 @@ def conda_payload(zf: zipfile.ZipFile, what: str) -> Iterator[bytes]:
 
 
 def _bz2_members(raw: IO[bytes], what: str) -> tuple[ChunkReader, Iterator[Member]]:
+    import bz2  # lazily: a bootstrap python may lack libbz2 (self-extracting archives)
+
     def chunks() -> Iterator[bytes]:
         decoded = bz2.BZ2File(raw)
         try:
