@@ -1,7 +1,7 @@
 """Local packages added to a locked environment (``pack --inject FILE``).
 
-Each ``.conda`` / ``.tar.bz2`` file becomes a repodata record (read by py-rattler from
-the package's ``info/index.json``, with its sha256 and size).  An injected package
+Each ``.conda`` / ``.tar.bz2`` file becomes a repodata record: its ``info/index.json``
+with the file's sha256, md5 and size.  An injected package
 replaces a locked package of the same name.  The resulting set must be complete:
 every dependency of every package satisfied by another one (virtual packages aside),
 else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missing.
@@ -9,7 +9,7 @@ else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missi
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -28,8 +28,6 @@ def _dist(record: dict[str, Any]) -> str:
 
 def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> list[dict[str, Any]]:
     """Records for local package files, checked to be for ``platform`` or ``noarch``."""
-    import rattler
-
     records = []
     seen: dict[str, Path] = {}
     for given in paths:
@@ -38,13 +36,10 @@ def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> lis
             raise UsageError(f"--inject {given}: no such file")
         if not path.name.endswith(_EXTENSIONS):
             raise UsageError(f"--inject {given}: not a conda package (.conda or .tar.bz2)")
-        try:
-            record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
-        except Exception as exc:  # py-rattler raises its own exception types
-            raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
-        doc: dict[str, Any] = json.loads(record.to_json())
-        doc["url"] = path.as_uri()
+        doc = _index_json(path, str(given))
+        doc.update(_digests(path))
         doc["fn"] = path.name
+        doc["url"] = path.as_uri()
         doc["channel"] = None
         subdir = str(doc.get("subdir") or "noarch")
         if subdir not in (platform, "noarch"):
@@ -57,6 +52,36 @@ def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> lis
         seen[name] = path
         records.append(doc)
     return records
+
+
+def _index_json(path: Path, given: str) -> dict[str, Any]:
+    """The package's ``info/index.json`` (read by streaming, as conda does)."""
+    # Not py-rattler's RepoDataRecord.from_package_archive: its async runtime makes
+    # the interpreter crash at exit now and then (py-rattler 0.28).
+    from conda_package_streaming.package_streaming import (  # type: ignore[import-untyped]
+        stream_conda_info,
+    )
+
+    try:
+        for tar, member in stream_conda_info(str(path)):
+            if member.name == "info/index.json":
+                handle = tar.extractfile(member)
+                doc = json.load(handle) if handle is not None else None
+                if not isinstance(doc, dict) or not {"name", "version", "build"} <= set(doc):
+                    break
+                return doc
+    except Exception as exc:  # zip, tar, zstd and bz2 errors of a broken file
+        raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
+    raise PackageError(f"--inject {given}: cannot read the package: no valid info/index.json")
+
+
+def _digests(path: Path) -> dict[str, Any]:
+    sha256, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha256.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest(), "size": path.stat().st_size}
 
 
 def inject(

