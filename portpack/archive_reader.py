@@ -119,6 +119,11 @@ class _PackageStart:
     info: bytes
 
 
+@dataclass
+class _WheelStart:
+    entry: fmt.WheelEntry
+
+
 class _PackageEnd:
     pass
 
@@ -143,6 +148,8 @@ class ArchiveReader:
         self._queue: queue.Queue[object] = queue.Queue(_QUEUE_DEPTH)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held: object = None
+        """The first wheel, seen by :meth:`packages` and handed on to :meth:`wheels`."""
 
     def _read_metadata(self) -> fmt.Metadata:
         first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
@@ -175,14 +182,22 @@ class ArchiveReader:
             for entry in self.metadata.packages:
                 info_name = fmt.member_name(entry.stem, fmt.INFO_MEMBER)
                 self._header_frame(pad, info_name, entry.info.size)
-                info = b"".join(self._segment(entry, entry.info, info_name))
+                owner = f"package {entry.dist}"
+                info = b"".join(self._segment(owner, entry.info, info_name))
                 pkg_name = fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER)
                 self._header_frame(-entry.info.size % BLOCK, pkg_name, entry.payload.size)
                 self._put(_PackageStart(entry, info))
-                for chunk in self._segment(entry, entry.payload, pkg_name):
+                for chunk in self._segment(owner, entry.payload, pkg_name):
                     self._put(chunk)
                 self._put(_PackageEnd())
                 pad = -entry.payload.size % BLOCK
+            for wheel in self.metadata.wheels:
+                self._header_frame(pad, wheel.member, wheel.size)
+                self._put(_WheelStart(wheel))
+                for chunk in self._segment(f"wheel {wheel.filename}", wheel.segment, wheel.member):
+                    self._put(chunk)
+                self._put(_PackageEnd())
+                pad = -wheel.size % BLOCK
             self._trailer(pad)
             self._put(None)
         except _Stop:
@@ -200,7 +215,8 @@ class ArchiveReader:
             raise ArchiveError(f"{where}: corrupt member header for {expected}")
         _outer_header(block[pad:], expected, size, where)
 
-    def _segment(self, entry: fmt.PackageEntry, seg: fmt.Segment, what: str) -> Iterator[bytes]:
+    def _segment(self, owner: str, seg: fmt.Segment, what: str) -> Iterator[bytes]:
+        """Decode one verbatim segment of ``owner`` (``package <dist>``, ``wheel <file>``)."""
         start = self._raw.offset
         source = _SegmentSource(self._raw, seg.zst_size)
         reader = self._dctx.stream_reader(
@@ -215,17 +231,16 @@ class ArchiveReader:
                 yield chunk
         except zstandard.ZstdError as exc:
             raise ArchiveError(
-                f"{self.name}: package {entry.dist}: corrupt data in {what} "
+                f"{self.name}: {owner}: corrupt data in {what} "
                 f"(archive bytes {start}-{start + seg.zst_size}): {exc}"
             ) from exc
         if source.left:
             raise ArchiveError(
-                f"{self.name} is truncated inside {what} of package {entry.dist} "
-                f"(at byte {self._raw.offset})"
+                f"{self.name} is truncated inside {what} of {owner} (at byte {self._raw.offset})"
             )
         if decoded != seg.size or source.sha256.hexdigest() != seg.zst_sha256:
             raise ArchiveError(
-                f"{self.name}: package {entry.dist}: {what} does not match the digest recorded "
+                f"{self.name}: {owner}: {what} does not match the digest recorded "
                 f"at pack time (archive bytes {start}-{start + seg.zst_size}); "
                 "the archive is corrupt"
             )
@@ -251,17 +266,40 @@ class ArchiveReader:
         """Yield each package's entry, ``info/`` tar bytes and payload stream, in order.
 
         The consumer must read or :meth:`PayloadStream.close` each payload before the
-        next one; ``close`` raises if the package's digest did not match.
+        next one; ``close`` raises if the package's digest did not match.  When the
+        archive has wheels, iterate :meth:`wheels` next; otherwise the reader is done.
         """
         self._thread = threading.Thread(target=self._produce, name="portpack-reader", daemon=True)
         self._thread.start()
+        item: object = None
+        done = False
         try:
-            while (item := self._get()) is not None:
-                if not isinstance(item, _PackageStart):
-                    raise ArchiveError(f"{self.name}: internal reader state error")
-                payload = PayloadStream(self, item.entry)
+            while isinstance(item := self._get(), _PackageStart):
+                payload = PayloadStream(self, f"payload of package {item.entry.dist}")
                 yield item.entry, item.info, payload
                 payload.close()
+            if item is not None and not isinstance(item, _WheelStart):
+                raise ArchiveError(f"{self.name}: internal reader state error")
+            self._held = item
+            done = True
+        finally:
+            if not done or item is None:
+                self.close()
+
+    def wheels(self) -> Iterator[tuple[fmt.WheelEntry, PayloadStream]]:
+        """After :meth:`packages`: yield each wheel's entry and decoded bytes, in order.
+
+        The same rules apply: read or close each stream before the next one.
+        """
+        item, self._held = self._held, None
+        try:
+            while item is not None:
+                if not isinstance(item, _WheelStart):
+                    raise ArchiveError(f"{self.name}: internal reader state error")
+                stream = PayloadStream(self, f"wheel {item.entry.filename}")
+                yield item.entry, stream
+                stream.close()
+                item = self._get()
         finally:
             self.close()
 
@@ -276,12 +314,12 @@ class ArchiveReader:
 
 
 class PayloadStream(ChunkReader):
-    """The decoded payload tar of one package, as a :class:`ChunkReader`."""
+    """The decoded payload tar of one package (or a wheel), as a :class:`ChunkReader`."""
 
-    def __init__(self, reader: ArchiveReader, entry: fmt.PackageEntry) -> None:
+    def __init__(self, reader: ArchiveReader, what: str) -> None:
         self._reader = reader
         self._done = False
-        super().__init__(self._pull(), f"payload of package {entry.dist}")
+        super().__init__(self._pull(), what)
 
     def _pull(self) -> Iterator[bytes]:
         while not self._done:

@@ -35,9 +35,16 @@ def _header(name: str, size: int) -> bytes:
 
 
 def write_archive(
-    out: BinaryIO, metadata: fmt.Metadata, packages: Sequence[AnalyzedPackage]
+    out: BinaryIO,
+    metadata: fmt.Metadata,
+    packages: Sequence[AnalyzedPackage],
+    wheels: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
-    """Write the archive for ``metadata`` whose packages are ``packages`` (same order)."""
+    """Write the archive for ``metadata`` whose packages are ``packages`` (same order).
+
+    ``wheels`` are the compressed wheel files (see :mod:`portpack.pypi`) of
+    ``metadata.wheels``, in the same order.
+    """
     cctx = zstandard.ZstdCompressor(
         level=_FRAME_LEVEL, write_checksum=True, write_content_size=True
     )
@@ -55,18 +62,26 @@ def write_archive(
         frame(bytes(-entry.info.size % BLOCK) + _header(name, entry.payload.size))
         _copy(pkg, pkg.payload_range, out)
         pad = -entry.payload.size % BLOCK
+    for wheel, path in zip(metadata.wheels, wheels, strict=True):
+        frame(bytes(pad) + _header(wheel.member, wheel.size))
+        _copy_file(path, ByteRange(0, wheel.zst_size), out)
+        pad = -wheel.size % BLOCK
     frame(bytes(pad) + bytes(2 * BLOCK))
 
 
 def _copy(pkg: AnalyzedPackage, rng: ByteRange, out: BinaryIO) -> None:
-    with open(pkg.path, "rb") as fh:
+    _copy_file(pkg.path, rng, out)
+
+
+def _copy_file(path: str | os.PathLike[str], rng: ByteRange, out: BinaryIO) -> None:
+    with open(path, "rb") as fh:
         copied = _copy_in_kernel(fh.fileno(), rng, out)
         fh.seek(rng.offset + copied)
         left = rng.length - copied
         while left:
             data = fh.read(min(left, _COPY_CHUNK))
             if not data:
-                raise OSError(f"{pkg.path} shrank while it was being packed")
+                raise OSError(f"{path} shrank while it was being packed")
             out.write(data)
             left -= len(data)
 

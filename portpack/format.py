@@ -8,6 +8,8 @@ An archive is a sequence of zstd frames that decodes to one POSIX tar stream:
     A package's ``info/`` tar and payload tar.  Their compressed bytes are the
     package's own ``info-*.tar.zst`` / ``pkg-*.tar.zst`` frames, copied verbatim;
     tar headers and padding live in small frames of their own between them.
+``wheels/<file name>`` (per PyPI wheel, optional, after the last package)
+    A wheel file, compressed by portpack; installed after every conda package.
 
 The metadata records the compressed size and sha256 of each verbatim segment, so
 an unpacker verifies every byte it writes by hashing the compressed stream.  See
@@ -28,6 +30,7 @@ METADATA_NAME = "portpack.json"
 PACKAGES_DIR = "pkgs"
 INFO_MEMBER = "info.tar"
 PAYLOAD_MEMBER = "pkg.tar"
+WHEELS_DIR = "wheels"
 #: Metadata larger than this is refused before parsing (protects the unpacker's memory).
 MAX_METADATA_SIZE = 256 << 20
 #: An ``info/`` tar larger than this is refused (it is held in memory).
@@ -71,6 +74,36 @@ class PackageEntry:
 
 
 @dataclass(frozen=True)
+class WheelEntry:
+    """One PyPI wheel of the archive (member ``wheels/<filename>``)."""
+
+    filename: str
+    """The wheel's file name, ``<name>-<version>-<tags>.whl``."""
+    name: str
+    version: str
+    size: int
+    """Size of the wheel file (the decoded member)."""
+    sha256: str
+    """sha256 of the wheel file, checked again when the unpacker spools it."""
+    zst_size: int
+    """Size of the member's compressed bytes in the archive."""
+    zst_sha256: str
+    """sha256 of those compressed bytes."""
+    installed_size: int
+    """Sum of the sizes of the files the wheel holds."""
+
+    @property
+    def segment(self) -> Segment:
+        """The member's compressed bytes, as a :class:`Segment`."""
+        return Segment(self.size, self.zst_size, self.zst_sha256)
+
+    @property
+    def member(self) -> str:
+        """The outer tar member name."""
+        return f"{WHEELS_DIR}/{self.filename}"
+
+
+@dataclass(frozen=True)
 class Placeholder:
     """The shortest binary placeholder of the environment (it bounds the prefix length)."""
 
@@ -97,12 +130,21 @@ class Metadata:
     installed_size: int
     min_binary_placeholder: Placeholder | None = None
     virtual_requirements: list[VirtualRequirement] = field(default_factory=list)
+    wheels: list[WheelEntry] = field(default_factory=list)
+    """PyPI wheels, installed after the packages (omitted from the JSON when empty)."""
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> bytes:
-        """Serialize deterministically (sorted keys, no timestamps)."""
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode() + b"\n"
+        """Serialize deterministically (sorted keys, no timestamps).
+
+        Without wheels the ``wheels`` key is left out, so such archives stay exactly
+        what portpack wrote before wheels were supported.
+        """
+        doc = asdict(self)
+        if not self.wheels:
+            del doc["wheels"]
+        return json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes) -> Metadata:
@@ -147,7 +189,38 @@ def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
         installed_size=int(raw["installed_size"]),
         min_binary_placeholder=_placeholder(mbp) if mbp else None,
         virtual_requirements=[_requirement(v) for v in raw.get("virtual_requirements", [])],
+        wheels=_wheels(raw.get("wheels", [])),
     )
+
+
+def _wheels(raw: list[dict[str, Any]]) -> list[WheelEntry]:
+    wheels = [_check_wheel(WheelEntry(**w)) for w in raw]
+    names = [w.filename for w in wheels]
+    if len(set(names)) != len(names):
+        raise ValueError("a wheel is listed twice")
+    return wheels
+
+
+def _check_wheel(wheel: WheelEntry) -> WheelEntry:
+    fn = wheel.filename
+    if not (
+        isinstance(fn, str)
+        and fn.endswith(".whl")
+        and fn.count("-") >= 4
+        and "/" not in fn
+        and "\\" not in fn
+        and "\0" not in fn
+        and not fn.startswith(".")
+    ):
+        raise ValueError(f"invalid wheel file name {fn!r}")
+    if not (isinstance(wheel.name, str) and wheel.name and isinstance(wheel.version, str)):
+        raise ValueError(f"wheel {fn} lacks a name or version")
+    sizes = (wheel.size, wheel.zst_size, wheel.installed_size)
+    if any(type(v) is not int or v < 0 for v in sizes):
+        raise ValueError(f"invalid sizes of wheel {fn}")
+    if not (_is_sha256(wheel.sha256) and _is_sha256(wheel.zst_sha256)):
+        raise ValueError(f"invalid sha256 of wheel {fn}")
+    return wheel
 
 
 def _placeholder(raw: dict[str, Any]) -> Placeholder:
