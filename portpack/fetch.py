@@ -127,14 +127,55 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _dist(record: dict[str, Any]) -> str:
-    return f"{record['name']}-{record['version']}-{record['build']}"
+    what = record.get(_WHAT)
+    return str(what) if what else f"{record['name']}-{record['version']}-{record['build']}"
 
 
 def _split_ext(fn: str) -> tuple[str, str]:
-    for ext in (".conda", ".tar.bz2"):
+    for ext in (".conda", ".tar.bz2", ".whl"):
         if fn.endswith(ext):
             return fn[: -len(ext)], ext
     return fn, ""
+
+
+#: Keys of the records :class:`FileRequest` makes: how messages name the file, and
+#: that the file has no checksum to verify.
+_WHAT = "_portpack_what"
+_UNVERIFIED = "_portpack_unverified"
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """A file to fetch that is not a conda package (a PyPI wheel, say).
+
+    With a ``sha256`` it is verified and cached like a package; without one it is
+    fetched again on every run and not verified (the caller hashes what it got).
+    """
+
+    name: str
+    """What progress reports call it."""
+    what: str
+    """How error messages name it, e.g. ``requests-2.32.3 (requests-2.32.3-py3-none-any.whl)``."""
+    url: str
+    """An ``http(s)://`` or ``file://`` URL, or a local path."""
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+    kind: str = "pypi"
+    """Names the cache directory it goes in (``pkgs/<kind>/``)."""
+
+    def record(self) -> dict[str, Any]:
+        """The request as a record :meth:`Fetcher.fetch_all` takes (to share one run)."""
+        return {
+            "name": self.name,
+            "fn": self.filename,
+            "subdir": self.kind,
+            "url": self.url,
+            "sha256": self.sha256.lower() if self.sha256 else None,
+            "size": self.size,
+            _WHAT: self.what,
+            _UNVERIFIED: not self.sha256,
+        }
 
 
 class _Cancelled(Exception):
@@ -231,6 +272,10 @@ class Fetcher:
 
     # -- the whole set --------------------------------------------------------------
 
+    def fetch_files(self, requests: Sequence[FileRequest]) -> list[Path]:
+        """Return the cached path of each requested file (same order)."""
+        return self.fetch_all([request.record() for request in requests])
+
     def fetch_all(self, records: Sequence[dict[str, Any]]) -> list[Path]:
         """Return the cached path of each record's package file (same order)."""
         records = list(records)
@@ -321,6 +366,9 @@ class Fetcher:
             if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
                 raise PackageError(f"package {_dist(record)} has an invalid {what} {part!r}")
         expected = _expected(record)
+        if expected is None and record.get(_UNVERIFIED):
+            url = strip_credentials(str(record.get("url", "")))
+            expected = "url-" + hashlib.sha256(url.encode()).hexdigest()
         if expected is None:
             raise FetchError(
                 f"package {_dist(record)} has no sha256 or md5 in the lock; refusing to trust it",
@@ -333,7 +381,7 @@ class Fetcher:
         """Fetch one package (or reuse its verified cache entry)."""
         target = self.cache_path(record)
         name = str(record["name"])
-        if target.is_file():
+        if target.is_file() and not record.get(_UNVERIFIED):
             if _matches(target, record):
                 self.reporter.on_download_complete(name, cached=True)
                 return target
@@ -656,7 +704,7 @@ def _combined(
 
 
 def _digest_for(record: dict[str, Any]) -> Any:
-    return hashlib.sha256() if record.get("sha256") else hashlib.md5()
+    return hashlib.sha256() if record.get("sha256") or record.get(_UNVERIFIED) else hashlib.md5()
 
 
 def _expected(record: dict[str, Any]) -> str | None:
@@ -667,7 +715,7 @@ def _expected(record: dict[str, Any]) -> str | None:
 def _digest_error(part: _Partial, record: dict[str, Any], url: str) -> FetchError | None:
     expected = _expected(record)
     actual = part.digest.hexdigest()
-    if actual == expected:
+    if actual == expected or (expected is None and record.get(_UNVERIFIED)):
         return None
     return FetchError(
         f"package {_dist(record)} from {url} does not match the checksum in the lock "
