@@ -6,11 +6,12 @@ starts fast and needs only the standard library and zstandard.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``portpack`` command line."""
+    """Run the ``portpack`` command line; return its exit status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "unpack":
         from .unpack_cli import main as unpack_main
@@ -18,8 +19,38 @@ def main(argv: list[str] | None = None) -> int:
         return unpack_main(args[1:])
     from .cli import cli
 
-    return int(cli.main(args=args, prog_name="portpack", standalone_mode=True) or 0)
+    try:
+        cli.main(args=args, prog_name="portpack", standalone_mode=True)
+    except SystemExit as exc:
+        return _status(exc.code)
+    return 0
+
+
+def _status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def entry() -> None:
+    """The console script: run :func:`main`, then leave without interpreter teardown.
+
+    py-rattler 0.28 crashes now and then while the interpreter shuts down after
+    its async calls (SIGSEGV/SIGABRT in about one run in five; reproduced with a
+    bare ``asyncio.run(rattler.solve(...))``). After lock or pack, the work is
+    done and flushed, so the process ends with ``os._exit`` and keeps the exit
+    status it earned.
+    """
+    status = main()
+    if "rattler" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
