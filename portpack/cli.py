@@ -213,7 +213,14 @@ Examples:
     multiple=True,
     type=click.Path(dir_okay=False, exists=True),
     metavar="FILE",
-    help="Add a local .conda/.tar.bz2 package (repeatable); the result must be complete.",
+    help="Add a local .conda/.tar.bz2 package or .whl wheel (repeatable); the result must "
+    "be complete.",
+)
+@click.option(
+    "--ignore-pypi-non-wheel",
+    is_flag=True,
+    help="Skip the lock's PyPI packages that are not wheels (source distributions, "
+    "directories, VCS URLs) with a warning, instead of refusing to pack.",
 )
 @click.option("--no-cache", is_flag=True, help="Download to a temporary directory, not the cache.")
 @_network_options
@@ -251,6 +258,7 @@ def pack(
     relock: bool,
     concurrency: int | None,
     inject: Sequence[str],
+    ignore_pypi_non_wheel: bool,
     no_cache: bool,
     virtual: Sequence[str],
     archive_format: str,
@@ -281,6 +289,7 @@ def pack(
             archive_format=archive_format,
             reporter=TerminalReporter(quiet),
             inject=inject,
+            ignore_pypi_non_wheel=ignore_pypi_non_wheel,
             no_cache=no_cache,
             create_executable=create_executable,
             bootstrap_python=bootstrap_python,
@@ -291,8 +300,10 @@ def pack(
         debug,
     )
     if not quiet:
+        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
         click.echo(
-            f"Packed {len(result.packages)} packages for {result.platform} into {result.output}",
+            f"Packed {len(result.packages)} packages{wheels} for {result.platform} "
+            f"into {result.output}",
             err=output == "-",
         )
 

@@ -63,7 +63,7 @@ class ArchiveSummary:
     """The oldest glibc the environment accepts (the highest ``__glibc`` lower bound)."""
     archive_size: int | None = None
     wheels: list[str] = field(default_factory=list)
-    """PyPI wheels in a pixi-pack archive (``pypi/*.whl``)."""
+    """PyPI wheels (``wheels/*.whl`` of a portpack archive, ``pypi/*.whl`` of pixi-pack's)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``--json``)."""
@@ -204,6 +204,7 @@ def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> Archiv
         python_version=_python(packages),
         glibc=min_glibc([v.spec for v in meta.virtual_requirements]),
         archive_size=size,
+        wheels=[w.filename for w in meta.wheels],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,18 @@ from .errors import LockfileError
 DEFAULT_ENVIRONMENT = "default"
 
 
+@dataclass(frozen=True)
+class PypiEntry:
+    """A PyPI package of a lockfile (a wheel, a source distribution, a directory...)."""
+
+    name: str
+    version: str
+    location: str
+    """A URL, or an absolute path (paths relative to the lockfile are resolved)."""
+    sha256: str | None = None
+    """The sha256 the lock gives for the file, if any."""
+
+
 @dataclass
 class LockedEnvironment:
     """The records of one environment and platform of a lockfile."""
@@ -22,8 +34,8 @@ class LockedEnvironment:
     platform: str
     records: list[dict[str, Any]]
     """Repodata records as JSON (with ``fn``, ``url``, ``channel``)."""
-    pypi: list[str]
-    """Locations of PyPI packages (not supported yet; callers refuse them)."""
+    pypi: list[PypiEntry] = field(default_factory=list)
+    """PyPI packages, sorted by name."""
 
 
 def write_lock(
@@ -67,12 +79,28 @@ def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
             hint="Choose one with --platform, or lock again for this platform.",
         )
     records = env.conda_repodata_records_for_platform(lock_platform) or []
-    pypi = [p.location for p in env.pypi_packages().get(platform, [])]
+    pypi = [_pypi_entry(p, path.parent) for p in env.pypi_packages().get(platform, [])]
     return LockedEnvironment(
         platform=platform,
         records=records_to_json(records),
-        pypi=pypi,
+        pypi=sorted(pypi, key=lambda p: (p.name, p.location)),
     )
+
+
+def _pypi_entry(package: rattler.PypiLockedPackage, base: Path) -> PypiEntry:
+    location = str(package.location)
+    if "://" not in location and not location.startswith("git+"):
+        location = str((base / location).resolve())
+    return PypiEntry(str(package.name), str(package.version), location, _sha256(package))
+
+
+def _sha256(package: rattler.PypiLockedPackage) -> str | None:
+    hashes = package.hashes
+    try:
+        digest = hashes.sha256 if hashes is not None else None
+    except AttributeError:  # py-rattler wraps a missing hash in an empty PackageHashes
+        return None
+    return digest.hex() if digest else None
 
 
 def records_to_json(records: Sequence[rattler.RepoDataRecord]) -> list[dict[str, Any]]:

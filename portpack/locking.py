@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._platform import current_platform
 from .auth import strip_credentials
 from .errors import UsageError
-from .lockfile import read_lock, records_to_json, write_lock
+from .lockfile import LockedEnvironment, read_lock, records_to_json, write_lock
 from .manifest import Manifest, find_manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -115,6 +115,15 @@ def _clean_records(records: list[rattler.RepoDataRecord]) -> list[rattler.RepoDa
 
 def locked_records(
     specs: Sequence[str] = (),
+    **options: Any,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The platform and conda records of :func:`locked_environment` (its PyPI entries aside)."""
+    locked = locked_environment(specs, **options)
+    return locked.platform, locked.records
+
+
+def locked_environment(
+    specs: Sequence[str] = (),
     *,
     channels: Sequence[str] = (),
     manifest: str | os.PathLike[str] | None = None,
@@ -124,8 +133,8 @@ def locked_records(
     relock: bool = False,
     virtual_packages: Sequence[str] = (),
     network: NetworkConfig | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
-    """The platform and records to pack, from a lockfile, a manifest or specs (pixi-pack's rules).
+) -> LockedEnvironment:
+    """What to pack, from a lockfile, a manifest or specs (pixi-pack's rules).
 
     A manifest next to a ``pixi.lock`` uses that lock unless ``relock``; specs or a
     manifest without a lock are solved.  With nothing given, the current directory's
@@ -135,8 +144,7 @@ def locked_records(
     if lockfile is not None:
         if specs or manifest is not None:
             raise UsageError("give either --lockfile or specs/--manifest, not both")
-        locked = read_lock(Path(lockfile), environment, platform)
-        return platform, _no_pypi(locked.records, locked.pypi, Path(lockfile))
+        return read_lock(Path(lockfile), environment, platform)
     if manifest is None and not specs:
         found = find_manifest(Path.cwd())
         if found is None:
@@ -148,22 +156,17 @@ def locked_records(
     if manifest is not None and not specs and not relock:
         lock_path = Path(manifest).parent / LOCK_NAME
         if lock_path.is_file():
-            locked = read_lock(lock_path, environment, platform)
-            return platform, _no_pypi(locked.records, locked.pypi, lock_path)
+            return read_lock(lock_path, environment, platform)
     if environment != "default":
         raise UsageError(f"environment {environment!r} can only be packed from a lockfile")
     from .solve import solve
 
     request = make_request(specs, channels, [platform], manifest)
-    return platform, records_to_json(
-        solve(request.specs_for(platform), request.channels, platform, virtual_packages, network)
+    return LockedEnvironment(
+        platform,
+        records_to_json(
+            solve(
+                request.specs_for(platform), request.channels, platform, virtual_packages, network
+            )
+        ),
     )
-
-
-def _no_pypi(records: list[dict[str, Any]], pypi: list[str], path: Path) -> list[dict[str, Any]]:
-    if pypi:
-        raise UsageError(
-            f"{path} contains PyPI packages ({', '.join(pypi[:3])}"
-            f"{', ...' if len(pypi) > 3 else ''}); packing PyPI packages is not supported yet"
-        )
-    return records

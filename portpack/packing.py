@@ -6,11 +6,12 @@ import contextlib
 import contextvars
 import functools
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
@@ -21,7 +22,7 @@ from .auth import strip_record
 from .condapkg import AnalysisCache, AnalyzedPackage, analyze
 from .errors import UsageError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
-from .locking import locked_records
+from .locking import locked_environment
 from .netconfig import load_network_config
 from .progress import Reporter
 
@@ -29,6 +30,8 @@ from .progress import Reporter
 ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
+    from .lockfile import PypiEntry
+    from .pypi import PackedWheel, Wheel
     from .selfextract import Bootstrap
 
 
@@ -42,6 +45,8 @@ class PackResult:
     metadata: fmt.Metadata | None
     """The portpack archive's metadata (None for ``archive_format="pixi-pack"``)."""
     archive_format: str = "portpack"
+    wheels: list[str] = field(default_factory=list)
+    """File names of the PyPI wheels packed."""
 
 
 _P = ParamSpec("_P")
@@ -100,14 +105,19 @@ def pack(
     bootstrap_python: str | os.PathLike[str] | None = None,
     zstandard_wheel: str | os.PathLike[str] | None = None,
     wheel_index: str | None = None,
+    ignore_pypi_non_wheel: bool = False,
 ) -> PackResult:
     """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout).
 
     Network options (see :mod:`portpack.netconfig`): ``config`` (pixi/rattler TOML:
     mirrors, proxies, download concurrency), ``auth_file`` (rattler's credentials JSON),
     ``ca_bundle``, ``insecure_hosts``.  ``concurrency`` defaults to the config file's or
-    50.  ``inject`` adds local package files (the result must be complete).
+    50.  ``inject`` adds local package files (the result must be complete) and wheels.
     ``no_cache`` downloads into a temporary directory instead of the shared cache.
+
+    PyPI packages of a lockfile are packed when they are wheels; any other kind
+    (source distribution, directory, VCS URL) is a :class:`UsageError`, or skipped
+    with a warning when ``ignore_pypi_non_wheel``.
 
     ``create_executable`` writes a self-extracting archive instead (see
     :mod:`portpack.selfextract` for ``bootstrap_python``, ``zstandard_wheel`` and
@@ -129,7 +139,7 @@ def pack(
         insecure_hosts=insecure_hosts,
         reporter=reporter,
     )
-    platform, records = locked_records(
+    locked = locked_environment(
         specs,
         channels=channels,
         manifest=manifest,
@@ -140,34 +150,52 @@ def pack(
         virtual_packages=virtual_packages,
         network=network,
     )
-    if inject:
+    platform, records = locked.platform, locked.records
+    conda_files = [p for p in inject if not str(p).endswith(".whl")]
+    if conda_files:
         from .inject import inject as add_local
         from .inject import local_records
 
-        records = add_local(records, local_records(inject, platform), reporter)
+        records = add_local(records, local_records(conda_files, platform), reporter)
     if not records:
         raise UsageError(f"the environment has no packages for {platform}")
+    wheels = _wheels(
+        records,
+        locked.pypi,
+        [p for p in inject if str(p).endswith(".whl")],
+        ignore_pypi_non_wheel,
+        reporter,
+    )
     if create_executable:
         from .selfextract import check_platform
 
+        if archive_format != "portpack":
+            raise UsageError("--create-executable makes portpack archives only")
         check_platform(platform)
     cache = _cache_for(cache_dir, no_cache)
     workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
-    fetched = Fetcher(cache, workers, reporter, network=network).fetch_all(records)
+    fetcher = Fetcher(cache, workers, reporter, network=network)
+    fetched = fetcher.fetch_all([*records, *(w.request().record() for w in wheels)])
+    fetched, wheel_files = fetched[: len(records)], fetched[len(records) :]
+    scratch = _scratch_dir(cache) if wheels else None
     if archive_format == "pixi-pack":  # pixi-pack's plain tar of the package files
         from .pixipack_write import write_pixi_pack_to
 
+        named = [_named(f, w.filename, scratch) for f, w in zip(wheel_files, wheels, strict=True)]
         return PackResult(
-            output=write_pixi_pack_to(output, platform, records, fetched),
+            output=write_pixi_pack_to(output, platform, records, fetched, named),
             platform=platform,
             packages=[f"{r['name']}-{r['version']}-{r['build']}" for r in records],
             metadata=None,
             archive_format=archive_format,
+            wheels=[w.filename for w in wheels],
         )
     packages = _analyze_all(records, fetched, cache)
-    metadata = build_metadata(platform, records, packages)
+    packed = _prepare_wheels(wheels, wheel_files, scratch)
+    metadata = build_metadata(platform, records, packages, [w.entry for w in packed])
+    compressed = [w.compressed for w in packed]
     if not create_executable:
-        _write(output, metadata, packages)
+        _write(output, metadata, packages, compressed)
     else:
         from .selfextract import DEFAULT_WHEEL_INDEX, prepare_bootstrap
 
@@ -181,9 +209,10 @@ def pack(
             zstandard_wheel=zstandard_wheel,
             wheel_index=wheel_index or DEFAULT_WHEEL_INDEX,
             reporter=reporter,
+            with_wheels=bool(wheels),
         )
         try:
-            _write(output, metadata, packages, bootstrap)
+            _write(output, metadata, packages, compressed, bootstrap)
         finally:
             bootstrap.close()
     return PackResult(
@@ -191,7 +220,56 @@ def pack(
         platform=platform,
         packages=[e.dist for e in metadata.packages],
         metadata=metadata,
+        wheels=[w.filename for w in metadata.wheels],
     )
+
+
+def _wheels(
+    records: list[dict[str, Any]],
+    locked: Sequence[PypiEntry],
+    inject: Sequence[str | os.PathLike[str]],
+    ignore_non_wheel: bool,
+    reporter: Reporter,
+) -> list[Wheel]:
+    """The wheels to pack: the lock's (see :mod:`portpack.pypi`) and injected ones."""
+    if not locked and not inject:
+        return []
+    from . import pypi
+
+    chosen = pypi.select_wheels(locked, ignore_non_wheel=ignore_non_wheel, reporter=reporter)
+    wheels = pypi.combine(chosen, pypi.injected_wheels(inject), reporter)
+    pypi.check_python(records, wheels)
+    return wheels
+
+
+def _scratch_dir(cache: Path) -> Path:
+    """A directory in the cache's file system, removed when ``pack`` returns."""
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix=".pack-", dir=cache)
+    return Path(_SCRATCH.get().enter_context(scratch))
+
+
+def _named(path: Path, filename: str, scratch: Path | None) -> Path:
+    """``path`` under its wheel file name (cache entries carry a checksum in theirs)."""
+    assert scratch is not None
+    target = scratch / filename
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+    return target
+
+
+def _prepare_wheels(
+    wheels: list[Wheel], files: list[Path], scratch: Path | None
+) -> list[PackedWheel]:
+    if not wheels:
+        return []
+    from .pypi import prepare
+
+    assert scratch is not None
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda w, f: prepare(w, f, scratch), wheels, files))
 
 
 def _analyze_all(
@@ -214,7 +292,10 @@ def _stem(fn: str) -> str:
 
 
 def build_metadata(
-    platform: str, records: list[dict[str, Any]], packages: list[AnalyzedPackage]
+    platform: str,
+    records: list[dict[str, Any]],
+    packages: list[AnalyzedPackage],
+    wheels: Sequence[fmt.WheelEntry] = (),
 ) -> fmt.Metadata:
     """Everything the unpacker checks before writing: sizes, placeholders, virtual deps."""
     entries = []
@@ -243,9 +324,11 @@ def build_metadata(
         platform=platform,
         portpack_version=__version__,
         packages=entries,
-        installed_size=sum(e.installed_size for e in entries),
+        installed_size=sum(e.installed_size for e in entries)
+        + sum(w.installed_size for w in wheels),
         min_binary_placeholder=shortest,
         virtual_requirements=virtual,
+        wheels=list(wheels),
     )
 
 
@@ -253,16 +336,17 @@ def _write(
     output: str | os.PathLike[str] | BinaryIO,
     metadata: fmt.Metadata,
     packages: list[AnalyzedPackage],
+    wheels: list[Path],
     bootstrap: Bootstrap | None = None,
 ) -> None:
     def emit(out: BinaryIO, name: str) -> None:
         if bootstrap is None:
-            write_archive(out, metadata, packages)
+            write_archive(out, metadata, packages, wheels)
             return
         from .selfextract import write_self_extracting
 
         write_self_extracting(
-            out, bootstrap, metadata, name, lambda o: write_archive(o, metadata, packages)
+            out, bootstrap, metadata, name, lambda o: write_archive(o, metadata, packages, wheels)
         )
 
     if not isinstance(output, (str, os.PathLike)):

@@ -64,8 +64,10 @@ _CHUNK = 1 << 20
 _MAX_JSON = fmt.MAX_METADATA_SIZE
 
 #: The hook for PyPI wheels: installs one spooled ``pypi/*.whl`` into the environment
-#: being built (its destination, prefix and python are in the context).  None is
-#: implemented yet, so without one :func:`install` refuses archives that hold wheels.
+#: being built (its destination, prefix and python are in the context).
+#: :func:`portpack.unpacking.unpack` passes one that installs them with pypa's
+#: ``installer`` (:mod:`portpack.wheel_install`); without one, :func:`install` refuses
+#: archives that hold wheels.
 WheelInstaller = Callable[[Path, LinkContext], None]
 
 

@@ -62,6 +62,9 @@ STDLIB_SKIP_DIRS = frozenset(
         "__phello__", "_pyrepl",
     }
 )  # fmt: skip
+#: Parts of the standard library left out above that pypa's ``installer`` needs, kept
+#: when the archive has PyPI wheels to install.
+WHEEL_STDLIB_DIRS = frozenset({"email"})
 STDLIB_SKIP_FILES = frozenset({"pydoc.py", "turtle.py", "_pydecimal.py", "doctest.py"})
 #: Extension modules (by name before the first ``.``) the unpacker never imports.
 DYNLOAD_SKIP = re.compile(
@@ -154,6 +157,7 @@ def prepare_bootstrap(
     zstandard_wheel: str | os.PathLike[str] | None = None,
     wheel_index: str = DEFAULT_WHEEL_INDEX,
     reporter: Reporter | None = None,
+    with_wheels: bool = False,
 ) -> Bootstrap:
     """Choose the bootstrap python, find the matching zstandard wheel, build the bootstrap.
 
@@ -178,7 +182,7 @@ def prepare_bootstrap(
         if zstandard_wheel is not None
         else find_zstandard_wheel(python.abi, machine, cache_dir, wheel_index, python.dist)
     )
-    return build_bootstrap(python, wheel)
+    return build_bootstrap(python, wheel, with_wheels=with_wheels)
 
 
 def environment_python(
@@ -435,7 +439,10 @@ class _Limited:
 
 
 def bootstrap_path(
-    path: str, version: tuple[int, int], package_paths: frozenset[str]
+    path: str,
+    version: tuple[int, int],
+    package_paths: frozenset[str],
+    keep_dirs: frozenset[str] = frozenset(),
 ) -> str | None:
     """Where a path of the python package goes in the bootstrap (None: left out).
 
@@ -443,7 +450,8 @@ def bootstrap_path(
     the unpacker never imports. A module whose byte code the package ships
     (``__pycache__/M.cpython-XY.pyc``, as conda-forge's python does) goes in as a
     sourceless ``M.pyc`` instead of ``M.py``: nothing is compiled at run time, and the
-    byte code is used whatever the files' mtimes.
+    byte code is used whatever the files' mtimes.  ``keep_dirs`` names parts of
+    ``STDLIB_SKIP_DIRS`` to keep after all.
     """
     parts = PurePosixPath(path).parts
     if not parts:
@@ -475,7 +483,7 @@ def bootstrap_path(
         if "/".join(cached) in package_paths:
             return None  # its byte code goes in instead
     top = rest[0]
-    if top in STDLIB_SKIP_DIRS or top.startswith("config-"):
+    if (top in STDLIB_SKIP_DIRS and top not in keep_dirs) or top.startswith("config-"):
         return None
     if len(rest) == 1:
         return None if top in STDLIB_SKIP_FILES else target
@@ -484,7 +492,9 @@ def bootstrap_path(
     return target
 
 
-def _python_members(python: PythonSource) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+def _python_members(
+    python: PythonSource, keep: frozenset[str] = frozenset()
+) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
     """The bootstrap's members from the python package's payload, renamed, as a stream."""
     package = python.package
     package_paths = frozenset(p.path for p in package.info.paths)
@@ -499,7 +509,7 @@ def _python_members(python: PythonSource) -> Iterator[tuple[tarfile.TarInfo, IO[
             with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|") as tar:
                 for member in tar:
                     name = bootstrap_path(
-                        member.name.removeprefix("./"), python.version, package_paths
+                        member.name.removeprefix("./"), python.version, package_paths, keep
                     )
                     if name is None:
                         continue
@@ -521,6 +531,16 @@ def _portpack_members() -> Iterator[tuple[str, bytes, int]]:
     root = Path(__file__).resolve().parent
     for path in sorted(root.glob("*.py")):
         yield f"site/portpack/{path.name}", path.read_bytes(), 0o644
+
+
+def _installer_members() -> Iterator[tuple[str, bytes, int]]:
+    """pypa's ``installer`` (pure Python) as the packer has it, without Windows launchers."""
+    import installer
+
+    root = Path(installer.__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        yield f"site/installer/{rel}", path.read_bytes(), 0o644
 
 
 def _wheel_members(wheel: Path) -> Iterator[tuple[str, bytes, int]]:
@@ -549,8 +569,12 @@ def _tarinfo(
     return info
 
 
-def build_bootstrap(python: PythonSource, wheel: Path) -> Bootstrap:
-    """Write the bootstrap tar.gz into a temporary file."""
+def build_bootstrap(python: PythonSource, wheel: Path, *, with_wheels: bool = False) -> Bootstrap:
+    """Write the bootstrap tar.gz into a temporary file.
+
+    ``with_wheels``: the archive has PyPI wheels, so the bootstrap also carries
+    ``installer`` and the standard library parts it needs.
+    """
     out = tempfile.TemporaryFile(prefix="portpack-bootstrap-")  # noqa: SIM115 (returned)
     interpreters: list[str] = []
     major, minor = python.version
@@ -559,7 +583,8 @@ def build_bootstrap(python: PythonSource, wheel: Path) -> Bootstrap:
             gzip.GzipFile(fileobj=out, mode="wb", compresslevel=_GZIP_LEVEL, mtime=0) as gz,
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar,
         ):
-            for member, data in _python_members(python):
+            keep = WHEEL_STDLIB_DIRS if with_wheels else frozenset()
+            for member, data in _python_members(python, keep):
                 name = member.name.removeprefix("./")
                 if name.startswith("bin/"):
                     interpreters.append(name)
@@ -577,12 +602,13 @@ def build_bootstrap(python: PythonSource, wheel: Path) -> Bootstrap:
             )
             if interpreter is None:
                 raise PackageError(f"package {python.dist} has no bin/python{major}.{minor}")
-            for name, content, mode in [*_portpack_members(), *_wheel_members(wheel)]:
+            extra = list(_installer_members()) if with_wheels else []
+            for name, content, mode in [*_portpack_members(), *_wheel_members(wheel), *extra]:
                 tar.addfile(_tarinfo(name, len(content), mode), io.BytesIO(content))
-            marker = json.dumps(
-                {"portpack": __version__, "python": python.dist, "zstandard": wheel.name},
-                sort_keys=True,
-            ).encode()
+            about = {"portpack": __version__, "python": python.dist, "zstandard": wheel.name}
+            if with_wheels:
+                about["installer"] = importlib_metadata.version("installer")
+            marker = json.dumps(about, sort_keys=True).encode()
             tar.addfile(_tarinfo(BOOTSTRAP_MARKER, len(marker), 0o644), io.BytesIO(marker))
         size = out.tell()
         out.seek(0)

@@ -111,7 +111,8 @@ def main(
         args.debug,
     )
     if not args.quiet:
-        print(f"Unpacked {len(result.packages)} packages into {result.prefix}")
+        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
+        print(f"Unpacked {len(result.packages)} packages{wheels} into {result.prefix}")
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
 

@@ -23,7 +23,7 @@ from . import pixipack_read, preconditions
 from .activation import DEFAULT_SHELL, activation_script, normalize_shell, script_name
 from .archive_reader import ArchiveReader
 from .condameta import write_records
-from .errors import InstallError, UsageError
+from .errors import ArchiveError, InstallError, UsageError
 from .linker import LinkContext, LinkedPackage, link_package
 from .noarch import PythonInfo
 from .pkginfo import read_info
@@ -44,6 +44,8 @@ class UnpackResult:
     activation_script: Path
     packages: list[str] = field(default_factory=list)
     """``name-version-build`` of every installed package, in install order."""
+    wheels: list[str] = field(default_factory=list)
+    """File names of the PyPI wheels installed after the packages."""
 
 
 def unpack(
@@ -70,6 +72,7 @@ def unpack(
     shell = normalize_shell(shell)
     out = Path(os.path.abspath(output_dir))
     prefix = out / env_name
+    wheels: list[str] = []
     with ExitStack() as stack:
         stream, name = _open(archive, stack)
         stream, head = pixipack_read.sniff(stream)
@@ -82,7 +85,13 @@ def unpack(
                 env_name,
                 name,
                 lambda dest: pixipack_read.install(
-                    stream, name, dest, str(prefix), strict=strict, reporter=reporter
+                    stream,
+                    name,
+                    dest,
+                    str(prefix),
+                    strict=strict,
+                    reporter=reporter,
+                    wheel_installer=_pixi_pack_wheels(str(prefix), reporter, wheels),
                 ),
             )
         else:
@@ -90,17 +99,18 @@ def unpack(
             stack.callback(reader.close)
             _check_target(prefix, force)
             preconditions.check_all(reader.metadata, str(prefix), str(out))
+            _check_wheels(reader.metadata, name)
             out.mkdir(parents=True, exist_ok=True)
             linked = _build(
                 out,
                 env_name,
                 name,
-                lambda dest: _install_all(reader, dest, str(prefix), strict, reporter),
+                lambda dest: _install_all(reader, dest, str(prefix), strict, reporter, wheels),
             )
         if run_link_scripts:
             _run_link_scripts(prefix, [record for record, _ in linked])
         script = _write_activation(out, prefix, shell)
-        return UnpackResult(prefix, script, [pkg.dist for _, pkg in linked])
+        return UnpackResult(prefix, script, [pkg.dist for _, pkg in linked], wheels)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -198,7 +208,12 @@ def _python_info(meta: fmt.Metadata) -> PythonInfo | None:
 
 
 def _install_all(
-    reader: ArchiveReader, dest: Destination, prefix: str, strict: bool, reporter: Reporter
+    reader: ArchiveReader,
+    dest: Destination,
+    prefix: str,
+    strict: bool,
+    reporter: Reporter,
+    wheels: list[str],
 ) -> Installed:
     ctx = LinkContext(
         destination=dest,
@@ -215,7 +230,79 @@ def _install_all(
         linked.append((entry.record, link_package(ctx, entry.dist, info, payload)))
         payload.close()
         reporter.on_package_complete(entry.name)
+    if reader.metadata.wheels and ctx.python is not None:
+        _install_wheels(reader, dest, prefix, ctx.python, reporter, wheels)
     return linked
+
+
+def _check_wheels(meta: fmt.Metadata, name: str) -> None:
+    """Wheels need the environment's python and the ``installer`` library."""
+    if not meta.wheels:
+        return
+    filenames = ", ".join(w.filename for w in meta.wheels)
+    if _python_info(meta) is None:
+        raise ArchiveError(
+            f"{name} holds PyPI wheels ({filenames}) but no python package to install them into"
+        )
+    _require_installer(filenames)
+
+
+def _require_installer(filenames: str) -> None:
+    try:
+        import installer.destinations  # noqa: F401 (only checks that it can be imported)
+    except ImportError as exc:
+        raise InstallError(
+            f"installing the PyPI wheels {filenames} needs the 'installer' library, "
+            f"which cannot be imported ({exc})",
+            hint="Install it next to portpack (pip install installer), or unpack with a "
+            "self-extracting archive (portpack pack --create-executable).",
+        ) from None
+
+
+def _install_wheels(
+    reader: ArchiveReader,
+    dest: Destination,
+    prefix: str,
+    python: PythonInfo,
+    reporter: Reporter,
+    wheels: list[str],
+) -> None:
+    """Install the archive's wheels, after every package (their python is in place)."""
+    from .wheel_install import WheelInstaller
+
+    installer = WheelInstaller(dest, prefix, python, reporter.warning)
+    total = len(reader.metadata.wheels)
+    try:
+        for index, (entry, stream) in enumerate(reader.wheels()):
+            reporter.on_package_start(entry.name, index, total)
+            installer.from_stream(entry, stream, reader.name)
+            wheels.append(entry.filename)
+            reporter.on_package_complete(entry.name)
+    finally:
+        installer.close()
+
+
+def _pixi_pack_wheels(
+    prefix: str, reporter: Reporter, wheels: list[str]
+) -> pixipack_read.WheelInstaller:
+    """The hook :mod:`portpack.pixipack_read` installs ``pypi/*.whl`` with."""
+
+    def install(path: Path, ctx: LinkContext) -> None:
+        if ctx.python is None:
+            raise ArchiveError(
+                f"the archive holds the PyPI wheel {path.name} but no python package to "
+                "install it into"
+            )
+        _require_installer(path.name)
+        from .wheel_install import WheelInstaller
+
+        # pixi-pack records no hash of its wheels: the wheel's own RECORD is checked.
+        WheelInstaller(ctx.destination, prefix, ctx.python, reporter.warning).install(
+            path, verified=False
+        )
+        wheels.append(path.name)
+
+    return install
 
 
 def _move_into_place(staging: Path, prefix: Path) -> None:

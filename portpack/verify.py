@@ -1,10 +1,17 @@
-"""``verify``: check an unpacked environment against its conda-meta records (stdlib only)."""
+"""``verify``: check an unpacked environment against its conda-meta records (stdlib only).
+
+Files installed from PyPI wheels are not in conda-meta: a ``*.dist-info/RECORD`` in
+site-packages that no conda package owns lists them, with their sha256 and size.
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
 import json
 import os
+import posixpath
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +59,68 @@ def verify(prefix: str | os.PathLike[str]) -> VerifyReport:
                 report.missing.append(rel)
             elif problem:
                 report.modified.append(f"{rel}: {problem}")
+    for record_file in _wheel_records(root, recorded):
+        for rel, entry in _record_entries(root, record_file):
+            recorded.add(rel)
+            report.checked += 1
+            problem = _check(root / rel, entry)
+            if problem == "missing":
+                report.missing.append(rel)
+            elif problem:
+                report.modified.append(f"{rel}: {problem}")
     report.extra = sorted(_extras(root, recorded))
     return report
+
+
+def _wheel_records(root: Path, recorded: set[str]) -> list[str]:
+    """``RECORD`` files of site-packages that no conda package owns (installed wheels)."""
+    found = []
+    for site in _site_packages(root):
+        for path in sorted(site.glob("*.dist-info/RECORD")):
+            rel = path.relative_to(root).as_posix()
+            if rel not in recorded:
+                found.append(rel)
+    return found
+
+
+def _site_packages(root: Path) -> list[Path]:
+    """``lib/pythonX.Y/site-packages``, or where the python record says it is."""
+    dirs = set(root.glob("lib/python*/site-packages"))
+    for record in root.glob("conda-meta/python-[0-9]*.json"):
+        try:
+            custom = json.loads(record.read_text()).get("python_site_packages_path")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(custom, str) and custom and not custom.startswith("/"):
+            dirs.add(root / custom)
+    return sorted(d for d in dirs if d.is_dir())
+
+
+def _record_entries(root: Path, record_file: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(path relative to the prefix, conda-style entry)`` for each line of a RECORD."""
+    site = posixpath.dirname(posixpath.dirname(record_file))
+    try:
+        rows = list(csv.reader((root / record_file).read_text().splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read {root / record_file}: {exc}") from exc
+    out = []
+    for row in rows:
+        if not row or not row[0]:
+            continue
+        rel = posixpath.normpath(posixpath.join(site, row[0]))
+        if rel.startswith("../") or rel.startswith("/"):
+            continue  # outside the prefix: not this environment's to check
+        entry: dict[str, Any] = {}
+        algorithm, _, value = (row[1] if len(row) > 1 else "").partition("=")
+        if algorithm == "sha256" and value:
+            try:
+                entry["sha256"] = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
+            except ValueError:
+                entry["sha256"] = "not a valid sha256"  # reported as modified
+        if len(row) > 2 and row[2].isdigit():
+            entry["size_in_bytes"] = int(row[2])
+        out.append((rel, entry))
+    return out
 
 
 def _paths(record_path: Path) -> list[dict[str, Any]]:
