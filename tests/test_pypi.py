@@ -366,6 +366,15 @@ def test_injected_wheels_are_installed(
     assert run(result.prefix / "bin/pp-hello") == f"{GREETING} {result.prefix}\n"
     bad = cli("pack", "-l", str(lock), "--inject", str(lock), cwd=tmp_path)
     assert bad.returncode != 0 and "not a conda package" in bad.stderr
+    (tmp_path / "pp_bogus-1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    bad = cli(
+        "pack", "-l", str(lock), "-o", "bad.tar", "--cache-dir", str(work / "cache"),
+        "--inject", "pp_bogus-1.0-py3-none-any.whl", cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "wheel pp-bogus-1.0 (pp_bogus-1.0-py3-none-any.whl) is not a valid wheel" in bad.stderr
+    assert not (tmp_path / "bad.tar").exists()
+    assert not list((work / "cache").glob(".pack-*"))  # compressed wheels are removed
 
 
 def test_pixi_pack_archives_carry_and_install_wheels(
