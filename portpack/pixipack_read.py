@@ -49,6 +49,7 @@ from .noarch import PythonInfo
 from .pkginfo import PackageInfo, read_info
 from .prefix import Destination
 from .progress import Reporter
+from .streams import PeekedStream, read_exactly
 from .tarstream import BLOCK, DIRECTORY, ChunkReader, Member, iter_members
 
 METADATA_NAME = "pixi-pack.json"
@@ -76,32 +77,9 @@ def looks_like_tar(head: bytes) -> bool:
     return len(head) >= BLOCK and head[257:262] == b"ustar"
 
 
-class PeekedStream:
-    """A binary stream whose first bytes were already read (to sniff its format)."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-        self.name = getattr(stream, "name", "<stream>")
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n < 0:
-                data, self._head = self._head + self._stream.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._stream.read(n)
-
-
 def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
     """Read the first block of ``stream``; return a stream that still yields it, and it."""
-    head = b""
-    while len(head) < BLOCK:
-        data = stream.read(BLOCK - len(head))
-        if not data:
-            break
-        head += data
+    head = read_exactly(stream, BLOCK)
     return cast("BinaryIO", PeekedStream(head, stream)), head
 
 

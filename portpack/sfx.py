@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import BinaryIO, cast
 
 from .errors import ArchiveError
+from .streams import PeekedStream, read_exactly
 
 #: First bytes of every self-extracting archive.
 SHEBANG = b"#!/bin/sh\n"
@@ -30,35 +31,6 @@ OFFSET_LINE = re.compile(rb"^# archive offset: ([0-9]{1,15})$", re.MULTILINE)
 MAX_HEADER = 64 << 10
 _MAGIC_PREFIX = b"# portpack self-extracting archive, format "
 _SKIP_CHUNK = 1 << 20
-
-
-class _Prefixed:
-    """A read-only stream that returns ``head`` before the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n < 0:
-                data, self._head = self._head + self._stream.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._stream.read(n)
-
-
-def _read_exactly(stream: BinaryIO, n: int) -> bytes:
-    """Read up to ``n`` bytes, fewer only at the end of the input (pipes return less)."""
-    parts = []
-    while n > 0:
-        data = stream.read(n)
-        if not data:
-            break
-        parts.append(data)
-        n -= len(data)
-    return b"".join(parts)
 
 
 def archive_offset(header: bytes, name: str) -> int:
@@ -93,13 +65,13 @@ def skip_header(stream: BinaryIO, name: str) -> BinaryIO:
     self-extracting archive the header and bootstrap are skipped, by seeking when
     ``stream`` can seek and by reading forward when it is a pipe.
     """
-    head = _read_exactly(stream, 2)
+    head = read_exactly(stream, 2)
     if head != b"#!":
-        return cast(BinaryIO, _Prefixed(head, stream))
-    head += _read_exactly(stream, MAX_HEADER - len(head))
+        return cast(BinaryIO, PeekedStream(head, stream))
+    head += read_exactly(stream, MAX_HEADER - len(head))
     offset = archive_offset(head, name)
     if offset <= len(head):
-        return cast(BinaryIO, _Prefixed(head[offset:], stream))
+        return cast(BinaryIO, PeekedStream(head[offset:], stream))
     if _seekable(stream):
         stream.seek(offset - len(head), os.SEEK_CUR)
         return stream

@@ -51,25 +51,22 @@ def verify(prefix: str | os.PathLike[str]) -> VerifyReport:
     recorded: set[str] = set()
     for record_path in sorted(meta.glob("*.json")):
         for entry in _paths(record_path):
-            rel = str(entry["_path"])
-            recorded.add(rel)
-            report.checked += 1
-            problem = _check(root / rel, entry)
-            if problem == "missing":
-                report.missing.append(rel)
-            elif problem:
-                report.modified.append(f"{rel}: {problem}")
+            _check_into(report, recorded, str(entry["_path"]), entry)
     for record_file in _wheel_records(root, recorded):
         for rel, entry in _record_entries(root, record_file):
-            recorded.add(rel)
-            report.checked += 1
-            problem = _check(root / rel, entry)
-            if problem == "missing":
-                report.missing.append(rel)
-            elif problem:
-                report.modified.append(f"{rel}: {problem}")
+            _check_into(report, recorded, rel, entry)
     report.extra = sorted(_extras(root, recorded))
     return report
+
+
+def _check_into(report: VerifyReport, recorded: set[str], rel: str, entry: dict[str, Any]) -> None:
+    recorded.add(rel)
+    report.checked += 1
+    problem = _check(report.prefix / rel, entry)
+    if problem == "missing":
+        report.missing.append(rel)
+    elif problem:
+        report.modified.append(f"{rel}: {problem}")
 
 
 def _wheel_records(root: Path, recorded: set[str]) -> list[str]:

@@ -1,0 +1,35 @@
+"""Small helpers for forward-only binary streams (standard library only)."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+
+class PeekedStream:
+    """A read-only stream that returns ``head`` (bytes already read) before the rest."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+        self.name = getattr(stream, "name", "<stream>")
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._stream.read(n)
+
+
+def read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """Read ``n`` bytes, fewer only at the end of the input (pipes return less per read)."""
+    parts = []
+    while n > 0:
+        data = stream.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
