@@ -32,12 +32,12 @@ def safe_relpath(name: str, what: str) -> str:
     while path.startswith("./"):
         path = path[2:]
     path = path.rstrip("/")
-    if (
-        not path
-        or path.startswith("/")
-        or "\0" in path
-        or "\\" in path
-        or any(part in ("", ".", "..") for part in path.split("/"))
+    if not path or path[0] == "/" or "\0" in path or "\\" in path:
+        raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
+    # Only a path with "//" or a "." / ".." component can hold an empty or dot part;
+    # the common case is decided by two substring tests (this runs once per file).
+    if ("//" in path or "." in path) and any(
+        part in ("", ".", "..") for part in path.split("/")
     ):
         raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
     return path
