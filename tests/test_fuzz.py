@@ -202,3 +202,32 @@ def test_metadata_roundtrip_is_unchanged(base: Path, tmp_path: Path) -> None:
     assert verify(tmp_path / "target" / "env").ok
     doc = json.loads(io.BytesIO(b"{}").read())
     assert doc == {}
+
+
+def test_atheris_short_run(base: Path, tmp_path: Path) -> None:
+    """A short coverage-guided run (atheris/libFuzzer) seeded with a valid archive."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "seed.tar").write_bytes(base.read_bytes())
+    harness = Path(__file__).with_name("fuzz_atheris.py")
+    runs = os.environ.get("PORTPACK_ATHERIS_RUNS", "10000")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(harness),
+            str(corpus),
+            f"-runs={runs}",
+            "-max_total_time=60",
+            "-rss_limit_mb=1024",
+            f"-artifact_prefix={tmp_path}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Done" in out.stderr
