@@ -38,6 +38,7 @@ Results are also saved as JSON in ``benchmarks/.corpus/results/``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -133,6 +134,8 @@ class Peer:
     internal_time: bool = False
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None
+    entries: int = 0
+    """Files, links and directories of the environment it made (checked once)."""
 
     def median(self, attr: str = "seconds") -> float:
         return statistics.median(getattr(s, attr) for s in self.samples)
@@ -220,21 +223,47 @@ class Prepared:
 def prepare(
     corpus: corpus_mod.Corpus, work: Path, runs: int, log: Callable[[str], None]
 ) -> Prepared:
-    """Pack with portpack (timed), and make every peer's archive."""
+    """Pack with portpack (timed), and make every peer's archive.
+
+    The peers' archives depend only on portpack's archive (packing is deterministic),
+    so they are kept in ``<corpus>/peers-<digest of env.tar>/`` for the next run.
+    """
     _rmtree(work)
     work.mkdir(parents=True)
     pack = measure_pack(corpus, work, runs, log)
     env_tar = work / "env.tar"
-    log("making the peers' archives")
-    pixi_tar = work / "pixi-pack.tar"
-    with tarfile.open(pixi_tar, "w", format=tarfile.PAX_FORMAT) as tar:
+    digest = hashlib.sha256()
+    with open(env_tar, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    peers_dir = corpus.root / f"peers-{digest.hexdigest()[:16]}"
+    if not (peers_dir / "done").is_file():
+        log("making the peers' archives")
+        for old in corpus.root.glob("peers-*"):
+            _rmtree(old)
+        _make_peer_archives(corpus, env_tar, peers_dir)
+    error = peers_dir / "conda-pack.error"
+    cp_out = peers_dir / "conda-pack.tar.zst"
+    return Prepared(
+        work,
+        env_tar,
+        peers_dir / "pixi-pack.tar",
+        peers_dir / "prefix.tar.zst",
+        None if error.is_file() else cp_out,
+        error.read_text() if error.is_file() else None,
+        pack,
+    )
+
+
+def _make_peer_archives(corpus: corpus_mod.Corpus, env_tar: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    with tarfile.open(dest / "pixi-pack.tar", "w", format=tarfile.PAX_FORMAT) as tar:
         tar.add(corpus.channel, arcname="channel")
-    ref = work / "reference"
+    ref = dest / "reference"
     subprocess.run([PORTPACK, "unpack", str(env_tar), "-o", str(ref), "-q"], check=True)
-    prefix_tar = work / "prefix.tar.zst"
+    prefix_tar = dest / "prefix.tar.zst"
     subprocess.run(["tar", "--zstd", "-cf", str(prefix_tar), "-C", str(ref), "env"], check=True)
-    cp_out: Path | None = work / "conda-pack.tar.zst"
-    cp_error = None
+    cp_out = dest / "conda-pack.tar.zst"
     result = subprocess.run(
         [CONDA_PACK, "-p", str(ref / "env"), "-o", str(cp_out), "--format", "tar.zst", "-q"],
         capture_output=True,
@@ -242,10 +271,10 @@ def prepare(
         check=False,
     )
     if result.returncode:
-        cp_error = f"conda-pack failed: {(result.stderr or result.stdout).strip()[-500:]}"
-        cp_out = None
+        message = (result.stderr or result.stdout).strip()[-500:]
+        (dest / "conda-pack.error").write_text(f"conda-pack failed: {message}")
     _rmtree(ref)
-    return Prepared(work, env_tar, pixi_tar, prefix_tar, cp_out, cp_error, pack)
+    (dest / "done").write_text("")
 
 
 def measure_pack(
@@ -269,17 +298,24 @@ def measure_pack(
     zstd_cmd = ["sh", "-c", f"zstd -dcq {payloads}/*.tar.zst > /dev/null"]
     tar_cmd = ["sh", "-c", f"tar -cf - -C {corpus.channel} . | cat > /dev/null"]
     lib_cmd = [sys.executable, "-c", _PACK_CHILD, str(corpus.lockfile), str(env_tar), str(cache)]
-    cli, lib, zstd, plain = [], [], [], []
+    cli, lib, fresh, zstd, plain = [], [], [], [], []
     log(f"pack side: {runs} runs each (warm page cache)")
     for _ in range(runs):
+        # Each pack writes a new file: renaming over an old one makes ext4 flush the data.
+        env_tar.unlink()
         cli.append(run_measured(pack_cmd)[0].wall)
+        env_tar.unlink()
         lib.append(_internal_seconds(run_measured(lib_cmd)[1]))
+        shutil.rmtree(cache / "analysis", ignore_errors=True)
+        env_tar.unlink()
+        fresh.append(run_measured(pack_cmd)[0].wall)  # refills the analysis cache
         zstd.append(run_measured(zstd_cmd)[0].wall)
         plain.append(run_measured(tar_cmd)[0].wall)
     shutil.rmtree(payloads)
     return {
         "portpack_pack_cli": statistics.median(cli),
         "portpack_pack_library": statistics.median(lib),
+        "portpack_pack_cli_analysis_cold": statistics.median(fresh),
         "zstd_dc_payloads": statistics.median(zstd),
         "plain_tar_of_conda_files": statistics.median(plain),
         "pack_runs_min": min(cli),
@@ -345,21 +381,24 @@ def peers(prepared: Prepared, corpus: corpus_mod.Corpus) -> list[Peer]:
 def smoke_test(peer: Peer, out: Path) -> None:
     """Check once (untimed) that the peer makes a working environment."""
     run_measured(peer.command(out))
-    python = out / peer.prefix / "bin" / "python"
+    prefix = out / peer.prefix
     subprocess.run(
-        [str(python), "-c", "import requests, httpx, numpy, json"], check=True, capture_output=True
+        [str(prefix / "bin" / "python"), "-c", "import requests, httpx, numpy, json"],
+        check=True,
+        capture_output=True,
     )
+    peer.entries = sum(len(dirs) + len(files) for _, dirs, files in os.walk(prefix))
 
 
 def run_size(
-    size: str, runs: int, cold: bool, log: Callable[[str], None]
+    size: str, runs: int, cold: bool, log: Callable[[str], None], out_dir: Path | None = None
 ) -> tuple[corpus_mod.Corpus, Prepared, list[Peer]]:
     corpus = corpus_mod.load(size, log=log)
     log(corpus.describe())
     work = corpus_mod.CORPUS_DIR / "run" / size
     prepared = prepare(corpus, work, runs, log)
     all_peers = peers(prepared, corpus)
-    out = work / "out"
+    out = (out_dir / size) if out_dir else work / "out"
     for peer in all_peers:
         if peer.error:
             continue
@@ -372,12 +411,18 @@ def run_size(
     for run in range(runs):
         log(f"{size}: run {run + 1}/{runs}")
         for offset in range(len(active)):
-            peer = active[(run + offset) % len(active)]
+            peer = active[(run + offset) % len(active)]  # a rotating order
+            if peer.error:
+                continue
             _rmtree(out)
             command = peer.command(out)
             if cold:
                 drop_caches()
-            sample, stdout = run_measured(command)
+            try:
+                sample, stdout = run_measured(command)
+            except RuntimeError as exc:
+                peer.error = f"failed in run {run + 1}: {str(exc)[:300]}"
+                continue
             if peer.internal_time:
                 sample.seconds = _internal_seconds(stdout)
             peer.samples.append(sample)
@@ -394,24 +439,28 @@ def table(corpus: corpus_mod.Corpus, all_peers: list[Peer]) -> str:
         f"### {corpus.describe()}",
         "",
         "| peer | time (s), median | min-max | peak RSS (MB) | archive (MB) "
-        "| portpack/peer time | portpack/peer RSS | portpack/peer size |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| portpack/peer time | portpack/peer RSS | portpack/peer size | entries made |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for peer in all_peers:
-        if peer.error:
-            lines.append(f"| {peer.name} | {peer.error} |||||||")
+        if peer.error or not peer.samples:
+            lines.append(f"| {peer.name} | {peer.error} ||||||||")
             continue
         low, high = peer.spread()
         size = peer.archive.stat().st_size / 1e6
         mine_size = mine.archive.stat().st_size / 1e6
+        ratios = "| - | - | - "
+        if mine.samples:
+            ratios = (
+                f"| {mine.median() / peer.median():.2f} "
+                f"| {mine.median('rss_mb') / peer.median('rss_mb'):.2f} | {mine_size / size:.2f} "
+            )
         lines.append(
             f"| {peer.name} | {peer.median():.2f} | {low:.2f}-{high:.2f} "
-            f"| {peer.median('rss_mb'):.0f} | {size:.1f} "
-            f"| {mine.median() / peer.median():.2f} "
-            f"| {mine.median('rss_mb') / peer.median('rss_mb'):.2f} | {mine_size / size:.2f} |"
+            f"| {peer.median('rss_mb'):.0f} | {size:.1f} {ratios}| {peer.entries} |"
         )
     rattler = next(p for p in all_peers if p.name == "pixi-unpack engine")
-    if not rattler.error:
+    if rattler.samples:
         lines.append("")
         lines.append(
             f"pixi-unpack engine: time measured inside its process; its whole process took "
@@ -425,19 +474,22 @@ def targets(size: str, corpus: corpus_mod.Corpus, prepared: Prepared, all_peers:
     mine = by_name["portpack"]
     rows = []
 
-    def check(label: str, value: float, limit: float) -> None:
+    def check(label: str, value: float, limit: float, digits: int = 3) -> None:
         verdict = "met" if value <= limit else "NOT met"
-        rows.append(f"| {label} | {value:.2f} | <= {limit} | {verdict} |")
+        rows.append(f"| {label} | {value:.{digits}g} | <= {limit} | {verdict} |")
 
-    for key, peer_name in (("pixi", "pixi-unpack engine"), ("tar", "tar --zstd -xf")):
-        peer = by_name[peer_name]
-        if not peer.error:
-            check(f"unpack / {peer_name} time", mine.median() / peer.median(), TARGETS[key][size])
-    check("peak RSS of unpack (MB)", mine.median("rss_mb"), TARGETS["rss_mb"])
+    if mine.samples:
+        for key, peer_name in (("pixi", "pixi-unpack engine"), ("tar", "tar --zstd -xf")):
+            peer = by_name[peer_name]
+            if peer.samples:
+                ratio = mine.median() / peer.median()
+                check(f"unpack / {peer_name} time", ratio, TARGETS[key][size])
+        check("peak RSS of unpack (MB)", mine.median("rss_mb"), TARGETS["rss_mb"])
     check(
         "archive / sum of .conda files",
         prepared.env_tar.stat().st_size / corpus.package_bytes,
         TARGETS["size"],
+        digits=5,
     )
     pack = prepared.pack
     check(
@@ -454,7 +506,9 @@ def targets(size: str, corpus: corpus_mod.Corpus, prepared: Prepared, all_peers:
     pack_line = (
         f"Pack (warm caches, medians): portpack pack CLI {pack['portpack_pack_cli']:.2f} s "
         f"(min-max {pack['pack_runs_min']:.2f}-{pack['pack_runs_max']:.2f}), library call "
-        f"{pack['portpack_pack_library']:.2f} s; zstd -dc of every payload "
+        f"{pack['portpack_pack_library']:.2f} s, CLI without the analysis cache (payloads "
+        f"decoded and every file checked against paths.json) "
+        f"{pack['portpack_pack_cli_analysis_cold']:.2f} s; zstd -dc of every payload "
         f"{pack['zstd_dc_payloads']:.2f} s; plain tar of the .conda files "
         f"{pack['plain_tar_of_conda_files']:.2f} s."
     )
@@ -486,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per peer (default 5)")
     parser.add_argument("--warm", action="store_true", help="do not drop the page cache")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where the environments are written (default: benchmarks/.corpus/run/SIZE/out); "
+        "a tmpfs such as /dev/shm/pp takes the disk out of the measurement",
+    )
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -496,16 +556,18 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     results = {}
     for size in args.sizes:
-        results[size] = run_size(size, args.runs, cold, log)
+        results[size] = run_size(size, args.runs, cold, log, args.out_dir)
     load_after = os.getloadavg()
     cache_note = (
         "cold page cache (dropped before every run)" if cold else f"WARM page cache: {why_warm}"
     )
+    rss_note = "GNU time %M" if GNU_TIME else "os.wait4 (floor: this script's own RSS)"
     report = [
         "## portpack unpack vs peers",
         "",
         f"{args.runs} runs per peer, {cache_note}; {os.cpu_count()} CPUs, load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.",
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; peak RSS from {rss_note}; "
+        f"environments written to {args.out_dir or 'benchmarks/.corpus/run (disk)'}.",
         "",
     ]
     for size, (corpus, prepared, all_peers) in results.items():
