@@ -36,9 +36,7 @@ def safe_relpath(name: str, what: str) -> str:
         raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
     # Only a path with "//" or a "." / ".." component can hold an empty or dot part;
     # the common case is decided by two substring tests (this runs once per file).
-    if ("//" in path or "." in path) and any(
-        part in ("", ".", "..") for part in path.split("/")
-    ):
+    if ("//" in path or "." in path) and any(part in ("", ".", "..") for part in path.split("/")):
         raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
     return path
 
