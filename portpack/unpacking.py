@@ -33,9 +33,11 @@ from .sfx import skip_header
 
 STAGING_MARK = ".portpack-"
 #: Threads creating small files while the main thread parses (see portpack/writers.py).
-#: One is fastest on 2 cores (large corpus on tmpfs, best of 3: 4.05 s with none,
-#: 3.36 s with one, 3.30-3.96 s with two or three but slower medians).
-WRITER_THREADS = 1
+#: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
+#: none, 3.36 s with one), but on ext4 with a cold page cache it adds system time
+#: and no speed (5.68/5.99 s with none, 5.71/6.80 s with one), and disks are what
+#: environments are unpacked to.
+WRITER_THREADS = 0
 
 
 @dataclass

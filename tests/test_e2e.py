@@ -189,3 +189,17 @@ def test_existing_environment_needs_force(packed: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "env" / "marker").exists()
     assert (tmp_path / "env" / "bin" / "hello").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_background_writers_give_the_same_prefix(
+    packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portpack import unpacking
+
+    skip = ("env/conda-meta/history",)
+    portpack.unpack(packed, tmp_path / "out")
+    plain = snapshot(tmp_path / "out", skip)
+    shutil.rmtree(tmp_path / "out")
+    monkeypatch.setattr(unpacking, "WRITER_THREADS", 2)
+    portpack.unpack(packed, tmp_path / "out")
+    assert diff(plain, snapshot(tmp_path / "out", skip)) == []
