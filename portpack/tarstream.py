@@ -189,7 +189,7 @@ def parse_header(header: bytes, where: str) -> Member:
     text = name.split(b"\0", 1)[0]
     if magic[:6] == b"ustar\0" and prefix[0]:
         text = prefix.split(b"\0", 1)[0] + b"/" + text
-    return Member(
+    member = Member(
         name=text.decode("utf-8", "surrogateescape"),
         type=kind,
         mode=_number(mode, where),
@@ -197,6 +197,9 @@ def parse_header(header: bytes, where: str) -> Member:
         mtime=_number(mtime, where),
         linkname=_cstr(link) if link[0] else "",
     )
+    if member.size < 0:
+        raise ArchiveError(f"{where}: corrupt tar header (negative size)")
+    return member
 
 
 def _cstr(field: bytes) -> str:
@@ -243,6 +246,8 @@ def _apply_pax(member: Member, pax: dict[str, str], what: str) -> None:
             member.linkname = pax["linkpath"]
         if "size" in pax:
             member.size = int(pax["size"])
+            if member.size < 0:
+                raise ValueError("negative size")
         if "mtime" in pax:
             member.mtime = int(float(pax["mtime"]))
     except ValueError:

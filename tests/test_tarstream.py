@@ -467,3 +467,16 @@ def test_at_eof() -> None:
     assert not reader.at_eof()
     reader.read(1)
     assert reader.at_eof()
+
+
+def test_negative_size_is_refused() -> None:
+    """Regression (found by atheris): a GNU base-256 negative size must not be obeyed."""
+    import tarfile as _tarfile
+
+    info = _tarfile.TarInfo("evil")
+    info.size = 1
+    header = bytearray(info.tobuf(format=_tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 12  # base-256, two's complement: -1
+    reader = ChunkReader(iter([bytes(header) + bytes(2048)]), "evil.tar")
+    with pytest.raises(ArchiveError, match="negative size"):
+        list(iter_members(reader))
