@@ -26,8 +26,11 @@ from hostile import Member, RawPackage, make_archive, replace_metadata
 from portpack.verify import verify
 
 EXAMPLES = int(os.environ.get("PORTPACK_FUZZ_EXAMPLES", "150"))
+#: The default (CI) run is reproducible; longer runs explore new inputs each time.
+FIXED = "PORTPACK_FUZZ_EXAMPLES" not in os.environ
 FUZZ = settings(
     max_examples=EXAMPLES,
+    derandomize=FIXED,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -214,6 +217,7 @@ def test_atheris_short_run(base: Path, tmp_path: Path) -> None:
     (corpus / "seed.tar").write_bytes(base.read_bytes())
     harness = Path(__file__).with_name("fuzz_atheris.py")
     runs = os.environ.get("PORTPACK_ATHERIS_RUNS", "10000")
+    seed = ["-seed=1"] if "PORTPACK_ATHERIS_RUNS" not in os.environ else []
     out = subprocess.run(
         [
             sys.executable,
@@ -223,6 +227,7 @@ def test_atheris_short_run(base: Path, tmp_path: Path) -> None:
             "-max_total_time=60",
             "-rss_limit_mb=1024",
             f"-artifact_prefix={tmp_path}/",
+            *seed,
         ],
         capture_output=True,
         text=True,
