@@ -14,21 +14,9 @@ import rattler
 
 import portpack
 from portpack.errors import PreconditionError, UsageError
+from support.channel import ENV_SPECS
 from treesnap import diff, snapshot
 
-ENV_SPECS = [
-    "python",
-    "greet",
-    "hello-c",
-    "pyscript",
-    "emptydir",
-    "oldformat",
-    "legacy",
-    "clobber-a",
-    "clobber-b",
-    "actpkg",
-    "linkpkg",
-]
 PORTPACK = [sys.executable, "-m", "portpack"]
 
 

@@ -39,25 +39,12 @@ from portpack.locking import locked_records
 from portpack.pixipack_read import install_order
 from portpack.progress import RecordingReporter
 from portpack.verify import verify
-from support.channel import RATTLER_COMPATIBLE, index_channel
+from support.channel import ENV_SPECS, RATTLER_COMPATIBLE, index_channel
 from support.pkgwriter import PackageSpec, info_entries, write_conda
 from support.rattler_install import install_with_rattler, solve
 from treesnap import diff, snapshot
 
 PORTPACK = [sys.executable, "-m", "portpack"]
-ENV_SPECS = [
-    "python",
-    "greet",
-    "hello-c",
-    "pyscript",
-    "emptydir",
-    "oldformat",
-    "legacy",
-    "clobber-a",
-    "clobber-b",
-    "actpkg",
-    "linkpkg",
-]
 
 
 # -- fixtures ------------------------------------------------------------------------

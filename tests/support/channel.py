@@ -87,6 +87,8 @@ RATTLER_ALSO_INSTALLS = ["legacy", "linkpkg"]
 #: ``rattler.install`` fails on these: "the source path is neither a regular file nor a
 #: symlink to a regular file" for the empty directory entry of ``emptydir``.
 RATTLER_REJECTS = ["emptydir"]
+#: Specs that pull in every package of the channel (greetlib comes with greet).
+ENV_SPECS = [name for name in ALL_PACKAGES if name != "greetlib"]
 #: An environment without python.
 NO_PYTHON = ["hello-c"]
 #: Packages in the old ``.tar.bz2`` format.
