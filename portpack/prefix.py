@@ -81,7 +81,8 @@ class Destination:
         return f"{self.root}/{rel}"
 
     def exists(self, rel: str) -> bool:
-        """True if this destination already wrote ``rel``."""
+        """True if this destination already wrote ``rel`` (pending writes included)."""
+        self.flush()
         return os.path.lexists(self._abs(rel))
 
     def ensure_dir(self, rel: str, what: str) -> None:
@@ -169,12 +170,6 @@ class Destination:
             raise _install_error(exc, rel, what) from exc
         self._symlinks.add(rel)
 
-    def remove(self, rel: str) -> None:
-        """Remove a file or symlink this destination wrote (clobbering)."""
-        self.flush()
-        os.unlink(self._abs(rel))
-        self._symlinks.discard(rel)
-
     def rename(self, rel: str, new_rel: str, what: str) -> None:
         """Move a file this destination wrote to ``new_rel``."""
         self.flush()
@@ -189,9 +184,6 @@ class Destination:
         self.flush()
         with open(self._abs(rel), "rb") as fh:
             return fh.read()
-
-    def is_symlink(self, rel: str) -> bool:
-        return rel in self._symlinks
 
 
 def _install_error(exc: OSError, rel: str, what: str) -> InstallError:
