@@ -27,11 +27,20 @@ from .errors import (
 )
 from .inspect import ArchiveSummary, PackageSummary, inspect
 from .progress import Reporter
-from .unpacking import UnpackResult, unpack
 
 if TYPE_CHECKING:
     from .locking import lock
     from .packing import PackResult, pack
+    from .unpacking import UnpackResult, unpack
+
+#: Public names and the module each is loaded from on first use.
+_LAZY = {
+    "lock": "locking",
+    "pack": "packing",
+    "PackResult": "packing",
+    "unpack": "unpacking",
+    "UnpackResult": "unpacking",
+}
 
 __all__ = [
     "ArchiveError",
@@ -59,13 +68,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Load the lock/pack side (py-rattler, httpx) only when it is used."""
-    if name == "lock":
-        from .locking import lock
+    """Load each side (solver, HTTP client, unpacker) only when it is used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portpack' has no attribute {name!r}")
+    from importlib import import_module
 
-        return lock
-    if name in ("pack", "PackResult"):
-        from . import packing
-
-        return getattr(packing, name)
-    raise AttributeError(f"module 'portpack' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -33,6 +32,8 @@ def run_reporting_errors(func: Callable[[], T], debug: bool) -> T:
         return func()
     except PortpackError as exc:
         if debug:
+            import traceback  # only with --debug
+
             traceback.print_exc()
         print(f"portpack: error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 
 _MACHINES = {
@@ -22,7 +22,7 @@ UNPACKABLE_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le")
 
 def current_platform() -> str:
     """Return the conda subdir of the running machine, e.g. ``linux-64``."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower() if hasattr(os, "uname") else _windows_machine()
     if sys.platform.startswith("linux"):
         return f"linux-{_MACHINES.get(machine, machine)}"
     if sys.platform == "darwin":
@@ -34,7 +34,15 @@ def current_platform() -> str:
 
 def host_glibc_version() -> str | None:
     """Return the glibc version of this machine (``"2.36"``), or None without glibc."""
-    name, version = platform.libc_ver()
-    if name != "glibc" or not version:
+    try:  # "glibc 2.36"; instant, where platform.libc_ver() scans the interpreter binary
+        value = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # no confstr, or not glibc
         return None
-    return version
+    name, _, version = (value or "").partition(" ")
+    return version if name == "glibc" and version else None
+
+
+def _windows_machine() -> str:
+    import platform
+
+    return platform.machine()

@@ -12,17 +12,21 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tarfile
-import zipfile
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import format as fmt
-from . import pixipack_read as pp
 from .archive_reader import open_metadata
 from .errors import ArchiveError, PackageError, UsageError
 from .pkginfo import PackageInfo, read_info
 from .sfx import skip_header
+from .streams import looks_like_tar, sniff
+
+if TYPE_CHECKING:
+    import tarfile
+
+# The pixi-pack side (tarfile, zipfile, pixipack_read) is imported where it is used:
+# ``import portpack`` stays cheap for ``portpack unpack``.
 
 _LOWER_BOUND = re.compile(r"^(>=|>|==|=)?\s*([0-9][0-9A-Za-z._+]*?)(\.\*|\*)?$")
 
@@ -162,8 +166,8 @@ def inspect(archive: str | os.PathLike[str] | BinaryIO) -> ArchiveSummary:
 
 def _inspect_stream(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
     # A self-extracting archive holds a portpack archive after its header.
-    head_stream, head = pp.sniff(skip_header(stream, name))
-    if not pp.looks_like_tar(head):
+    head_stream, head = sniff(skip_header(stream, name))
+    if not looks_like_tar(head):
         return _portpack_summary(open_metadata(head_stream, name), name, size)
     try:
         stream.seek(0)
@@ -213,6 +217,10 @@ def _python(packages: list[PackageSummary]) -> str | None:
 
 
 def _package_info(fileobj: IO[bytes], fn: str, what: str) -> PackageInfo:
+    import zipfile
+
+    from . import pixipack_read as pp
+
     try:
         if fn.endswith(".conda"):
             with zipfile.ZipFile(fileobj) as zf:
@@ -223,6 +231,10 @@ def _package_info(fileobj: IO[bytes], fn: str, what: str) -> PackageInfo:
 
 
 def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
+    import tarfile
+
+    from . import pixipack_read as pp
+
     meta: pp.PixiPackMetadata | None = None
     repodata: dict[str, dict[str, dict[str, Any]]] = {}
     found: list[tuple[str, str, int, PackageInfo]] = []

@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO
 
 import zstandard
 
@@ -49,7 +49,6 @@ from .noarch import PythonInfo
 from .pkginfo import PackageInfo, read_info
 from .prefix import Destination
 from .progress import Reporter
-from .streams import PeekedStream, read_exactly
 from .tarstream import BLOCK, DIRECTORY, ChunkReader, Member, iter_members
 
 METADATA_NAME = "pixi-pack.json"
@@ -70,17 +69,6 @@ _MAX_JSON = fmt.MAX_METADATA_SIZE
 #: ``installer`` (:mod:`portpack.wheel_install`); without one, :func:`install` refuses
 #: archives that hold wheels.
 WheelInstaller = Callable[[Path, LinkContext], None]
-
-
-def looks_like_tar(head: bytes) -> bool:
-    """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
-    return len(head) >= BLOCK and head[257:262] == b"ustar"
-
-
-def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
-    """Read the first block of ``stream``; return a stream that still yields it, and it."""
-    head = read_exactly(stream, BLOCK)
-    return cast("BinaryIO", PeekedStream(head, stream)), head
 
 
 @dataclass(frozen=True)
@@ -685,8 +673,6 @@ __all__ = [
     "PixiPackUnpacker",
     "WheelInstaller",
     "install",
-    "looks_like_tar",
     "parse_metadata",
     "parse_repodata",
-    "sniff",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 from . import format as fmt
 from ._platform import UNPACKABLE_PLATFORMS, current_platform, host_glibc_version
@@ -77,7 +76,8 @@ def check_disk_space(installed_size: int, target_dir: str) -> None:
     existing = os.path.abspath(target_dir)
     while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
-    free = shutil.disk_usage(existing).free
+    stats = os.statvfs(existing)
+    free = stats.f_bavail * stats.f_frsize
     if free < installed_size:
         raise PreconditionError(
             f"{target_dir} has {free} bytes free but the environment needs {installed_size}",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import BinaryIO, cast
+
+#: The size of a tar block (and of a tar header).
+TAR_BLOCK = 512
 
 
 class PeekedStream:
@@ -33,3 +36,14 @@ def read_exactly(stream: BinaryIO, n: int) -> bytes:
         parts.append(data)
         n -= len(data)
     return b"".join(parts)
+
+
+def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
+    """Read the first tar block of ``stream``; return a stream that still yields it, and it."""
+    head = read_exactly(stream, TAR_BLOCK)
+    return cast("BinaryIO", PeekedStream(head, stream)), head
+
+
+def looks_like_tar(head: bytes) -> bool:
+    """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
+    return len(head) >= TAR_BLOCK and head[257:262] == b"ustar"

@@ -8,18 +8,15 @@ an interrupt never leaves a prefix that looks complete.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import format as fmt
-from . import pixipack_read, preconditions
+from . import preconditions
 from .activation import DEFAULT_SHELL, activation_script, normalize_shell, script_name
 from .archive_reader import ArchiveReader
 from .condameta import write_records
@@ -30,6 +27,10 @@ from .pkginfo import read_info
 from .prefix import Destination
 from .progress import Reporter
 from .sfx import skip_header
+from .streams import looks_like_tar, sniff
+
+if TYPE_CHECKING:
+    from . import pixipack_read
 
 STAGING_MARK = ".portpack-"
 #: Threads creating small files while the main thread parses (see portpack/writers.py).
@@ -79,8 +80,10 @@ def unpack(
     wheels: list[str] = []
     with ExitStack() as stack:
         stream, name = _open(archive, stack)
-        stream, head = pixipack_read.sniff(stream)
-        if pixipack_read.looks_like_tar(head):
+        stream, head = sniff(stream)
+        if looks_like_tar(head):
+            from . import pixipack_read  # only for pixi-pack archives: keeps start-up short
+
             # pixi-pack: platform, glibc and integrity are checked while it streams.
             _check_target(prefix, force)
             out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +130,7 @@ def _build(
     """Install into a hidden staging directory, write conda-meta, rename into place."""
     prefix = out / env_name
     remove_stale_staging(out, env_name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{env_name}{STAGING_MARK}{os.getpid()}-", dir=out))
+    staging = _make_staging_dir(out, env_name)
     dest: Destination | None = None
     try:  # from the moment the staging directory exists: an interrupt must remove it
         staging.chmod(0o777 & ~_umask())
@@ -139,7 +142,7 @@ def _build(
     except BaseException:
         if dest is not None:
             dest.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+        _rmtree(staging, ignore_errors=True)
         raise
     return linked
 
@@ -191,7 +194,7 @@ def remove_stale_staging(out: Path, env_name: str) -> None:
     for path in out.glob(f".{env_name}{STAGING_MARK}*"):
         pid = path.name[len(env_name) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -316,7 +319,7 @@ def _move_into_place(staging: Path, prefix: Path) -> None:
     old = prefix.with_name(f".{prefix.name}{STAGING_MARK}{os.getpid()}-old")
     os.rename(prefix, old)
     os.rename(staging, prefix)
-    shutil.rmtree(old, ignore_errors=True)
+    _rmtree(old, ignore_errors=True)
 
 
 def _write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:
@@ -342,8 +345,10 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
             PKG_BUILDNUM=str(record.get("build_number", 0)),
             PATH=f"{prefix}/bin:{env.get('PATH', '')}",
         )
+        import subprocess  # only for --run-link-scripts: keeps start-up short
+
         result = subprocess.run(
-            ["/bin/sh" if not shutil.which("bash") else "bash", str(script)],
+            ["/bin/sh" if not _which("bash") else "bash", str(script)],
             cwd=prefix / "bin",
             env=env,
             capture_output=True,
@@ -351,10 +356,37 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
             check=False,
         )
         if result.returncode:
-            shutil.rmtree(prefix, ignore_errors=True)
+            _rmtree(prefix, ignore_errors=True)
             raise InstallError(
                 f"the post-link script of package {name}-{record['version']}-"
                 f"{record['build']} failed "
                 f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
                 hint="The environment was removed. Unpack without --run-link-scripts to skip it.",
             )
+
+
+# shutil and tempfile are imported only where used: together they cost unpack's
+# start-up a dozen modules (zlib, bz2, lzma, random, ...) on a cold page cache.
+
+
+def _make_staging_dir(out: Path, env_name: str) -> Path:
+    """Create the hidden staging directory (mode 0700 until the tree is complete)."""
+    while True:
+        path = out / f".{env_name}{STAGING_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
+def _rmtree(path: str | os.PathLike[str], ignore_errors: bool = True) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
+def _which(command: str) -> str | None:
+    import shutil
+
+    return shutil.which(command)

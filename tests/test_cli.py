@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,15 +79,38 @@ def test_garbage_archive_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o" / "env").exists()
 
 
-def test_unpack_imports_neither_click_nor_rattler(tmp_path: Path) -> None:
+def test_unpack_imports_only_what_it_needs(fixture_channel: Path, tmp_path: Path) -> None:
+    """unpack's start-up is part of its time: no solver, no HTTP, no pixi-pack reader.
+
+    (shutil is not in the list: argparse's help formatter imports it.)
+    """
+    cli("lock", "-c", fixture_channel, "hello-c", "-o", tmp_path / "l.lock")
+    cli("pack", "-l", tmp_path / "l.lock", "-o", tmp_path / "env.tar", "--cache-dir", tmp_path)
+    avoided = (
+        "click",
+        "rattler",
+        "httpx",
+        "urllib3",
+        "yaml",
+        "tarfile",
+        "zipfile",
+        "tempfile",
+        "subprocess",
+        "portpack.pixipack_read",
+        "portpack.fetch",
+    )
     code = (
         "import sys\n"
         "from portpack.__main__ import main\n"
-        "try:\n    main(['unpack', '--help'])\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in ('click', 'rattler', 'httpx', 'yaml') if m in sys.modules]\n"
-        "print('LOADED=' + ','.join(bad))\n"
+        f"main(['unpack', {str(tmp_path / 'env.tar')!r}, '-o', {str(tmp_path / 'o')!r}, '-q'])\n"
+        f"print('LOADED=' + ','.join(m for m in {avoided!r} if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # -S: the editable install's path hook would import pathlib's dependencies itself.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert (tmp_path / "o" / "env" / "bin" / "hello").is_file()
     assert out.stdout.strip().splitlines()[-1] == "LOADED="
 
 
