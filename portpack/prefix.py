@@ -119,7 +119,7 @@ class Destination:
     ) -> None:
         """Create regular file ``rel`` holding ``data`` (possibly on a background writer)."""
         if self._pool is None:
-            self.write(rel, [data], mode, mtime, what)
+            self._write_one(rel, data, mode, mtime, what)
             return
         mode = self._check_mode(mode, rel, what)
         self._parent(rel, what)
@@ -146,6 +146,37 @@ class Destination:
         try:
             for piece in pieces:
                 view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if mode & self._umask:
+                os.fchmod(fd, mode)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        finally:
+            os.close(fd)
+
+    def _write_one(
+        self, rel: str, data: bytes | memoryview, mode: int, mtime: int | None, what: str
+    ) -> None:
+        """:meth:`write` for one buffer: the path most files take, kept short."""
+        if mode & _FORBIDDEN_BITS:
+            raise UnsafeArchiveError(f"{what}: refusing setuid/setgid file {rel!r}")
+        mode &= 0o777
+        parent = rel.rpartition("/")[0]
+        if parent not in self._dirs:
+            self.ensure_dir(parent, what)
+        try:
+            fd = os.open(f"{self.root}/{rel}", _OPEN_FLAGS, mode)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        try:
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
                 while view:
                     view = view[os.write(fd, view) :]
             if mode & self._umask:

@@ -99,6 +99,11 @@ class ChunkReader:
 
     def skip(self, n: int) -> None:
         """Discard ``n`` bytes."""
+        end = self._pos + n
+        if end <= len(self._chunk):  # the common case: padding inside the current chunk
+            self._pos = end
+            self.consumed += n
+            return
         for _ in self.pieces(n):
             pass
 
@@ -142,7 +147,7 @@ def iter_members(reader: ChunkReader) -> Iterator[Member]:
     long_link: str | None = None
     while True:
         start = reader.consumed
-        header = bytes(reader.read(BLOCK))
+        header = reader.read(BLOCK)
         if header == _ZERO_BLOCK:
             return
         member = parse_header(header, f"{reader.what} at byte {start}")
@@ -179,7 +184,7 @@ def _read_extended(reader: ChunkReader, member: Member) -> bytes:
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
 
 
-def parse_header(header: bytes, where: str) -> Member:
+def parse_header(header: bytes | memoryview, where: str) -> Member:
     """Parse one 512-byte ustar/GNU header block."""
     (name, mode, _uid, _gid, size, mtime, _chk, kind, link, magic, _u, _g, _maj, _min, prefix) = (
         _HEADER.unpack(header)
@@ -211,7 +216,7 @@ def _number(field: bytes, where: str) -> int:
         value = int.from_bytes(field[1:], "big")
         return value - 256 ** (len(field) - 1) if field[0] == 0xFF else value
     try:
-        return int(field.split(b"\0", 1)[0] or b"0", 8)
+        return int(field.partition(b"\0")[0] or b"0", 8)
     except ValueError:
         if not field.strip(b" \0"):
             return 0
