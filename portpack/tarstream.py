@@ -194,12 +194,22 @@ def parse_header(header: bytes | memoryview, where: str) -> Member:
     text = name.split(b"\0", 1)[0]
     if magic[:6] == b"ustar\0" and prefix[0]:
         text = prefix.split(b"\0", 1)[0] + b"/" + text
+    try:  # the usual octal fields, without a call each (this runs once per member)
+        if (mode[0] | size[0] | mtime[0]) & 0x80:
+            raise ValueError("base-256")
+        numbers = (
+            int(mode.rstrip(b"\0") or b"0", 8),
+            int(size.rstrip(b"\0") or b"0", 8),
+            int(mtime.rstrip(b"\0") or b"0", 8),
+        )
+    except ValueError:
+        numbers = (_number(mode, where), _number(size, where), _number(mtime, where))
     member = Member(
         name=text.decode("utf-8", "surrogateescape"),
         type=kind,
-        mode=_number(mode, where),
-        size=_number(size, where),
-        mtime=_number(mtime, where),
+        mode=numbers[0],
+        size=numbers[1],
+        mtime=numbers[2],
         linkname=_cstr(link) if link[0] else "",
     )
     if member.size < 0:
