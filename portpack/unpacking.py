@@ -37,7 +37,8 @@ STAGING_MARK = ".portpack-"
 #: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
 #: none, 3.36 s with one), but on ext4 with a cold page cache it adds system time
 #: and no speed (5.68/5.99 s with none, 5.71/6.80 s with one), and disks are what
-#: environments are unpacked to.
+#: environments are unpacked to. Forked writer and installer processes were measured
+#: too, and dropped (benchmarks/README.md, "what was tried").
 WRITER_THREADS = 0
 
 
