@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO, cast
@@ -27,6 +28,8 @@ _RAW_CHUNK = 1 << 18
 _DECODED_CHUNK = 1 << 20
 _QUEUE_DEPTH = 16
 _FRAME_FEED = 256
+#: Seconds close() waits for the reader thread to notice it must stop.
+_CLOSE_WAIT = 2.0
 
 
 class RawInput:
@@ -304,10 +307,17 @@ class ArchiveReader:
             self.close()
 
     def close(self) -> None:
-        """Stop the reader thread (safe to call more than once)."""
+        """Stop the reader thread (safe to call more than once).
+
+        A thread blocked reading a pipe that stays open (an interrupted ``... | portpack
+        unpack -`` whose writer is still alive) cannot be woken: after a short wait it
+        is left behind. It is a daemon thread, and it stops at its next hand-over or
+        when its input ends; the unpack it served has already failed.
+        """
         self._stop.set()
         if self._thread is not None:
-            while self._thread.is_alive():
+            deadline = time.monotonic() + _CLOSE_WAIT
+            while self._thread.is_alive() and time.monotonic() < deadline:
                 with contextlib.suppress(queue.Empty):
                     self._queue.get(timeout=0.05)
             self._thread = None

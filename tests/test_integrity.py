@@ -193,7 +193,12 @@ def test_interrupt_leaves_nothing(archive: Path, tmp_path: Path, sig: signal.Sig
     out = tmp_path / "out"
     proc = start_unpack_from_pipe(archive, out, 0.7)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    # stdin stays open until the process is gone: closing it first would race the
+    # signal with "truncated" (end of input), a different, also clean, failure.
+    proc.wait(timeout=60)
+    assert proc.stderr is not None and proc.stdin is not None
+    err = proc.stderr.read()
+    proc.stdin.close()
     assert proc.returncode != 0
     assert b"interrupted" in err and b"Traceback" not in err
     assert list(out.iterdir()) == []
