@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ _DECODED_CHUNK = 1 << 20
 _QUEUE_DEPTH = 16
 _FRAME_FEED = 256
 #: Seconds close() waits for the reader thread to notice it must stop.
-_CLOSE_WAIT = 2.0
+_CLOSE_WAIT = 0.5
 
 
 class RawInput:
@@ -180,6 +181,10 @@ class ArchiveReader:
                 continue
 
     def _produce(self) -> None:
+        # SIGINT/SIGTERM are for the main thread, whose handlers stop the unpack: keep
+        # the kernel from choosing this thread, which may sit in read() on a pipe.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             pad = 0
             for entry in self.metadata.packages:

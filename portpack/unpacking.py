@@ -168,7 +168,12 @@ def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple
 def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
     if isinstance(archive, (str, os.PathLike)):
         if str(archive) == "-":
-            return sys.stdin.buffer, "<stdin>"
+            # Unbuffered, not sys.stdin.buffer: an interrupted unpack may exit while the
+            # reader thread still waits in read(), and a BufferedReader's lock held by
+            # that thread makes the interpreter abort at exit ("could not acquire lock
+            # for <stdin> at interpreter shutdown").
+            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+            return stack.enter_context(stdin), "<stdin>"
         try:
             return stack.enter_context(open(archive, "rb", buffering=0)), str(archive)
         except OSError as exc:
