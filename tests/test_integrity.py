@@ -172,6 +172,9 @@ def start_unpack_from_pipe(archive: Path, out: Path, fraction: float) -> subproc
         [*PORTPACK, "unpack", "-", "-o", str(out), "-q"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A test run started in the background (`cmd &` without job control) inherits
+        # an ignored SIGINT, which Python then keeps ignoring: restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     data = archive.read_bytes()
     assert proc.stdin is not None
