@@ -530,14 +530,14 @@ def targets(size: str, corpus: corpus_mod.Corpus, prepared: Prepared, all_peers:
 
     def check(label: str, value: float, limit: float, digits: int = 3) -> None:
         verdict = "met" if value <= limit else "NOT met"
-        rows.append(f"| {label} | {value:.{digits}g} | <= {limit} | {verdict} |")
+        rows.append(f"| {label} | {value:#.{digits}g} | <= {limit} | {verdict} |")
 
     if mine.samples:
         for key, peer_name in (("pixi", "pixi-unpack engine"), ("tar", "tar --zstd -xf")):
             peer = by_name[peer_name]
             if peer.samples:
                 ratio = mine.median() / peer.median()
-                check(f"unpack / {peer_name} time", ratio, TARGETS[key][size])
+                check(f"unpack / {peer_name} time", ratio, TARGETS[key][size], digits=4)
         check("peak RSS of unpack (MB)", mine.median("rss_mb"), TARGETS["rss_mb"])
     check(
         "archive / sum of .conda files",
