@@ -137,23 +137,11 @@ class Destination:
     ) -> None:
         """Create regular file ``rel`` from ``pieces`` with permission bits ``mode``."""
         mode = self._check_mode(mode, rel, what)
-        self._parent(rel, what)
-        path = self._abs(rel)
-        try:
-            fd = os.open(path, _OPEN_FLAGS, mode)
-        except FileExistsError:
-            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
-        except OSError as exc:
-            raise _install_error(exc, rel, what) from exc
+        fd = self._create(rel, mode, what)
         try:
             for piece in pieces:
-                view = memoryview(piece)
-                while view:
-                    view = view[os.write(fd, view) :]
-            if mode & self._umask:
-                os.fchmod(fd, mode)
-            if mtime is not None:
-                os.utime(fd, (mtime, mtime))
+                _write_all(fd, piece)
+            self._finish(fd, mode, mtime)
         except OSError as exc:
             raise _install_error(exc, rel, what) from exc
         finally:
@@ -162,33 +150,32 @@ class Destination:
     def _write_one(
         self, rel: str, data: bytes | memoryview, mode: int, mtime: int | None, what: str
     ) -> None:
-        """:meth:`write` for one buffer: the path most files take, kept short."""
-        if mode & _FORBIDDEN_BITS:
-            raise UnsafeArchiveError(f"{what}: refusing setuid/setgid file {rel!r}")
-        mode &= 0o777
-        parent = rel.rpartition("/")[0]
-        if parent not in self._dirs:
-            self.ensure_dir(parent, what)
+        """:meth:`write` for one buffer, the path most files take."""
+        mode = self._check_mode(mode, rel, what)
+        fd = self._create(rel, mode, what)
         try:
-            fd = os.open(f"{self.root}/{rel}", _OPEN_FLAGS, mode)
-        except FileExistsError:
-            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
-        except OSError as exc:
-            raise _install_error(exc, rel, what) from exc
-        try:
-            written = os.write(fd, data)
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(fd, view) :]
-            if mode & self._umask:
-                os.fchmod(fd, mode)
-            if mtime is not None:
-                os.utime(fd, (mtime, mtime))
+            _write_all(fd, data)
+            self._finish(fd, mode, mtime)
         except OSError as exc:
             raise _install_error(exc, rel, what) from exc
         finally:
             os.close(fd)
+
+    def _create(self, rel: str, mode: int, what: str) -> int:
+        """Open a new file ``rel`` for writing (never an existing one, never via a symlink)."""
+        self._parent(rel, what)
+        try:
+            return os.open(self._abs(rel), _OPEN_FLAGS, mode)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+
+    def _finish(self, fd: int, mode: int, mtime: int | None) -> None:
+        if mode & self._umask:  # the umask took bits the package asks for
+            os.fchmod(fd, mode)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
 
     def symlink(self, rel: str, target: str, what: str) -> None:
         """Create symlink ``rel`` pointing at ``target`` (kept verbatim)."""
@@ -217,6 +204,14 @@ class Destination:
         self.flush()
         with open(self._abs(rel), "rb") as fh:
             return fh.read()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    written = os.write(fd, data)  # one call for nearly every file
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _install_error(exc: OSError, rel: str, what: str) -> InstallError:

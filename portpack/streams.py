@@ -1,11 +1,10 @@
-"""Small helpers for forward-only binary streams (standard library only)."""
+"""Small helpers for forward-only binary streams."""
 
 from __future__ import annotations
 
 from typing import BinaryIO, cast
 
-#: The size of a tar block (and of a tar header).
-TAR_BLOCK = 512
+from .tarstream import BLOCK
 
 
 class PeekedStream:
@@ -40,10 +39,10 @@ def read_exactly(stream: BinaryIO, n: int) -> bytes:
 
 def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
     """Read the first tar block of ``stream``; return a stream that still yields it, and it."""
-    head = read_exactly(stream, TAR_BLOCK)
+    head = read_exactly(stream, BLOCK)
     return cast("BinaryIO", PeekedStream(head, stream)), head
 
 
 def looks_like_tar(head: bytes) -> bool:
     """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
-    return len(head) >= TAR_BLOCK and head[257:262] == b"ustar"
+    return len(head) >= BLOCK and head[257:262] == b"ustar"
