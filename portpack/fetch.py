@@ -45,6 +45,7 @@ from .auth import Credentials, redact, strip_credentials, url_secrets, with_cond
 from .errors import FetchError, PackageError
 from .netconfig import NetworkConfig, Transport
 from .progress import Reporter
+from .streams import hash_file
 
 try:
     import fcntl
@@ -725,16 +726,9 @@ def _digest_error(part: _Partial, record: dict[str, Any], url: str) -> FetchErro
     )
 
 
-def _hash_file(path: Path, digest: Any) -> str:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return str(digest.hexdigest())
-
-
 def _matches(path: Path, record: dict[str, Any]) -> bool:
     try:
-        return _hash_file(path, _digest_for(record)) == _expected(record)
+        return hash_file(path, _digest_for(record)) == _expected(record)
     except OSError:
         return False
 
@@ -749,7 +743,7 @@ def as_conda(path: Path, cache_dir: Path, what: str) -> Path:
         return path
     if not path.name.endswith(".tar.bz2"):
         raise PackageError(f"package {what}: unsupported package file {path.name}")
-    source = _hash_file(path, hashlib.sha256())[:16]
+    source = hash_file(path)[:16]
     stem = path.name[: -len(".tar.bz2")]
     out_dir = cache_dir / "converted" / path.parent.name
     target = out_dir / f"{stem if stem.endswith(source) else f'{stem}.{source}'}.conda"

@@ -28,11 +28,11 @@ from .errors import PackageError, UsageError
 from .fetch import FileRequest
 from .lockfile import PypiEntry
 from .progress import Reporter
+from .streams import hash_file
 
 #: Wheels are deflate-compressed already: zstd's fastest levels still save 3-4 %
 #: at ~900 MB/s, where level 3 saves 5 % at ~150 MB/s (docs/archive-format.md).
 COMPRESSION_LEVEL = 1
-_CHUNK = 1 << 20
 _PART = r"[^-/\\\0]+"
 #: ``name-version[-build]-python-abi-platform.whl``
 _WHEEL_NAME = re.compile(rf"^{_PART}-{_PART}(-{_PART})?-{_PART}-{_PART}-{_PART}\.whl$")
@@ -190,7 +190,7 @@ def prepare(wheel: Wheel, path: Path, scratch: Path) -> PackedWheel:
         size=digest.size,
         sha256=digest.sha256.hexdigest(),
         zst_size=target.stat().st_size,
-        zst_sha256=_sha256(target),
+        zst_sha256=hash_file(target),
         installed_size=installed,
     )
     if wheel.sha256 and entry.sha256 != wheel.sha256.lower():  # changed after fetching
@@ -212,11 +212,3 @@ class _HashingReader:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

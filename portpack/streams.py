@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO, cast
+import hashlib
+import os
+from typing import Any, BinaryIO, cast
 
 from .tarstream import BLOCK
 
@@ -46,3 +48,12 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
 def looks_like_tar(head: bytes) -> bool:
     """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
     return len(head) >= BLOCK and head[257:262] == b"ustar"
+
+
+def hash_file(path: str | os.PathLike[str], digest: Any = None) -> str:
+    """The hex digest of a file's bytes (sha256 unless a hashlib object is given)."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return str(digest.hexdigest())

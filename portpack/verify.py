@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .streams import hash_file
 
-_CHUNK = 1 << 20
 #: Written by Python itself when the environment runs; never part of a package.
 _RUNTIME_CACHE = "__pycache__"
 
@@ -150,17 +150,9 @@ def _check(path: Path, entry: dict[str, Any]) -> str | None:
     if size is not None and st.st_size != size:
         return f"size {st.st_size}, recorded {size}"
     want = entry.get("sha256_in_prefix") or entry.get("sha256")
-    if want and _sha256(path) != want:
+    if want and hash_file(path) != want:
         return "content differs (sha256)"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _extras(root: Path, recorded: set[str]) -> list[str]:
