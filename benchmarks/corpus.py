@@ -497,9 +497,14 @@ def _paths_stats(package: Path) -> tuple[int, int]:
 
 
 def info_member(package: Path, member: str) -> bytes:
+    return _component_member(package, "info-", member)
+
+
+def _component_member(package: Path, component: str, member: str) -> bytes:
+    """File *member* of the ``<component>*.tar.zst`` inside a ``.conda``."""
     with zipfile.ZipFile(package) as archive:
-        (info_name,) = (n for n in archive.namelist() if n.startswith("info-"))
-        with archive.open(info_name) as raw:
+        (inner,) = (n for n in archive.namelist() if n.startswith(component))
+        with archive.open(inner) as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw)
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for item in tar:
@@ -528,17 +533,7 @@ def payload_member(package: Path, member: str) -> tuple[bytes, dict[str, object]
         for p in json.loads(info_member(package, "info/paths.json"))["paths"]
         if p["_path"] == member
     )
-    with zipfile.ZipFile(package) as archive:
-        (pkg_name,) = (n for n in archive.namelist() if n.startswith("pkg-"))
-        with archive.open(pkg_name) as raw:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw)
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for item in tar:
-                    if item.name == member:
-                        extracted = tar.extractfile(item)
-                        assert extracted is not None
-                        return extracted.read(), entry
-    raise KeyError(f"{package.name} has no {member}")
+    return _component_member(package, "pkg-", member), entry
 
 
 def payload_ranges(package: Path) -> Iterator[tuple[str, int, int]]:
