@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import rattler
-from support.channel import index_channel
-from support.pkgwriter import PackageSpec, write_conda
 
 import portpack
 from portpack.errors import ManifestError, SolveError
+from support.channel import index_channel
+from support.pkgwriter import PackageSpec, write_conda
 
 PACKAGES = [
     PackageSpec("base-pkg", "1.0", build="h1_0"),
