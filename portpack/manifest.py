@@ -96,6 +96,7 @@ _SPEC_KEYS = {
     "extras": "extras",
     "flags": "flags",
 }
+_PACKAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _SOURCE_KEYS = ("path", "git", "url", "branch", "rev", "tag", "lfs", "subdirectory")
 #: Table keys of a pixi manifest (or feature) that do not change which packages are
 #: solved: metadata, tasks, activation, PyPI options (PyPI dependencies are refused).
@@ -844,6 +845,8 @@ class _Reader:
         import rattler
 
         where = f"{self.key(key)} {name}" if key else name
+        if not _PACKAGE_NAME.fullmatch(name):
+            raise self.fail(f"{where}: {name!r} is not a conda package name")
         if isinstance(value, str):
             fields: dict[str, Any] = {"version": value}
         elif isinstance(value, dict):
@@ -887,6 +890,8 @@ class _Reader:
                 continue
             if key_name == "track-features" and isinstance(item, list):
                 item = " ".join(_strings(self.path, item, item_where))
+            if key_name != "build-number":  # pixi takes strings only, save build numbers
+                _string(self.path, item, item_where)
             text = _stringify(self.path, item, item_where).strip()
             if key_name == "version":
                 if text in ("", "*"):

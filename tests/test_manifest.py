@@ -8,6 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portpack.errors import ManifestError
 from portpack.manifest import (
@@ -860,3 +862,87 @@ def test_find_manifest_ignores_a_directory_named_like_a_manifest(tmp_path: Path)
     (tmp_path / "pixi.toml").mkdir()
     _write(tmp_path, "environment.yml", "dependencies: [python]\n")
     assert find_manifest(tmp_path) == tmp_path / "environment.yml"
+
+
+# --- any shape, anywhere: a ManifestError or a manifest, nothing else ------------------------
+
+_SCALARS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["linux-64", "osx-arm64", "*", "1.2.3", ">=1", "conda-forge", "unix", ""]),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.floats(allow_nan=False, width=16),
+    st.datetimes(max_value=datetime.datetime(3000, 1, 1)),
+    st.dates(),
+)
+_KEYS = st.one_of(
+    st.sampled_from(
+        [
+            "version",
+            "build",
+            "channel",
+            "platform",
+            "name",
+            "cuda",
+            "libc",
+            "family",
+            "features",
+            "priority",
+            "linux",
+            "path",
+            "dependencies",
+            "default",
+            "linux-64",
+            "workspace",
+            "no-default-feature",
+            "solve-group",
+            "build-number",
+            "md5",
+        ]
+    ),
+    st.text(max_size=6),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=3)),
+    max_leaves=8,
+)
+_ROOT = st.fixed_dictionaries(
+    {},
+    optional={
+        "workspace": st.fixed_dictionaries(
+            {},
+            optional={
+                "channels": _VALUES,
+                "platforms": _VALUES,
+                "channel-priority": _VALUES,
+                "exclude-newer": _VALUES,
+                "dependencies": _VALUES,
+            },
+        ),
+        "dependencies": st.dictionaries(_KEYS, _VALUES, max_size=3),
+        "constraints": _VALUES,
+        "system-requirements": _VALUES,
+        "target": st.dictionaries(_KEYS, _VALUES, max_size=2),
+        "feature": st.dictionaries(_KEYS, _VALUES, max_size=2),
+        "environments": st.dictionaries(_KEYS, _VALUES, max_size=2),
+        "pypi-dependencies": _VALUES,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_ROOT)
+def test_arbitrary_manifest_values_give_manifest_errors(doc: dict[str, object]) -> None:
+    """Whatever the values, reading and solving a manifest either works or raises a
+    ManifestError naming the file: never a TypeError, KeyError or AttributeError."""
+    from portpack.manifest import _Reader
+
+    path = Path("/nonexistent/pixi.toml")
+    try:
+        manifest = _Reader(path, "").manifest(doc)  # type: ignore[arg-type]
+        for environment in manifest.environment_names():
+            for platform in [p.name for p in manifest.platforms_for(environment)] or [None]:
+                manifest.solvable(environment, platform)
+    except ManifestError as exc:
+        assert str(path) in str(exc)
