@@ -296,6 +296,12 @@ class Manifest:
             )
         if same_subdir:
             return same_subdir[0]
+        if any(requested in (p.name, p.subdir) for p in self.platforms):
+            have = ", ".join(p.name for p in platforms) or "none"
+            raise ManifestError(
+                f"{self.path}: environment {environment!r} is not for {requested}: its "
+                f"features narrow it to {have}"
+            )
         if requested not in SUBDIRS:
             raise ManifestError(f"{self.path}: unknown platform {requested!r}")
         return Platform(requested, requested)

@@ -499,6 +499,8 @@ def test_environments_compose_features_as_pixi(tmp_path: Path) -> None:
     # platforms: the intersection of the features'
     assert [p.name for p in manifest.platforms_for("both")] == ["linux-64"]
     assert manifest.solvable("both").platform == "linux-64"
+    with pytest.raises(ManifestError, match="environment 'lint' is not for win-64"):
+        manifest.solvable("lint", "win-64")
 
 
 def test_solve_group_is_refused_by_name(tmp_path: Path) -> None:
