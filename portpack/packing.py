@@ -30,7 +30,7 @@ from .progress import Reporter
 ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
-    from .lockfile import PypiEntry
+    from .lockfile import LockedEnvironment, PypiEntry
     from .pypi import PackedWheel, Wheel
     from .selfextract import Bootstrap
 
@@ -151,14 +151,7 @@ def pack(
         network=network,
     )
     platform, records = locked.platform, locked.records
-    conda_files = [p for p in inject if not str(p).endswith(".whl")]
-    if conda_files:
-        from .inject import inject as add_local
-        from .inject import local_records
-
-        records = add_local(records, local_records(conda_files, platform), reporter)
-    if not records:
-        raise UsageError(f"the environment has no packages for {platform}")
+    records = _checked_records(locked, [p for p in inject if not str(p).endswith(".whl")], reporter)
     wheels = _wheels(
         records,
         locked.pypi,
@@ -222,6 +215,33 @@ def pack(
         metadata=metadata,
         wheels=[w.filename for w in metadata.wheels],
     )
+
+
+def _checked_records(
+    locked: LockedEnvironment, conda_files: Sequence[str | os.PathLike[str]], reporter: Reporter
+) -> list[dict[str, Any]]:
+    """The locked records with the injected packages, refused when they cannot make a
+    working environment: unbuilt source packages, only PyPI packages, no packages at
+    all, or noarch python packages without python."""
+    from .inject import check_noarch_python, check_sources, local_records
+    from .inject import inject as add_local
+
+    where = f"environment {locked.environment!r} for {locked.platform}"
+    injected = local_records(conda_files, locked.platform) if conda_files else []
+    check_sources(locked.sources, injected, where)
+    records = add_local(locked.records, injected, reporter) if injected else locked.records
+    if not records:
+        if locked.pypi:
+            names = ", ".join(p.name for p in locked.pypi)
+            raise UsageError(
+                f"{where} has only PyPI packages ({names}) and no conda packages: a "
+                "portpack archive needs at least a conda python to install wheels into",
+                hint="Add python (and the environment's other conda dependencies) to the "
+                "manifest's [dependencies] and lock again, or --inject a python package.",
+            )
+        raise UsageError(f"{where} has no packages")
+    check_noarch_python(records)
+    return records
 
 
 def _wheels(
