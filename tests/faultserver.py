@@ -205,7 +205,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             fault = fs.chooser(record.name, record.attempt)
         record.fault = fault
         if isinstance(fault, Stall) and fault.before_headers:
-            time.sleep(fault.seconds)
+            fs.closing.wait(fault.seconds)  # ends early when the server stops
         if isinstance(fault, Redirect):
             self._redirect(record, fault)
             return
@@ -256,7 +256,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(1 << 40))
         self.end_headers()
         block = b"x" * _CHUNK
-        while True:  # until the client hangs up (the write fails)
+        while not fs.closing.is_set():  # until the client hangs up (the write fails)
             self.wfile.write(block)
             record.sent += len(block)
 
@@ -289,7 +289,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if isinstance(fault, Stall) and not fault.before_headers:
             self.wfile.flush()
-            time.sleep(fault.seconds)
+            fs.closing.wait(fault.seconds)  # ends early when the server stops
         limit = fault.after if isinstance(fault, Drop | Short) else None
         began = time.monotonic()
         with open(file, "rb") as fh:
@@ -366,6 +366,8 @@ class FaultServer:
         """Chooses the fault of a request no queued fault answers: (file name, attempt)."""
         self._faults: dict[str, list[Fault]] = defaultdict(list)
         self._lock = threading.Lock()
+        self.closing = threading.Event()
+        """Set by :meth:`stop`: stalls end then."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
         self.scheme = "http"
@@ -409,6 +411,7 @@ class FaultServer:
         return self
 
     def stop(self) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
 

@@ -313,12 +313,11 @@ def test_a_slow_body_that_keeps_coming_is_not_cut(
     channel: tuple[Path, LockTemplate], tmp_path: Path
 ) -> None:
     root, template = channel
-    timeout, chunk, interval = 0.5, 128, 0.1
+    # 30 pieces 0.1 s apart: the body takes three read timeouts, no gap a tenth of one.
+    timeout, pieces, interval = 1.0, 30, 0.1
     with FaultServer(root) as server:
         record = template.records(template.write(tmp_path / "l", server.url))[0]
-        # The whole body takes several read timeouts; no single gap comes close to one.
-        assert (record["size"] // chunk) * interval > 3 * timeout and interval < timeout / 4
-        server.fail(str(record["fn"]), Trickle(chunk, interval))
+        server.fail(str(record["fn"]), Trickle(record["size"] // pieces + 1, interval))
         path, record, reporter = _fetch_one(
             server, template, tmp_path, FetchPolicy(read_timeout=timeout)
         )
