@@ -477,3 +477,47 @@ def test_local_files_that_would_block_are_refused_at_once(
         info.value
     )
     assert stale.exists()  # not ours to judge: left alone, and not waited on
+
+
+@pytest.mark.timeout(60)
+def test_a_tls_handshake_that_never_comes_is_ended_by_the_connect_timeout(
+    channel: tuple[Path, LockTemplate], tmp_path: Path
+) -> None:
+    """A listener that accepts connections and never answers the TLS hello."""
+    import socket
+    import threading
+
+    _, template = channel
+    accepted: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        done = threading.Event()
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/"
+        record = template.records(template.write(tmp_path / "l", url))[0]
+        policy = FetchPolicy(retries=1, backoff=0.01, connect_timeout=0.5, read_timeout=600.0)
+        try:
+            with pytest.raises(portpack.FetchError) as info:
+                Fetcher(tmp_path / "cache", 1, network=NetworkConfig(policy=policy)).fetch_all(
+                    [record]
+                )
+        finally:
+            done.set()
+            thread.join(5)
+            for conn in accepted:
+                conn.close()
+    message = str(info.value)
+    assert f"{url}noarch/{record['fn']}" in message and "timed out" in message
+    assert "(gave up after 2 attempts)" in message
+    assert len(accepted) == 2
