@@ -80,6 +80,12 @@ class FetchPolicy:
     read_timeout: float = 60.0
     """The longest silence while the response headers or more of the body are awaited."""
 
+    def __post_init__(self) -> None:
+        for key, (attr, kind) in _POLICY_KEYS.items():
+            value = getattr(self, attr)
+            if not _in_range(value, kind, key.endswith("timeout")):
+                raise UsageError(f"fetch policy: {attr} {_range_text(key, kind)} (got {value!r})")
+
     @property
     def pool_timeout(self) -> float:
         """How long a download waits for a free pooled connection.
@@ -227,15 +233,19 @@ def _policy(path: Path, own: dict[str, Any]) -> FetchPolicy:
             continue
         value = own[key]
         if not _in_range(value, kind, key.endswith("timeout")):
-            what = "a whole number" if kind is int else "a number of seconds"
-            low = "above 0" if key.endswith("timeout") else "from 0"
-            high = _MAX_RETRIES if kind is int else _MAX_SECONDS
             raise UsageError(
-                f"config file {path}: [{PORTPACK_TABLE}] {key} must be {what} {low} "
-                f"up to {high:g} (got {value!r})"
+                f"config file {path}: [{PORTPACK_TABLE}] {key} {_range_text(key, kind)} "
+                f"(got {value!r})"
             )
         values[attr] = kind(value)
     return FetchPolicy(**values)
+
+
+def _range_text(key: str, kind: type) -> str:
+    what = "a whole number" if kind is int else "a number of seconds"
+    low = "above 0" if key.endswith("timeout") else "from 0"
+    high = _MAX_RETRIES if kind is int else _MAX_SECONDS
+    return f"must be {what} {low} up to {high:g}"
 
 
 def _in_range(value: Any, kind: type, positive: bool) -> bool:

@@ -521,3 +521,12 @@ def test_a_tls_handshake_that_never_comes_is_ended_by_the_connect_timeout(
     assert f"{url}noarch/{record['fn']}" in message and "timed out" in message
     assert "(gave up after 2 attempts)" in message
     assert len(accepted) == 2
+
+
+def test_a_policy_made_in_code_is_checked_too() -> None:
+    with pytest.raises(
+        portpack.UsageError, match=r"read_timeout must be a number of seconds above"
+    ):
+        FetchPolicy(read_timeout=float("inf"))
+    with pytest.raises(portpack.UsageError, match=r"retries must be a whole number from 0"):
+        FetchPolicy(retries=-1)
