@@ -481,9 +481,13 @@ def scan(
             contents.unowned.append(rel)
     contents.unowned.sort()
     contents.groups = _groups(root, contents.unowned, pypi)
-    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        problems = list(pool.map(lambda item: _check(root, *item), owned.items()))
-    for rel, problem in sorted(zip(owned, problems, strict=True)):
+    items = list(owned.items())
+    workers = max(1, min(os.cpu_count() or 2, len(items) // 64))
+    batches = [items[i::workers] for i in range(workers)]  # hashlib lets threads run
+    with ThreadPoolExecutor(workers) as pool:
+        checked = pool.map(lambda batch: [(rel, _check(root, rel, e)) for rel, e in batch], batches)
+        problems = sorted(pair for batch in checked for pair in batch)
+    for rel, problem in problems:
         if problem == _MISSING:
             contents.missing.append(rel)
         elif problem:

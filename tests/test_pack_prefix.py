@@ -144,6 +144,7 @@ def run(path: Path) -> str:
 
 
 def test_round_trip_from_a_conda_package_cache_without_network(
+    archive: Path,
     env: Path,
     all_packages: list[Path],
     server: FaultServer,
@@ -156,6 +157,8 @@ def test_round_trip_from_a_conda_package_cache_without_network(
     assert package_requests(server)[asked:] == []  # every package from the cache
     assert warnings == []
     assert {p.rsplit("-", 2)[0] for p in result.packages} >= set(SPECS) | {"python", "greetlib"}
+    # the records are the lock's: packed exactly as the lock was, byte for byte
+    assert (tmp_path / "repacked.tar").read_bytes() == archive.read_bytes()
 
     before = unpack_in_place(env, tmp_path / "repacked.tar")
     assert diff(snapshot(before, skip=HISTORY), snapshot(env, skip=HISTORY)) == []
