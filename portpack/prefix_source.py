@@ -380,7 +380,9 @@ def _load_json(path: Path, source: str) -> Any:
     import json
 
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", opener=_nofollow) as fh:  # never a FIFO, device or symlink
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise PackageError(f"{source} is not a regular file")
             data = fh.read(_MAX_METADATA + 1)
         if len(data) > _MAX_METADATA:
             raise PackageError(f"{source} is larger than {_MAX_METADATA >> 20} MiB")

@@ -469,6 +469,18 @@ def test_a_fifo_where_the_record_says_its_package_is_is_never_read(
     assert any("not a regular file" in w for w in warnings)
 
 
+def test_a_record_that_is_a_fifo_or_a_symlink_is_refused_without_reading(
+    env: Path, tmp_path: Path
+) -> None:
+    os.mkfifo(env / "conda-meta" / "fifo-1.0-0.json")
+    with pytest.raises(portpack.PackageError, match=r"fifo-1\.0-0\.json is not a regular file"):
+        pack(env, tmp_path)
+    os.unlink(env / "conda-meta" / "fifo-1.0-0.json")
+    os.symlink("/dev/zero", env / "conda-meta" / "zero-1.0-0.json")
+    with pytest.raises(portpack.PackageError, match=r"cannot read the record .*zero-1\.0-0\.json"):
+        pack(env, tmp_path)
+
+
 def test_not_an_environment_and_conflicting_options(env: Path, tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(portpack.UsageError, match="is not a conda environment"):
