@@ -498,19 +498,24 @@ def scan(
 
 
 def _walk(root: Path) -> list[str]:
-    """Every file and symlink below ``root`` (relative, ``/``-separated), not following links."""
-
-    def fail(exc: OSError) -> None:
-        raise PackageError(f"cannot read {exc.filename}: {exc.strerror or exc}")
-
+    """Everything below ``root`` but directories (relative, ``/``-separated), not following
+    links, without recursion (a hostile prefix may nest thousands of directories)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != META_DIR]
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames + links:
-            found.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        path = os.path.join(root, rel_dir)
+        try:
+            with os.scandir(path) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            raise PackageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not entry.is_dir(follow_symlinks=False):
+                found.append(rel)  # files, symlinks (to directories too), FIFOs, sockets
+            elif rel != META_DIR:
+                pending.append(rel)
     return found
 
 

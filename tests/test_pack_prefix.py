@@ -481,6 +481,23 @@ def test_a_record_that_is_a_fifo_or_a_symlink_is_refused_without_reading(
         pack(env, tmp_path)
 
 
+def test_deeply_nested_unowned_directories_are_reported(env: Path, tmp_path: Path) -> None:
+    deep = env / "share"
+    try:
+        for _ in range(1200):  # deeper than Python's recursion limit
+            deep = deep / "d"
+            deep.mkdir()
+        (deep / "leaf.txt").write_text("x\n")
+        with pytest.raises(PrefixContentError) as info:
+            pack(env, tmp_path)
+        assert info.value.unowned == ["share/" + "d/" * 1200 + "leaf.txt"]
+    finally:  # shallow first would need recursion to remove: remove from the bottom
+        (deep / "leaf.txt").unlink(missing_ok=True)
+        while deep != env / "share":
+            deep.rmdir()
+            deep = deep.parent
+
+
 def test_not_an_environment_and_conflicting_options(env: Path, tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(portpack.UsageError, match="is not a conda environment"):
