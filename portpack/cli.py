@@ -133,6 +133,7 @@ Examples:
   portpack pack --lockfile portpack.lock -o env.tar
   portpack pack -m pixi.toml -e default -p linux-aarch64 -o env-arm.tar
   portpack pack python=3.12 requests -o - | ssh host portpack unpack - -o /app
+  portpack pack --prefix ~/miniforge3/envs/analysis -o analysis.tar
   portpack pack -l portpack.lock --create-executable -o env.sh   # then: sh env.sh -o /app""",
 )
 @click.argument("specs", nargs=-1)
@@ -223,6 +224,20 @@ Examples:
     "directories, VCS URLs) with a warning, instead of refusing to pack.",
 )
 @click.option("--no-cache", is_flag=True, help="Download to a temporary directory, not the cache.")
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False),
+    help="Pack this installed conda environment (its conda-meta records; each package from "
+    "the conda/pixi package caches or its URL) instead of a lock.",
+)
+@click.option(
+    "--unowned",
+    type=click.Choice(["refuse", "ignore"]),
+    default=None,
+    help="With --prefix: refuse [default] files the records do not describe (no package "
+    "owns them, or they were modified or removed), or ignore them and pack the packages as "
+    "published.",
+)
 @_network_options
 @click.option(
     "--virtual-package",
@@ -260,6 +275,8 @@ def pack(
     inject: Sequence[str],
     ignore_pypi_non_wheel: bool,
     no_cache: bool,
+    prefix: str | None,
+    unowned: str | None,
     virtual: Sequence[str],
     archive_format: str,
     quiet: bool,
@@ -291,6 +308,8 @@ def pack(
             inject=inject,
             ignore_pypi_non_wheel=ignore_pypi_non_wheel,
             no_cache=no_cache,
+            prefix=prefix,
+            unowned=unowned,
             create_executable=create_executable,
             bootstrap_python=bootstrap_python,
             zstandard_wheel=zstandard_wheel,

@@ -31,6 +31,7 @@ ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
     from .lockfile import LockedEnvironment, PypiEntry
+    from .prefix_source import PrefixSource
     from .pypi import PackedWheel, Wheel
     from .selfextract import Bootstrap
 
@@ -106,6 +107,8 @@ def pack(
     zstandard_wheel: str | os.PathLike[str] | None = None,
     wheel_index: str | None = None,
     ignore_pypi_non_wheel: bool = False,
+    prefix: str | os.PathLike[str] | None = None,
+    unowned: str | None = None,
 ) -> PackResult:
     """Resolve what to pack, fetch it, and write the archive to ``output`` (``"-"``: stdout).
 
@@ -118,6 +121,11 @@ def pack(
     PyPI packages of a lockfile are packed when they are wheels; any other kind
     (source distribution, directory, VCS URL) is a :class:`UsageError`, or skipped
     with a warning when ``ignore_pypi_non_wheel``.
+
+    ``prefix`` packs an installed environment instead of a lock: its conda-meta records,
+    each package from a package cache or its URL (see :mod:`portpack.prefix_source`);
+    ``unowned`` (``"refuse"`` or ``"ignore"``) says what to do with files they do not
+    describe.
 
     ``create_executable`` writes a self-extracting archive instead (see
     :mod:`portpack.selfextract` for ``bootstrap_python``, ``zstandard_wheel`` and
@@ -139,7 +147,9 @@ def pack(
         insecure_hosts=insecure_hosts,
         reporter=reporter,
     )
-    locked = locked_environment(
+    source = _prefix_source(prefix, unowned, platform, reporter, specs, manifest, lockfile, relock)
+    read_locked = locked_environment if source is None else source.locked_environment
+    locked = read_locked(
         specs,
         channels=channels,
         manifest=manifest,
@@ -167,7 +177,8 @@ def pack(
         check_platform(platform)
     cache = _cache_for(cache_dir, no_cache)
     workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
-    fetcher = Fetcher(cache, workers, reporter, network=network)
+    make_fetcher = Fetcher if source is None else source.fetcher
+    fetcher = make_fetcher(cache, workers, reporter, network=network)
     fetched = fetcher.fetch_all([*records, *(w.request().record() for w in wheels)])
     fetched, wheel_files = fetched[: len(records)], fetched[len(records) :]
     scratch = _scratch_dir(cache) if wheels else None
@@ -242,6 +253,25 @@ def _checked_records(
         raise UsageError(f"{where} has no packages")
     check_noarch_python(records)
     return records
+
+
+def _prefix_source(
+    prefix: str | os.PathLike[str] | None,
+    unowned: str | None,
+    platform: str | None,
+    reporter: Reporter,
+    *others: object,
+) -> PrefixSource | None:
+    """The environment to pack for ``pack(prefix=...)`` (``others``: what excludes it)."""
+    if prefix is None:
+        if unowned is not None:
+            raise UsageError("--unowned needs --prefix")
+        return None
+    if any(others):
+        raise UsageError("give either --prefix or specs/--manifest/--lockfile/--relock, not both")
+    from .prefix_source import read_prefix
+
+    return read_prefix(prefix, platform=platform, unowned=unowned, reporter=reporter)
 
 
 def _wheels(
