@@ -34,7 +34,6 @@ import os
 import re
 import socket
 import ssl
-import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -44,14 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# tomli, as for manifests (portpack/manifest.py): pixi's config files are TOML 1.1 too.
+import tomli as tomllib
+
 from .auth import redact
 from .errors import UsageError
 from .progress import Reporter
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     import rattler
