@@ -14,8 +14,9 @@ turns the folder back into the byte stream of the equivalent archive, which then
 goes through the archive readers and all their checks.  The folder is as hostile
 as an archive: every name is checked with :func:`portpack.prefix.safe_relpath`,
 every file is opened relative to the folder without following a symlink, and
-only regular files are read (symlinks and other special files become members the
-readers ignore or refuse, as in a tar).
+only regular files and folders are read (a symlink or special file in a pixi-pack
+folder is refused; a portpack folder's files are opened by the names its metadata
+gives, and a symlink on the way is refused).
 """
 
 from __future__ import annotations
@@ -183,8 +184,10 @@ def _pixi_pack_tar(folder: _Folder) -> Iterator[bytes]:
             yield from _file_chunks(fd, size, f"{folder.path}/{rel}")
             if size % BLOCK:
                 yield bytes(-size % BLOCK)
-        else:  # a symlink or special file: a member the reader ignores, as in a tar
-            yield tar_header(rel, 0, b"2" if kind == "symlink" else b"6")
+        else:  # never followed: in a folder, a symlink is a mistake or an attack
+            raise UnsafeArchiveError(
+                f"{folder.path}: refusing {rel}: it is a {kind}, not a regular file or folder"
+            )
     yield bytes(2 * BLOCK)
 
 
@@ -208,7 +211,7 @@ def _walk(folder: _Folder, base: str, fd: int, depth: int) -> Iterator[tuple[str
         elif entry.is_file(follow_symlinks=False):
             yield rel, "file"
         else:
-            yield rel, "special"
+            yield rel, "special file"
 
 
 # -- portpack's layout: the archive's frames, from the metadata -----------------------

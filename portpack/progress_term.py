@@ -117,6 +117,7 @@ class TerminalReporter(StderrReporter):
         if self._what is not None:
             with self._lock:
                 self._t_done += 1
+                self._draw()
 
     def on_transfer_complete(self) -> None:
         ticker, self._ticker = self._ticker, None
