@@ -470,18 +470,11 @@ def render_plan(plan: Any) -> str:
     rows += [(p.name, p.version, p.build or "", size(p.size)) for p in plan.packages]
     rows += [(w.name, w.version, "(PyPI wheel)", size(w.size)) for w in plan.wheels]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        f"{plan_head(plan)}:",
-        "",
-        *(
-            "  "
-            + "  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=False))])
-            + "  "
-            + row[3].rjust(widths[3])
-            for row in rows
-        ),
-        "",
-    ]
+    lines = [f"{plan_head(plan)}:", ""]
+    for name, version, build, shown in rows:
+        left = f"{name:<{widths[0]}}  {version:<{widths[1]}}  {build:<{widths[2]}}"
+        lines.append(f"  {left}  {shown:>{widths[3]}}")
+    lines.append("")
     unknown = f" ({plural(plan.unknown_sizes, 'size')} unknown)" if plan.unknown_sizes else ""
     lines.append(f"Total: {human_bytes(plan.total_size)}{unknown}")
     for item in plan.skipped:
@@ -496,6 +489,7 @@ def render_plan(plan: Any) -> str:
 
 
 def plan_head(plan: Any) -> str:
+    """``Would pack 3 packages and 1 PyPI wheel for linux-64 (portpack format)``."""
     count = len(plan.packages)
     head = f"Would pack {count} package{'' if count == 1 else 's'}"
     if plan.wheels:

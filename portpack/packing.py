@@ -199,10 +199,10 @@ def pack(
     ``wheel_index``).
     """
     reporter = reporter or Reporter()
-    if directory_only and (create_executable or not isinstance(output, (str, os.PathLike))):
+    if directory_only and create_executable:
         raise UsageError("--directory-only writes a folder: not with --create-executable")
-    if directory_only and str(output) == "-":
-        raise UsageError("--directory-only writes a folder, not to standard output")
+    if directory_only and (not isinstance(output, (str, os.PathLike)) or str(output) == "-"):
+        raise UsageError("--directory-only writes a folder, not to standard output or a stream")
     network, platform, records, wheels = _resolve(
         specs,
         channels=channels,
@@ -235,9 +235,13 @@ def pack(
         from .pixipack_write import write_pixi_pack_dir, write_pixi_pack_to
 
         named = [_named(f, w.filename, scratch) for f, w in zip(wheel_files, wheels, strict=True)]
-        write = write_pixi_pack_dir if directory_only else write_pixi_pack_to
+        if directory_only:
+            assert isinstance(output, (str, os.PathLike))  # checked above
+            written = write_pixi_pack_dir(output, platform, records, fetched, named, reporter)
+        else:
+            written = write_pixi_pack_to(output, platform, records, fetched, named, reporter)
         return PackResult(
-            output=write(output, platform, records, fetched, named, reporter),  # type: ignore[arg-type]
+            output=written,
             platform=platform,
             packages=[f"{r['name']}-{r['version']}-{r['build']}" for r in records],
             metadata=None,
