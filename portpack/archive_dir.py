@@ -46,6 +46,9 @@ _CHUNK = 1 << 20
 _MAX_DEPTH = 16
 _NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = _NOFOLLOW | getattr(os, "O_DIRECTORY", 0)
+#: Files are opened non-blocking: a FIFO put in a file's place must not hang the open
+#: (it is then refused as no regular file; reads of regular files never block).
+_FILE = _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
 #: The modification time written into synthesized tar headers.
 _MTIME = 0
 
@@ -121,7 +124,7 @@ class _Folder:
             for part in parents:
                 fd = self._open(part, _DIRECTORY, fd, rel)
                 opened.append(fd)
-            fd = self._open(leaf, _NOFOLLOW, fd, rel)
+            fd = self._open(leaf, _FILE, fd, rel)
         finally:
             for d in opened:
                 os.close(d)

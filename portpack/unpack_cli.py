@@ -95,6 +95,8 @@ def _wrap(text: str, width: int, first: str, rest: str) -> str:
 
 def _options(rows: list[tuple[str, str]], width: int) -> str:
     """A two-column list laid out as click's ``HelpFormatter.write_dl`` does it."""
+    import textwrap  # only for --help
+
     first_col = min(max(len(first) for first, _ in rows), 30) + 2
     text_width = max(width - first_col - 2, 10)
     out = []
@@ -104,8 +106,6 @@ def _options(rows: list[tuple[str, str]], width: int) -> str:
             line += " " * (first_col - len(first))
         else:
             line += "\n" + " " * (first_col + 2)
-        import textwrap
-
         wrapped = textwrap.wrap(text, text_width) or [""]
         out.append(line + wrapped[0] + "\n")
         out += [" " * (first_col + 2) + more + "\n" for more in wrapped[1:]]

@@ -265,15 +265,22 @@ def test_portpack_folder_is_checked_like_an_archive(local_lock: Path, tmp_path: 
     outside.write_bytes(good)
     payload.unlink()
     payload.symlink_to(outside)
-    _refused(tmp_path, folder, "pkg.tar.zst")
+    _refused(tmp_path, folder, "pkg.tar.zst", "symlink")
 
-    # The package folder itself replaced by a symlink.
+    # The package folder itself replaced by a symlink to a complete copy.
     payload.unlink()
+    payload.write_bytes(good)
     shutil.move(folder / "pkgs" / stem, tmp_path / "moved")
     (folder / "pkgs" / stem).symlink_to(tmp_path / "moved")
     _refused(tmp_path, folder, "symlink")
     (folder / "pkgs" / stem).unlink()
     shutil.move(tmp_path / "moved", folder / "pkgs" / stem)
+    payload.unlink()
+
+    # A FIFO in a payload's place: refused at once, the unpack does not wait on it.
+    os.mkfifo(payload)
+    _refused(tmp_path, folder, "pkg.tar.zst", "not a regular file")
+    payload.unlink()
 
     # Same size, one byte changed: the digest recorded at pack time catches it.
     payload.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
@@ -312,6 +319,11 @@ def test_pixi_pack_folder_is_checked_like_an_archive(local_lock: Path, tmp_path:
     # A package changed on disk: repodata.json's sha256 catches it.
     package.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
     _refused(tmp_path, folder, "sha256")
+
+    # A FIFO among the files is refused, never opened.
+    os.mkfifo(folder / "channel/linux-64/zz.conda")
+    _refused(tmp_path, folder, "zz.conda", "special file")
+    (folder / "channel/linux-64/zz.conda").unlink()
 
     # Another platform's folder is refused as another platform's archive is.
     package.write_bytes(good)
