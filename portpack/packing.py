@@ -31,7 +31,7 @@ from .progress import Reporter
 ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
-    from .lockfile import PypiEntry
+    from .lockfile import LockedEnvironment, PypiEntry, SourcePackage
     from .netconfig import NetworkConfig
     from .pypi import PackedWheel, Wheel
     from .selfextract import Bootstrap
@@ -308,11 +308,13 @@ def _resolve(
     wheel_index: str | None,
     ignore_pypi_non_wheel: bool,
     non_wheels: list[PypiEntry] | None = None,
+    sources: list[tuple[SourcePackage, str]] | None = None,
 ) -> tuple[NetworkConfig, str, list[dict[str, Any]], list[Wheel]]:
     """Check the options and resolve what to pack (no package is downloaded).
 
     ``non_wheels`` given: the lock's PyPI packages that are not wheels go there
-    instead of being refused or skipped.
+    instead of being refused or skipped; ``sources`` given: the lock's unbuilt source
+    packages go there (with the reason) instead of being refused.
     """
     if archive_format not in ARCHIVE_FORMATS:
         raise UsageError(
@@ -342,13 +344,9 @@ def _resolve(
     )
     platform, records = locked.platform, locked.records
     conda_files = [p for p in inject if not str(p).endswith(".whl")]
-    if conda_files:
-        from .inject import inject as add_local
-        from .inject import local_records
-
-        records = add_local(records, local_records(conda_files, platform), reporter)
-    if not records:
-        raise UsageError(f"the environment has no packages for {platform}")
+    if sources is not None:
+        locked = _set_aside_sources(locked, conda_files, sources)
+    records = _checked_records(locked, conda_files, reporter)
     pypi_entries = locked.pypi
     if non_wheels is not None:
         from .pypi import wheel_filename
@@ -403,6 +401,7 @@ def plan(
     from .auth import strip_credentials
 
     non_wheels: list[PypiEntry] = []
+    sources: list[tuple[SourcePackage, str]] = []
     _, platform, records, wheels = _resolve(
         specs,
         channels=channels,
@@ -425,6 +424,7 @@ def plan(
         wheel_index=wheel_index,
         ignore_pypi_non_wheel=ignore_pypi_non_wheel,
         non_wheels=non_wheels,
+        sources=sources,
     )
     packages = [
         PlannedFile(
@@ -452,12 +452,20 @@ def plan(
         RefusedPackage(e.name, strip_credentials(e.location), "PyPI package that is not a wheel")
         for e in non_wheels
     ]
+    unbuilt = [
+        RefusedPackage(
+            source.name,
+            strip_credentials(source.location),
+            f"source package (pixi-build), {why}: build it and --inject the .conda",
+        )
+        for source, why in sources
+    ]
     return PackPlan(
         platform=platform,
         archive_format=archive_format,
         packages=packages,
         wheels=planned_wheels,
-        refused=[] if ignore_pypi_non_wheel else refused,
+        refused=unbuilt + ([] if ignore_pypi_non_wheel else refused),
         skipped=refused if ignore_pypi_non_wheel else [],
     )
 
@@ -471,6 +479,51 @@ def _local_size(location: str) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def _set_aside_sources(
+    locked: LockedEnvironment,
+    conda_files: Sequence[str | os.PathLike[str]],
+    sources: list[tuple[SourcePackage, str]],
+) -> LockedEnvironment:
+    """``locked`` without its unbuilt source packages, which go to ``sources``; as it
+    is when nothing else is left (then :func:`_checked_records` says what is wrong)."""
+    from .inject import local_records, unbuilt_sources
+
+    injected = local_records(conda_files, locked.platform) if conda_files else []
+    missing = unbuilt_sources(locked.sources, injected)
+    if not missing or not (locked.records or injected):
+        return locked
+    sources += missing
+    unbuilt = {id(source) for source, _ in missing}
+    return dataclasses.replace(locked, sources=[s for s in locked.sources if id(s) not in unbuilt])
+
+
+def _checked_records(
+    locked: LockedEnvironment, conda_files: Sequence[str | os.PathLike[str]], reporter: Reporter
+) -> list[dict[str, Any]]:
+    """The locked records with the injected packages, refused when they cannot make a
+    working environment: unbuilt source packages, only PyPI packages, no packages at
+    all, or noarch python packages without python."""
+    from .inject import check_noarch_python, check_sources, local_records
+    from .inject import inject as add_local
+
+    where = f"environment {locked.environment!r} for {locked.platform}"
+    injected = local_records(conda_files, locked.platform) if conda_files else []
+    check_sources(locked.sources, injected, where)
+    records = add_local(locked.records, injected, reporter) if injected else locked.records
+    if not records:
+        if locked.pypi:
+            names = ", ".join(p.name for p in locked.pypi)
+            raise UsageError(
+                f"{where} has only PyPI packages ({names}) and no conda packages: a "
+                "portpack archive needs at least a conda python to install wheels into",
+                hint="Add python (and the environment's other conda dependencies) to the "
+                "manifest's [dependencies] and lock again, or --inject a python package.",
+            )
+        raise UsageError(f"{where} has no packages")
+    check_noarch_python(records)
+    return records
 
 
 def _wheels(

@@ -92,9 +92,7 @@ def test_dry_run_plan_is_a_typed_object(template: LockTemplate, tmp_path: Path) 
     assert {p.name for p in result.packages} == set(SMALL_SPECS)
 
 
-def test_dry_run_refuses_source_distributions_by_name(
-    local_lock: Path, tmp_path: Path
-) -> None:
+def test_dry_run_refuses_source_distributions_by_name(local_lock: Path, tmp_path: Path) -> None:
     doc = yaml.safe_load(local_lock.read_text())
     sdist = "https://files.example/pp_sdist-1.0.tar.gz"
     wheel = "https://files.example/pp_wheel-2.0-py3-none-any.whl"
@@ -126,6 +124,37 @@ def test_dry_run_refuses_source_distributions_by_name(
     )
     assert skipping.returncode == 0, skipping.stderr
     assert json.loads(skipping.stdout)["skipped"][0]["name"] == "pp-sdist"
+
+
+def test_dry_run_refuses_unbuilt_source_packages_by_name(
+    fixture_channel: Path, tmp_path: Path
+) -> None:
+    from test_lockfile import SOURCE_LOCK, render
+
+    from support.pkgwriter import PackageSpec, write_conda
+
+    # A pixi-build lock: actpkg from the channel, mysrc (conda: .) and mytool (./tools).
+    template = tmp_path / "source.lock.in"
+    template.write_text(SOURCE_LOCK.replace("@EXTRA_ENVS@", "").replace("@EXTRA_PACKAGES@", ""))
+    lock = render(str(template), fixture_channel, tmp_path / "pixi.lock")
+
+    out = cli("pack", "-l", lock, "-p", "linux-64", "--dry-run", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Refused: mysrc (.): source package (pixi-build), not built" in out.stdout
+    assert "Refused: mytool (./tools): source package (pixi-build), not built" in out.stdout
+    assert "Would pack 1 package for linux-64" in out.stdout  # the rest is listed
+
+    built = [
+        write_conda(tmp_path / "built", PackageSpec("mysrc", "0.1.0", depends=["actpkg"])),
+        write_conda(tmp_path / "built", PackageSpec("mytool", "2.0", depends=["mysrc"])),
+    ]
+    injected = [x for path in built for x in ("-i", str(path))]
+    out = cli("pack", "-l", lock, "-p", "linux-64", "--dry-run", "--json", *injected, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["ok"] and plan["refused"] == []
+    mysrc = next(p for p in plan["packages"] if p["name"] == "mysrc")
+    assert mysrc["size"] == built[0].stat().st_size and mysrc["source"] == built[0].as_uri()
 
 
 def test_json_without_dry_run_is_a_usage_error(local_lock: Path, tmp_path: Path) -> None:
@@ -229,8 +258,9 @@ def test_unpack_from_a_directory_only_folder(
         for package in meta["packages"]:
             stored = tmp_path / "d/pkgs" / package["stem"] / "pkg.tar.zst"
             assert stored.stat().st_size == package["payload"]["zst_size"]
-            assert hashlib.sha256(stored.read_bytes()).hexdigest() == (
-                package["payload"]["zst_sha256"]
+            assert (
+                hashlib.sha256(stored.read_bytes()).hexdigest()
+                == (package["payload"]["zst_sha256"])
             )
 
 
