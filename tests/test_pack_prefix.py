@@ -536,3 +536,30 @@ def test_cli_refuses_unowned_files_and_packs_with_the_flag(env: Path, tmp_path: 
     assert packed.returncode == 0, packed.stderr
     assert "warning" in packed.stderr and "share/notes.txt" in packed.stderr
     assert "Packed " in packed.stdout and (tmp_path / "cli.tar").is_file()
+
+
+def test_dry_run_of_a_prefix_lists_its_packages_without_writing(env: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portpack",
+            "pack",
+            "--prefix",
+            str(env),
+            "--dry-run",
+            "--json",
+            "-o",
+            str(tmp_path / "never.tar"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    recorded = sorted(p.name for p in (env / "conda-meta").glob("*.json"))
+    assert sorted(f"{p['name']}-{p['version']}-{p['build']}.json" for p in plan["packages"]) == (
+        recorded
+    )
+    assert not (tmp_path / "never.tar").exists()
