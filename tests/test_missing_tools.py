@@ -54,7 +54,7 @@ def run_inner(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = dict(os.environ, PATH=str(tmp_path / "empty-bin"))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "-q", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
