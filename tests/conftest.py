@@ -20,6 +20,18 @@ from support.missing_plugin import (  # noqa: E402, F401  (hooks, found by name)
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Let pytest's clean-up of old temporary directories get through deep trees.
+
+    Before 3.12, ``shutil.rmtree`` recurses once per directory level (Debian 12's
+    python3 is 3.11.2); the tests of deep paths leave trees deeper than the default
+    recursion limit, and removing them at the end of a later session raised
+    ``RecursionError`` after every test had passed.
+    """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+
+
 @pytest.fixture(scope="session")
 def fixture_channel() -> Path:
     """The offline fixture channel (tests/support/channel.py), built once per machine.
