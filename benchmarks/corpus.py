@@ -58,6 +58,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))  # tests/support: the package writers
 
+from support.extract import extract_all  # noqa: E402
 from support.pkgwriter import DEFAULT_PLACEHOLDER, Entry, PackageSpec, write_conda  # noqa: E402
 from support.pythonpkg import build_python_package  # noqa: E402
 
@@ -459,7 +460,7 @@ def _rattler_build(name: str, recipe: Path, sdist: Path | None, work: Path) -> P
         src = recipe_dir / "src"
         with tarfile.open(sdist) as archive:
             top = archive.getnames()[0].split("/")[0]
-            archive.extractall(work / "sdist", filter="data")
+            extract_all(archive, work / "sdist", "data")  # also without tarfile filters
         shutil.copytree(work / "sdist" / top, src, dirs_exist_ok=True)
         shutil.copy2(RECIPES_DIR / "prefix.c", src)
         for extra in recipe.iterdir():

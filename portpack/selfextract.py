@@ -72,6 +72,8 @@ DYNLOAD_SKIP = re.compile(
     r"|pyexpat|_elementtree|audioop|ossaudiodev|nis|spwd|_dbm|_gdbm|_codecs_.*|_asyncio"
     r"|_multiprocessing|_interp.*|_xxinterp.*)$"
 )
+#: ``libfoo.so``, ``libfoo.so.1.2``: the python package's own libraries in ``lib/``.
+_SHARED_LIBRARY = re.compile(r"^lib[^/]*\.so(\.\d+)*$")
 _CHUNK = 1 << 20
 _GZIP_LEVEL = 6
 _SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -446,7 +448,8 @@ def bootstrap_path(
 ) -> str | None:
     """Where a path of the python package goes in the bootstrap (None: left out).
 
-    Kept: ``bin/python*``, ``lib/libpython*`` and ``lib/pythonX.Y`` without the parts
+    Kept: ``bin/python*``, the shared libraries directly in ``lib/`` (``libpython``, and
+    any other the package ships for its interpreter) and ``lib/pythonX.Y`` without the parts
     the unpacker never imports. A module whose byte code the package ships
     (``__pycache__/M.cpython-XY.pyc``, as conda-forge's python does) goes in as a
     sourceless ``M.pyc`` instead of ``M.py``: nothing is compiled at run time, and the
@@ -462,7 +465,7 @@ def bootstrap_path(
     if parts[0] != "lib" or len(parts) < 2:
         return None
     if len(parts) == 2:
-        return path if parts[1].startswith("libpython") else None
+        return path if _SHARED_LIBRARY.match(parts[1]) else None
     if not re.fullmatch(rf"python{version[0]}\.{version[1]}t?", parts[1]):
         return None
     rest = parts[2:]

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and a clear failure when a program a test runs is missing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,23 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from support.channel import cached_fixture_channel  # noqa: E402
+from support.missing_plugin import (  # noqa: E402, F401  (hooks, found by name)
+    pytest_report_header,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Let pytest's clean-up of old temporary directories get through deep trees.
+
+    Before 3.12, ``shutil.rmtree`` recurses once per directory level (Debian 12's
+    python3 is 3.11.2); the tests of deep paths leave trees deeper than the default
+    recursion limit, and removing them at the end of a later session raised
+    ``RecursionError`` after every test had passed.
+    """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
 
 @pytest.fixture(scope="session")

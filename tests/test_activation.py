@@ -1,6 +1,6 @@
 """Activation scripts for bash, zsh, fish, xonsh and nushell, run in the real shells.
 
-bash, zsh and fish come from Debian (.ci/run installs them), xonsh from PyPI (a test
+bash, zsh and fish come from Debian (dev/test installs them), xonsh from PyPI (a test
 dependency); nushell is not packaged for this machine, so its script is checked as text.
 """
 

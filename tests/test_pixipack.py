@@ -40,6 +40,7 @@ from portpack.pixipack_read import install_order
 from portpack.progress import RecordingReporter
 from portpack.verify import verify
 from support.channel import ENV_SPECS, RATTLER_COMPATIBLE, index_channel
+from support.extract import extract_all
 from support.pkgwriter import PackageSpec, info_entries, write_conda
 from support.rattler_install import install_with_rattler, solve
 from treesnap import diff, snapshot
@@ -397,7 +398,7 @@ def test_written_archive_has_pixi_packs_layout(written: Path, pixi_archive: Path
 def extracted(written: Path, env: dict[str, Any]) -> Path:
     target = env["work"] / "extracted"
     with tarfile.open(written) as tar:
-        tar.extractall(target, filter="data")
+        extract_all(tar, target, "data")
     return target
 
 
@@ -434,7 +435,7 @@ def test_pixi_unpack_engine_installs_the_written_archive_like_portpack(
         lockfile=lock, output=archive, cache_dir=tmp_path / "cache", archive_format="pixi-pack"
     )
     with tarfile.open(archive) as tar:
-        tar.extractall(tmp_path / "x", filter="data")
+        extract_all(tar, tmp_path / "x", "data")
     solved = solve(tmp_path / "x" / "channel", RATTLER_COMPATIBLE)
     target = tmp_path / "same" / "env"
     install_with_rattler(solved, target)

