@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ._cli_common import run_reporting_errors
+from ._cli_common import plural, run_reporting_errors
 from ._version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -45,6 +45,34 @@ def _network_options(func: _F) -> _F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_INPUT_NAMES = {
+    "manifest": "manifest",
+    "lockfile": "lockfile",
+    "auth_file": "credentials file (--auth-file)",
+    "config": "config file (--config)",
+    "ca_bundle": "CA bundle (--ca-bundle)",
+}
+
+
+def _inputs_exist(**paths: Any) -> Callable[[_F], _F]:
+    """Check that the files named on the command line exist, then return the call as is.
+
+    A missing file is a usage error (exit 2), as a missing archive is for unpack.
+    """
+    from .errors import UsageError
+
+    for key, what in _INPUT_NAMES.items():
+        path = paths.get(key)
+        if path is not None and not isinstance(path, (tuple, list)):
+            import os
+
+            if not os.path.exists(path):
+                raise UsageError(f"{what} {path} does not exist")
+            if os.path.isdir(path):
+                raise UsageError(f"{what} {path} is a directory, not a file")
+    return lambda func: func
 
 
 @click.group(context_settings=CONTEXT)
@@ -112,7 +140,7 @@ def lock(
     from .locking import lock as do_lock
 
     path = run_reporting_errors(
-        lambda: do_lock(
+        lambda: _inputs_exist(manifest=manifest, **network)(do_lock)(
             specs,
             channels=channels,
             platforms=platforms,
@@ -274,7 +302,7 @@ def pack(
         output = "environment.sh" if create_executable else "environment.tar"
 
     result = run_reporting_errors(
-        lambda: do_pack(
+        lambda: _inputs_exist(manifest=manifest, lockfile=lockfile, **network)(do_pack)(
             specs,
             channels=channels,
             manifest=manifest,
@@ -300,10 +328,11 @@ def pack(
         debug,
     )
     if not quiet:
-        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
+        wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
+        where = "standard output" if output == "-" else result.output
         click.echo(
-            f"Packed {len(result.packages)} packages{wheels} for {result.platform} "
-            f"into {result.output}",
+            f"Packed {plural(len(result.packages), 'package')}{wheels} for {result.platform} "
+            f"into {where}",
             err=output == "-",
         )
 

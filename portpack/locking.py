@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import outside
 from ._platform import current_platform
 from .auth import strip_credentials
 from .errors import UsageError
@@ -76,6 +77,7 @@ def lock(
     from .netconfig import load_network_config
     from .solve import resolve_channel, solve
 
+    outside.check_file(output)  # before the solve: a bad -o is known at once
     network = load_network_config(
         config, auth_file=auth_file, ca_bundle=ca_bundle, insecure_hosts=insecure_hosts
     )
@@ -91,7 +93,8 @@ def lock(
         for platform in request.platforms
     }
     path = Path(output)
-    write_lock(path, [_clean_channel(resolve_channel(c)) for c in request.channels], solved)
+    with outside.atomic_path(path) as tmp:  # missing parents are created, as pack does
+        write_lock(tmp, [_clean_channel(resolve_channel(c)) for c in request.channels], solved)
     return path
 
 

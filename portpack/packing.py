@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 from . import format as fmt
+from . import outside
 from ._version import __version__
 from .archive_writer import write_archive
 from .auth import strip_record
@@ -132,6 +133,8 @@ def pack(
         raise UsageError(
             "--bootstrap-python, --zstandard-wheel and --wheel-index need --create-executable"
         )
+    if isinstance(output, (str, os.PathLike)) and str(output) != "-":
+        outside.check_file(output)  # before any download: a bad -o is known at once
     network = load_network_config(
         config,
         auth_file=auth_file,
@@ -357,13 +360,5 @@ def _write(
         sys.stdout.buffer.flush()
         return
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            emit(fh, target.name)
-        os.chmod(tmp, 0o644 if bootstrap is None else 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with outside.atomic_file(target, 0o644 if bootstrap is None else 0o755) as fh:
+        emit(fh, target.name)

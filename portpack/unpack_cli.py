@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from ._cli_common import StderrReporter, run_reporting_errors
+from ._cli_common import StderrReporter, plural, run_reporting_errors
 from ._version import __version__
 from .activation import DEFAULT_SHELL, SHELLS, source_command
 
@@ -111,8 +111,8 @@ def main(
         args.debug,
     )
     if not args.quiet:
-        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
-        print(f"Unpacked {len(result.packages)} packages{wheels} into {result.prefix}")
+        wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
+        print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
 

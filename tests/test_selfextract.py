@@ -113,7 +113,7 @@ def nopy_sh(fixture_channel: Path, work: Path, zstandard_wheel: Path) -> Path:
         capture_output=True, text=True, cwd=work, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "Packed 1 packages for linux-64 into nopy.sh" in out.stdout
+    assert "Packed 1 package for linux-64 into nopy.sh" in out.stdout
     return work / "nopy.sh"
 
 
@@ -170,7 +170,7 @@ def test_environment_without_python_unpacks_on_bare_debian(debian: Path, nopy_sh
     assert "for unpacking only" in header
     shutil.copy2(nopy_sh, debian / "nopy.sh")
     out = in_chroot(debian, "/bin/sh", "/nopy.sh", "-o", "/opt/c")
-    assert "Unpacked 1 packages into /opt/c/env" in out
+    assert "Unpacked 1 package into /opt/c/env" in out
     assert in_chroot(debian, "/opt/c/env/bin/hello").strip() == "prefix=/opt/c/env"
     prefix = debian / "opt/c/env"
     assert not list(prefix.glob("bin/python*")) and not list(prefix.glob("lib/python*"))
