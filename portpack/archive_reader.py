@@ -31,6 +31,8 @@ _QUEUE_DEPTH = 16
 _FRAME_FEED = 256
 #: Seconds close() waits for the reader thread to notice it must stop.
 _CLOSE_WAIT = 0.5
+#: Seconds of one slice of the consumer's wait for the reader thread.
+_GET_SLICE = 0.1
 
 
 class RawInput:
@@ -314,7 +316,27 @@ class ArchiveReader:
     # -- consumer ---------------------------------------------------------------------
 
     def _get(self) -> object:
-        item = self._queue.get()
+        """The next item from the reader thread; every wait is bounded.
+
+        The wait is cut into short slices: between them the main thread runs its
+        signal handlers (a signal the kernel gave to another thread does not wake a
+        blocked lock), and a reader thread that died without an answer is noticed.
+        """
+        while True:
+            try:
+                item = self._queue.get(timeout=_GET_SLICE)
+                break
+            except queue.Empty:
+                thread = self._thread
+                if thread is not None and thread.is_alive():
+                    continue
+                try:  # it may have answered just before it ended
+                    item = self._queue.get_nowait()
+                    break
+                except queue.Empty:
+                    raise ArchiveError(
+                        f"{self.name}: the archive reader stopped unexpectedly"
+                    ) from None
         if isinstance(item, _Failure):
             raise item.error
         return item
