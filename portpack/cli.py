@@ -56,8 +56,8 @@ _INPUT_NAMES = {
 }
 
 
-def _inputs_exist(**paths: Any) -> Callable[[_F], _F]:
-    """Check that the files named on the command line exist, then return the call as is.
+def _inputs_checked(func: _F, **paths: Any) -> _F:
+    """Check that the files named on the command line exist; return ``func`` to call.
 
     A missing file is a usage error (exit 2), as a missing archive is for unpack.
     """
@@ -72,7 +72,7 @@ def _inputs_exist(**paths: Any) -> Callable[[_F], _F]:
                 raise UsageError(f"{what} {path} does not exist")
             if os.path.isdir(path):
                 raise UsageError(f"{what} {path} is a directory, not a file")
-    return lambda func: func
+    return func
 
 
 @click.group(context_settings=CONTEXT)
@@ -140,7 +140,7 @@ def lock(
     from .locking import lock as do_lock
 
     path = run_reporting_errors(
-        lambda: _inputs_exist(manifest=manifest, **network)(do_lock)(
+        lambda: _inputs_checked(do_lock, manifest=manifest, **network)(
             specs,
             channels=channels,
             platforms=platforms,
@@ -302,7 +302,7 @@ def pack(
         output = "environment.sh" if create_executable else "environment.tar"
 
     result = run_reporting_errors(
-        lambda: _inputs_exist(manifest=manifest, lockfile=lockfile, **network)(do_pack)(
+        lambda: _inputs_checked(do_pack, manifest=manifest, lockfile=lockfile, **network)(
             specs,
             channels=channels,
             manifest=manifest,

@@ -30,6 +30,8 @@ from .errors import UsageError
 
 MARK = ".portpack-"
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+#: Errors of writing an output file that are the output's, not the input's, fault.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -212,6 +214,13 @@ def atomic_file(target: str | os.PathLike[str], mode: int = 0o644) -> Iterator[B
             fh.flush()
             os.fchmod(fh.fileno(), mode & ~_umask())
         _commit(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            _unlink(tmp)
+        created.remove()
+        if exc.errno in _FULL:
+            raise output_error(exc, path, "cannot write") from None
+        raise
     except BaseException:
         if tmp is not None:
             _unlink(tmp)
@@ -235,8 +244,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         private = make_private_dir(path.parent, path.name)
         tmp = private / path.name
         yield tmp
-        os.chmod(tmp, 0o644 & ~_umask(), follow_symlinks=False)
+        os.chmod(tmp, 0o644 & ~_umask())  # in our own mode-0700 directory
         _commit(tmp, path)
+    except OSError as exc:
+        created.remove()
+        if exc.errno in _FULL:
+            raise output_error(exc, path, "cannot write") from None
+        raise
     except BaseException:
         created.remove()
         raise

@@ -323,6 +323,18 @@ def test_pack_and_lock_to_a_read_only_directory(
     assert_unchanged(readonly_dir, before)
 
 
+def test_pack_to_a_full_file_system(lockfile: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", full], check=True)
+    try:
+        result = run("pack", "-l", lockfile, "-o", full / "env.tar", "--cache-dir", tmp_path / "c")
+        assert_one_paragraph(result, full / "env.tar", "no space left on the device")
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", full], check=True)
+
+
 @pytest.mark.parametrize("where", ["locked", "locked/missing"])
 def test_unpack_to_a_directory_the_user_may_not_write(
     archives: dict[str, Path], tmp_path: Path, where: str
