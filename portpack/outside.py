@@ -333,18 +333,24 @@ def _rename2(src: Path, dst: Path, flags: int) -> bool:
 def rename_noreplace(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst``; raise :class:`FileExistsError` if ``dst`` exists.
 
-    Without ``RENAME_NOREPLACE`` (old kernels, some file systems) the check and the
-    rename are two steps; a rename of a directory then still refuses a non-empty
-    ``dst`` (``ENOTEMPTY``), so at worst an empty directory made in between is
-    replaced.
+    Without ``RENAME_NOREPLACE`` (old kernels, some file systems, a Python without
+    ctypes such as a self-extracting archive's bootstrap): a directory first claims
+    ``dst`` with ``mkdir`` (which fails if anything is there) and then replaces only
+    that empty directory of its own (a rename never replaces a non-empty one); a
+    file is hard-linked to ``dst`` (which fails if anything is there), then unlinked.
     """
     if _rename2(src, dst, _RENAME_NOREPLACE):
         return
-    if os.path.lexists(dst):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+    if not os.path.isdir(src) or os.path.islink(src):
+        os.link(src, dst, follow_symlinks=False)
+        os.unlink(src)
+        return
+    os.mkdir(dst, 0o700)
     try:
         os.rename(src, dst)
     except OSError as exc:
+        with suppress(OSError):
+            os.rmdir(dst)  # our claim, if it is still empty
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst)) from exc
         raise

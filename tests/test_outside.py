@@ -494,3 +494,48 @@ def test_interrupted_unpack_removes_the_directories_it_created(
     assert "interrupted; nothing was left behind" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["someone-elses"]
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "fallback"])
+def test_moves_never_replace_what_is_there(
+    tmp_path: Path, renameat2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of the final move: ``renameat2`` where the kernel has it, and the
+    fallback for kernels, file systems or Pythons without it (forced here: this
+    machine has renameat2)."""
+    from portpack import outside
+
+    if not renameat2:
+        monkeypatch.setattr(outside, "_renameat2", None)
+    else:
+        assert outside._libc_renameat2() is not None
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "new").write_text("new")
+    for kind in ("dir", "empty-dir", "file", "symlink"):
+        dst = tmp_path / kind
+        if kind == "dir":
+            dst.mkdir()
+            (dst / "old").write_text("old")
+        elif kind == "empty-dir":
+            dst.mkdir()
+        elif kind == "file":
+            dst.write_text("old")
+        else:
+            dst.symlink_to(tmp_path / "nowhere")
+        before = snap(tmp_path)
+        with pytest.raises(FileExistsError):
+            outside.rename_noreplace(src, dst)
+        assert_unchanged(tmp_path, before)
+    target = tmp_path / "free"
+    outside.rename_noreplace(src, target)
+    assert (target / "new").read_text() == "new" and not src.exists()
+    outside.exchange(target, tmp_path / "dir")
+    assert (tmp_path / "dir" / "new").is_file() and (target / "old").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dir",
+        "empty-dir",
+        "file",
+        "free",
+        "symlink",
+    ]

@@ -440,4 +440,6 @@ def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
             path = f"lib/python{PY}/lib-dynload/{ext.name}"
         if selfextract.bootstrap_path(path, version, frozenset()) is None:
             dropped.append(name)
-    assert dropped == []
+    # ctypes (for renameat2) is used only where it imports; portpack.outside falls
+    # back to mkdir-then-rename without it, as in the bootstrap (no libffi there).
+    assert dropped == ["ctypes"]
