@@ -285,7 +285,9 @@ def default_archive(default_corpus: corpus_mod.Corpus, tmp_path_factory: Any) ->
     return archive
 
 
-def _unpack_rounds(benchmark: Any, archive: Path, base: Path) -> None:
+def _unpack_rounds(
+    benchmark: Any, archive: Path, base: Path, unpack: Callable[..., Any] = portpack.unpack
+) -> None:
     counter = iter(range(1_000_000))
     outs: list[Path] = []
 
@@ -296,7 +298,7 @@ def _unpack_rounds(benchmark: Any, archive: Path, base: Path) -> None:
         outs.append(out)
         return (archive, out), {}
 
-    result = benchmark.pedantic(portpack.unpack, setup=setup, rounds=5, iterations=1)
+    result = benchmark.pedantic(unpack, setup=setup, rounds=5, iterations=1)
     assert (result.prefix / "bin" / "python").exists()
     for old in outs:
         shutil.rmtree(old, ignore_errors=True)
@@ -305,3 +307,21 @@ def _unpack_rounds(benchmark: Any, archive: Path, base: Path) -> None:
 @pytest.mark.benchmark(group="unpack")
 def test_unpack_default_corpus(benchmark: Any, default_archive: Path, scratch: Path) -> None:
     _unpack_rounds(benchmark, default_archive, scratch)
+
+
+class _Screen(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.benchmark(group="unpack")
+def test_unpack_default_corpus_with_progress(
+    benchmark: Any, default_archive: Path, scratch: Path
+) -> None:
+    """The same with the terminal's progress line drawn (into memory), every 0.1 s."""
+    from portpack.progress_term import TerminalReporter
+
+    def unpack(archive: Path, out: Path) -> portpack.UnpackResult:
+        return portpack.unpack(archive, out, reporter=TerminalReporter(stream=_Screen()))
+
+    _unpack_rounds(benchmark, default_archive, scratch, unpack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -14,6 +15,7 @@ import zstandard
 
 from . import format as fmt
 from .condapkg import AnalyzedPackage, ByteRange
+from .progress import Reporter
 from .tarstream import BLOCK
 
 _COPY_CHUNK = 1 << 20
@@ -39,12 +41,36 @@ def write_archive(
     metadata: fmt.Metadata,
     packages: Sequence[AnalyzedPackage],
     wheels: Sequence[str | os.PathLike[str]] = (),
+    reporter: Reporter | None = None,
 ) -> None:
     """Write the archive for ``metadata`` whose packages are ``packages`` (same order).
 
     ``wheels`` are the compressed wheel files (see :mod:`portpack.pypi`) of
-    ``metadata.wheels``, in the same order.
+    ``metadata.wheels``, in the same order.  ``reporter`` hears of each member
+    written (:meth:`~portpack.progress.Reporter.on_transfer_start`).
     """
+    reporter = reporter or Reporter()
+    reporter.on_transfer_start("Writing", *_totals(metadata))
+    try:
+        _write_members(out, metadata, packages, wheels, reporter)
+    finally:
+        reporter.on_transfer_complete()
+
+
+def _totals(metadata: fmt.Metadata) -> tuple[int, int]:
+    """Packages and wheels, and the bytes of their stored members."""
+    sizes = [e.info.zst_size + e.payload.zst_size for e in metadata.packages]
+    sizes += [w.zst_size for w in metadata.wheels]
+    return len(sizes), sum(sizes)
+
+
+def _write_members(
+    out: BinaryIO,
+    metadata: fmt.Metadata,
+    packages: Sequence[AnalyzedPackage],
+    wheels: Sequence[str | os.PathLike[str]],
+    reporter: Reporter,
+) -> None:
     cctx = zstandard.ZstdCompressor(
         level=_FRAME_LEVEL, write_checksum=True, write_content_size=True
     )
@@ -62,10 +88,12 @@ def write_archive(
         frame(bytes(-entry.info.size % BLOCK) + _header(name, entry.payload.size))
         _copy(pkg, pkg.payload_range, out)
         pad = -entry.payload.size % BLOCK
+        reporter.on_transfer_progress(entry.info.zst_size + entry.payload.zst_size, 1)
     for wheel, path in zip(metadata.wheels, wheels, strict=True):
         frame(bytes(pad) + _header(wheel.member, wheel.size))
         _copy_file(path, ByteRange(0, wheel.zst_size), out)
         pad = -wheel.size % BLOCK
+        reporter.on_transfer_progress(wheel.zst_size, 1)
     frame(bytes(pad) + bytes(2 * BLOCK))
 
 
@@ -120,3 +148,41 @@ def _copy_in_kernel(source: int, rng: ByteRange, out: BinaryIO) -> int:
     if seekable:
         out.seek(position + done)  # the kernel moved the descriptor, not Python's buffer
     return done
+
+
+def write_directory(
+    target: str | os.PathLike[str],
+    metadata: fmt.Metadata,
+    packages: Sequence[AnalyzedPackage],
+    wheels: Sequence[str | os.PathLike[str]] = (),
+    reporter: Reporter | None = None,
+) -> None:
+    """Write the archive's members into the folder ``target`` (``--directory-only``).
+
+    ``portpack.json`` as it is, and each member's stored bytes (the zstd frames the
+    archive would hold) in ``<member>.zst``: see docs/archive-format.md.  The folder
+    appears only once it is complete.
+    """
+    from .archive_dir import new_directory, stored_name
+
+    reporter = reporter or Reporter()
+    reporter.on_transfer_start("Writing", *_totals(metadata))
+    with contextlib.ExitStack() as stack:
+        stack.callback(reporter.on_transfer_complete)
+        root = stack.enter_context(new_directory(target))
+        (root / fmt.METADATA_NAME).write_bytes(metadata.to_json())
+        for entry, pkg in zip(metadata.packages, packages, strict=True):
+            (root / fmt.PACKAGES_DIR / entry.stem).mkdir(parents=True)
+            for member, rng in (
+                (fmt.INFO_MEMBER, pkg.info_range),
+                (fmt.PAYLOAD_MEMBER, pkg.payload_range),
+            ):
+                with open(root / stored_name(fmt.member_name(entry.stem, member)), "wb") as out:
+                    _copy(pkg, rng, out)
+            reporter.on_transfer_progress(entry.info.zst_size + entry.payload.zst_size, 1)
+        if metadata.wheels:
+            (root / fmt.WHEELS_DIR).mkdir()
+        for wheel, path in zip(metadata.wheels, wheels, strict=True):
+            with open(root / stored_name(wheel.member), "wb") as out:
+                _copy_file(path, ByteRange(0, wheel.zst_size), out)
+            reporter.on_transfer_progress(wheel.zst_size, 1)

@@ -75,3 +75,24 @@ class IncompleteEnvironmentError(PackageError):
         super().__init__(message, hint=hint)
         self.missing = missing
         """``(package, dependency)`` pairs, one per unsatisfied dependency."""
+
+
+class PrefixContentError(UsageError):
+    """An environment to pack (``pack --prefix``) holds what its records do not describe."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unowned: list[str],
+        modified: list[str],
+        missing: list[str],
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.unowned = unowned
+        """Files no conda package of the environment owns."""
+        self.modified = modified
+        """``path: reason`` of files a package owns whose content changed."""
+        self.missing = missing
+        """Files a package owns that are not in the prefix."""

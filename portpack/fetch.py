@@ -20,18 +20,28 @@ are retried with exponential backoff and jitter, honouring ``Retry-After``, resu
 with a ``Range`` request where the server allows it; mirrors (see
 :mod:`portpack.netconfig`) are tried in order, and one that failed is tried last for
 the packages that follow.  HTTP 401/403/404 fail at once with what to do.
+
+No wait is unbounded (see :class:`portpack.netconfig.FetchPolicy`): connecting, each
+read, getting a pooled connection, the waits between attempts (``Retry-After``
+included) and the number of attempts all have limits, and a failed or interrupted
+run ends the downloads in progress and waits a bounded time for its threads.  Every
+response gives its connection back to the pool on every path (a slot lost per
+failure would, after as many failures as connections, leave every download waiting).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
+import errno
 import hashlib
 import http
 import os
 import random
 import shutil
 import ssl
+import stat
 import tempfile
 import threading
 import time
@@ -43,7 +53,7 @@ from typing import IO, Any
 
 from .auth import Credentials, redact, strip_credentials, url_secrets, with_conda_token
 from .errors import FetchError, PackageError
-from .netconfig import NetworkConfig, Transport
+from .netconfig import FetchPolicy, NetworkConfig, RedirectError, Transport
 from .progress import Reporter
 from .streams import hash_file
 
@@ -53,12 +63,6 @@ except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_CONCURRENCY = 50
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF = 1.0
-DEFAULT_TIMEOUT = 60.0
-#: Longest wait between two attempts, and longest ``Retry-After`` honoured.
-MAX_DELAY = 60.0
-MAX_RETRY_AFTER = 300.0
 _CHUNK = 256 << 10
 #: A temporary file older than this whose writer holds no lock is a dead run's leftover.
 _STALE_AGE = 60.0
@@ -99,11 +103,24 @@ def _remove_stale(cache_dir: Path) -> None:
         try:
             if now - part.stat().st_mtime < _STALE_AGE:
                 continue
-            with open(part, "rb") as fh:
+            with _open_regular(part) as fh:
                 if _try_lock(fh):
                     part.unlink()
         except OSError:
-            continue  # gone already, or not ours to judge
+            continue  # gone already, not a file, or not ours to judge
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open a regular file for reading; anything else (a FIFO whose open would wait for
+    a writer, a device) is an ``OSError`` at once."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _try_lock(fh: IO[bytes]) -> bool:
@@ -239,9 +256,12 @@ class _Partial:
 class Fetcher:
     """Fetches package files for records into ``cache_dir``, verifying their checksums.
 
-    ``network`` holds mirrors, proxies and TLS settings; ``credentials`` default to the
-    auth file of ``network`` (see :meth:`portpack.auth.Credentials.load`).  The reporter
-    is called from several threads at once.
+    ``network`` holds mirrors, proxies, TLS settings and the timeouts and retries
+    (:class:`~portpack.netconfig.FetchPolicy`); ``retries``, ``backoff`` and ``timeout``
+    (the read timeout, and the connect timeout when shorter) override the policy's.
+    ``credentials`` default to the auth file of ``network`` (see
+    :meth:`portpack.auth.Credentials.load`).  The reporter is called from several
+    threads at once.
     """
 
     def __init__(
@@ -252,9 +272,9 @@ class Fetcher:
         *,
         network: NetworkConfig | None = None,
         credentials: Credentials | None = None,
-        retries: int = DEFAULT_RETRIES,
-        backoff: float = DEFAULT_BACKOFF,
-        timeout: float = DEFAULT_TIMEOUT,
+        retries: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.cache_dir = prepare_cache(Path(cache_dir))
         self.concurrency = max(1, concurrency)
@@ -263,9 +283,18 @@ class Fetcher:
         self.credentials = (
             credentials if credentials is not None else Credentials.load(self.network.auth_file)
         )
-        self.retries = max(0, retries)
-        self.backoff = backoff
-        self.timeout = timeout
+        policy = self.network.policy
+        if retries is not None:
+            policy = dataclasses.replace(policy, retries=max(0, retries))
+        if backoff is not None:
+            policy = dataclasses.replace(policy, backoff=max(0.0, backoff))
+        if timeout is not None:
+            policy = dataclasses.replace(
+                policy,
+                read_timeout=timeout,
+                connect_timeout=min(policy.connect_timeout, timeout),
+            )
+        self.policy: FetchPolicy = policy
         self._secrets = self.credentials.secrets()
         self._stop = threading.Event()
         self._health: dict[str, int] = {}
@@ -289,7 +318,7 @@ class Fetcher:
         )
         remote = any(_scheme(str(r["url"])) in ("http", "https") for r in records)
         client = (
-            Transport(self.network, min(self.concurrency, len(records)), self.timeout)
+            Transport(self.network, min(self.concurrency, len(records)), self.policy)
             if remote
             else None
         )
@@ -297,7 +326,7 @@ class Fetcher:
         try:
             results = self._run(client, records)
         finally:
-            if client is not None and not self._stop.is_set():
+            if client is not None:
                 client.close()
         self.reporter.on_fetch_complete()
         return results
@@ -337,19 +366,27 @@ class Fetcher:
                     if running[0] == 0:
                         done.set()
 
+        def stop() -> None:
+            # Wake the workers: waits between attempts end on the event, and reads in
+            # progress fail at once; then give them a bounded time to clean up.
+            self._stop.set()
+            if client is not None:
+                client.abort()
+            done.wait(_GRACE)
+
         if workers == 0:
             return []
         for number in range(workers):
-            # Daemon threads: an interrupted run must not wait for a stalled socket.
+            # Daemon threads: a worker that does not stop within the grace time cannot
+            # keep the process alive.
             threading.Thread(target=work, name=f"portpack-fetch-{number}", daemon=True).start()
         try:
             while not done.wait(0.25):
                 if self._stop.is_set():
-                    done.wait(_GRACE)
+                    stop()
                     break
         except BaseException:
-            self._stop.set()
-            done.wait(_GRACE)
+            stop()
             raise
         if errors:
             raise errors[0]
@@ -415,11 +452,14 @@ class Fetcher:
     def _copy_local(self, url: str, record: dict[str, Any], part: _Partial) -> None:
         parsed = urllib.parse.urlsplit(url)
         path = Path(urllib.parse.unquote(parsed.path)) if parsed.scheme else Path(url)
+        size = record.get("size") if isinstance(record.get("size"), int) else None
         try:
-            with open(path, "rb") as src:
+            with _open_regular(path) as src:
                 while chunk := src.read(_CHUNK):
                     part.write(chunk)
                     self.reporter.on_download_progress(str(record["name"]), len(chunk))
+                    if size is not None and part.written > size:
+                        break  # longer than the lock says: the checksum will tell
         except OSError as exc:
             raise FetchError(
                 f"cannot read package {_dist(record)} from {path}: {exc.strerror or exc}", url=url
@@ -436,6 +476,8 @@ class Fetcher:
         dead: dict[_Candidate, FetchError] = {}
         last: tuple[_Candidate, _Retry] | None = None
         rounds = 0
+        policy = self.policy
+        started = time.monotonic()
         while True:
             retry_after = 0.0
             for cand in self._ordered(candidates):
@@ -469,15 +511,19 @@ class Fetcher:
             rounds += 1
             assert last is not None
             cand, failure = last
-            if rounds > self.retries:
+            delay = self._delay(rounds, retry_after)
+            late = time.monotonic() + delay - started > policy.deadline
+            if rounds > policy.retries or late:
+                why = f"gave up after {rounds} attempts"
+                if late and rounds <= policy.retries:
+                    why += f": the next would start after the {policy.deadline:g} s retry deadline"
                 raise FetchError(
                     f"cannot download package {_dist(record)} from {cand.display_url}: "
-                    f"{failure.reason} (gave up after {rounds} attempts)",
+                    f"{failure.reason} ({why})",
                     url=cand.display_url,
                     hint="The network or the server keeps failing: run again later (what "
                     "was downloaded stays in the cache), or add a mirror (--config).",
                 )
-            delay = self._delay(rounds, retry_after)
             self.reporter.on_download_retry(
                 name, redact(f"{failure.reason} ({cand.display_url})", secrets), delay
             )
@@ -514,7 +560,18 @@ class Fetcher:
                     break  # longer than the lock says: the checksum will tell
             else:
                 complete = True
+        except RedirectError as exc:
+            raise FetchError(
+                f"cannot download package {_dist(record)}: {redact(str(exc), secrets)}",
+                url=cand.display_url,
+            ) from None
+        except ValueError:
+            if self._stop.is_set():  # a TLS socket shut down under its reader by abort()
+                raise _Cancelled from None
+            raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self._stop.is_set():
+                raise _Cancelled from None  # ended by abort(): not a failure of its own
             if _is_tls_failure(exc):
                 host = urllib.parse.urlsplit(cand.display_url).hostname or cand.display_url
                 raise FetchError(
@@ -530,13 +587,12 @@ class Fetcher:
                     f"cannot download package {_dist(record)}: unsupported URL",
                     url=cand.display_url,
                 ) from None
-            raise _Retry(redact(_reason(exc), secrets)) from None
+            raise _Retry(redact(_reason(exc, policy=self.policy), secrets)) from None
         finally:
             if response is not None:
-                if complete:
-                    response.release_conn()
-                else:
-                    response.close()  # never hand a half-read connection back to the pool
+                # Back to the pool on every path; closed first unless read to its end,
+                # so that a half-read connection is never reused.
+                client.release(response, reuse=complete)
         if size is not None and part.written < size:
             raise _Retry(f"the body ended after {part.written} of {size} bytes")
 
@@ -595,8 +651,12 @@ class Fetcher:
             self._health[cand.key] = 0 if ok else self._health.get(cand.key, 0) + 1
 
     def _delay(self, rounds: int, retry_after: float) -> float:
-        backoff = min(MAX_DELAY, self.backoff * 2.0 ** (rounds - 1)) * random.uniform(0.5, 1.0)
-        return max(backoff, min(retry_after, MAX_RETRY_AFTER))
+        """The wait before the next round: backoff with jitter, or what the server asked
+        for (``Retry-After``), never longer than the policy's ``max_wait``."""
+        cap = self.policy.max_wait
+        exponent = min(rounds - 1, 64)  # 2**64 backoffs are past any cap already
+        backoff = min(cap, self.policy.backoff * 2.0**exponent) * random.uniform(0.5, 1.0)
+        return max(backoff, min(retry_after, cap))
 
     def _progress(self, name: str, nbytes: int) -> None:
         if nbytes:
@@ -633,10 +693,12 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, policy: FetchPolicy | None = None) -> str:
     import urllib3.exceptions as u3
 
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, u3.EmptyPoolError) and policy is not None:
+        return f"no free connection within {policy.pool_timeout:g} s"
     if isinstance(exc, u3.NewConnectionError | u3.NameResolutionError | ConnectionRefusedError):
         return f"cannot connect ({text})"  # before timeouts: urllib3 makes it a subclass
     if isinstance(exc, u3.TimeoutError | TimeoutError):

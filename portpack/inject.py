@@ -2,7 +2,8 @@
 
 Each ``.conda`` / ``.tar.bz2`` file becomes a repodata record: its ``info/index.json``
 with the file's sha256, md5 and size.  An injected package
-replaces a locked package of the same name.  The resulting set must be complete:
+replaces a locked package of the same name, or provides a source package of the lock
+(pixi-build's ``conda: .``, which portpack cannot build).  The resulting set must be complete:
 every dependency of every package satisfied by another one (virtual packages aside),
 else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missing.
 """
@@ -14,10 +15,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import IncompleteEnvironmentError, PackageError, UsageError
+from .errors import IncompleteEnvironmentError, LockfileError, PackageError, UsageError
 from .progress import Reporter
+
+if TYPE_CHECKING:
+    from .lockfile import SourcePackage
 
 _EXTENSIONS = (".conda", ".tar.bz2")
 
@@ -154,3 +158,53 @@ def _package_record(record: dict[str, Any]) -> Any:
         depends=[str(d) for d in record.get("depends", [])],
         constrains=[str(c) for c in record.get("constrains", [])],
     )
+
+
+def unbuilt_sources(
+    sources: Sequence[SourcePackage], injected: Sequence[dict[str, Any]]
+) -> list[tuple[SourcePackage, str]]:
+    """Source packages of a lock that no injected package provides, with the reason.
+
+    A package injected under the source package's name (and, if the lock gives one,
+    its version) stands for the build pixi would make.
+    """
+    by_name = {str(r["name"]): r for r in injected}
+    missing = []
+    for source in sources:
+        record = by_name.get(source.name)
+        if record is None:
+            missing.append((source, "not built"))
+        elif source.version is not None and str(record["version"]) != source.version:
+            missing.append((source, f"--inject gives version {record['version']}"))
+    return missing
+
+
+def check_sources(
+    sources: Sequence[SourcePackage], injected: Sequence[dict[str, Any]], where: str
+) -> None:
+    """Raise :class:`LockfileError` naming each source package no injected file provides."""
+    missing = unbuilt_sources(sources, injected)
+    if not missing:
+        return
+    lines = "".join(f"\n  - {s.describe()}: {why}" for s, why in missing)
+    raise LockfileError(
+        f"{where} has {len(missing)} source package{'s' if len(missing) != 1 else ''} "
+        f"(built by pixi-build), which portpack cannot build:{lines}",
+        hint="Build each one (pixi build, or rattler-build) and pass the .conda file with "
+        "--inject FILE; it takes the source package's place.",
+    )
+
+
+def check_noarch_python(records: Sequence[dict[str, Any]]) -> None:
+    """Refuse ``noarch: python`` packages in an environment without a ``python`` package:
+    they can only be installed into a python's site-packages."""
+    if any(str(r.get("name")) == "python" for r in records):
+        return
+    noarch = [_dist(r) for r in records if r.get("noarch") == "python"]
+    if noarch:
+        raise IncompleteEnvironmentError(
+            f"the environment has noarch python packages but no python package to install "
+            f"them into: {', '.join(noarch)}",
+            missing=[(dist, "python") for dist in noarch],
+            hint="Add python to the environment (or --inject a python package).",
+        )

@@ -27,6 +27,22 @@ class PypiEntry:
     """The sha256 the lock gives for the file, if any."""
 
 
+@dataclass(frozen=True)
+class SourcePackage:
+    """A conda package the lock builds from source (pixi-build: ``conda: .`` or a path)."""
+
+    name: str
+    location: str
+    """Where the source is, as the lock writes it (``.``, a path, a git URL...)."""
+    version: str | None = None
+    build: str | None = None
+
+    def describe(self) -> str:
+        """``name version build (conda: location)`` for messages."""
+        parts = [self.name, self.version or "", self.build or ""]
+        return f"{' '.join(p for p in parts if p)} (conda: {self.location})"
+
+
 @dataclass
 class LockedEnvironment:
     """The records of one environment and platform of a lockfile."""
@@ -36,6 +52,10 @@ class LockedEnvironment:
     """Repodata records as JSON (with ``fn``, ``url``, ``channel``)."""
     pypi: list[PypiEntry] = field(default_factory=list)
     """PyPI packages, sorted by name."""
+    sources: list[SourcePackage] = field(default_factory=list)
+    """Conda packages the lock builds from source: portpack cannot build them, so
+    ``pack`` refuses them unless a built package is injected (see :mod:`portpack.inject`)."""
+    environment: str = DEFAULT_ENVIRONMENT
 
 
 def write_lock(
@@ -80,10 +100,28 @@ def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
         )
     records = env.conda_repodata_records_for_platform(lock_platform) or []
     pypi = [_pypi_entry(p, path.parent) for p in env.pypi_packages().get(platform, [])]
+    sources = [
+        _source(p)
+        for p in env.packages(lock_platform) or []
+        if isinstance(p, rattler.CondaLockedSourcePackage)
+    ]
     return LockedEnvironment(
         platform=platform,
         records=records_to_json(records),
         pypi=sorted(pypi, key=lambda p: (p.name, p.location)),
+        sources=sorted(sources, key=lambda p: p.name),
+        environment=environment,
+    )
+
+
+def _source(package: rattler.CondaLockedSourcePackage) -> SourcePackage:
+    record = package.package_record
+    version = package.version
+    return SourcePackage(
+        name=str(package.name),
+        location=str(package.location),
+        version=str(version) if version is not None else None,
+        build=str(record.build) if record is not None else None,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from ._platform import current_platform
 from .auth import strip_credentials
 from .errors import UsageError
 from .lockfile import LockedEnvironment, read_lock, records_to_json, write_lock
-from .manifest import Manifest, find_manifest, read_manifest
+from .manifest import DEFAULT_ENVIRONMENT, Solvable, find_manifest, read_manifest
 
 if TYPE_CHECKING:
     import rattler
@@ -24,36 +23,53 @@ DEFAULT_CHANNELS = ("conda-forge",)
 LOCK_NAME = "pixi.lock"
 
 
-@dataclass
-class Request:
-    """What to solve: specs, channels and platforms, from arguments and/or a manifest."""
-
-    specs: list[str]
-    channels: list[str]
-    platforms: list[str]
-    manifest: Manifest | None = None
-
-    def specs_for(self, platform: str) -> list[str]:
-        extra = self.manifest.target_specs.get(platform, []) if self.manifest else []
-        return self.specs + extra
-
-
-def make_request(
+def solvables(
     specs: Sequence[str] = (),
     channels: Sequence[str] = (),
     platforms: Sequence[str] = (),
     manifest: str | os.PathLike[str] | None = None,
-) -> Request:
-    """Combine arguments with a manifest: arguments add specs and replace channels/platforms."""
+    environment: str = DEFAULT_ENVIRONMENT,
+) -> list[Solvable]:
+    """What to solve per platform: a manifest's environment, plus arguments.
+
+    Arguments add specs and replace channels and platforms; without any, the
+    manifest's platforms (else this machine's) and channels (else conda-forge) are used.
+    """
     parsed = read_manifest(Path(manifest)) if manifest is not None else None
-    all_specs = (parsed.specs if parsed else []) + list(specs)
-    chosen_channels = (
-        list(channels) or (parsed.channels if parsed else []) or list(DEFAULT_CHANNELS)
+    if parsed is None:
+        if environment != DEFAULT_ENVIRONMENT:
+            raise UsageError(f"environment {environment!r} needs a manifest or a lockfile")
+        return [
+            Solvable(environment, p, list(specs), [], list(channels) or list(DEFAULT_CHANNELS), {})
+            for p in list(platforms) or [current_platform()]
+        ]
+    chosen = list(platforms) or [p.name for p in parsed.platforms_for(environment)]
+    result = []
+    for platform in chosen or [current_platform()]:
+        solvable = parsed.solvable(environment, platform)
+        solvable.specs += [s for s in specs if s not in solvable.specs]
+        solvable.channels = list(channels) or solvable.channels or list(DEFAULT_CHANNELS)
+        result.append(solvable)
+    return result
+
+
+def _solve(
+    solvable: Solvable, virtual_packages: Sequence[str], network: NetworkConfig | None
+) -> list[rattler.RepoDataRecord]:
+    from .solve import solve
+
+    return solve(
+        solvable.specs,
+        solvable.channels,
+        solvable.platform,
+        virtual_packages,
+        network,
+        declared_virtual=solvable.virtual,
+        constraints=solvable.constraints,
+        channel_priority=solvable.channel_priority,
+        strategy=solvable.strategy,
+        exclude_newer=solvable.exclude_newer,
     )
-    chosen_platforms = (
-        list(platforms) or (parsed.platforms if parsed else []) or [current_platform()]
-    )
-    return Request(all_specs, chosen_channels, chosen_platforms, parsed)
 
 
 def lock(
@@ -68,33 +84,43 @@ def lock(
     config: str | os.PathLike[str] | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     insecure_hosts: Sequence[str] = (),
+    environment: str = DEFAULT_ENVIRONMENT,
 ) -> Path:
     """Solve and write a lockfile in pixi's format; return its path.
+
+    ``environment`` names the manifest's environment to lock (its features composed
+    as pixi composes them); it is written under that name.
 
     The network options are :func:`portpack.pack`'s.  Credentials (conda tokens,
     passwords in URLs) are stripped from every URL the lockfile records.
     """
     from .netconfig import load_network_config
-    from .solve import resolve_channel, solve
+    from .solve import resolve_channel
 
     outside.check_file(output)  # before the solve: a bad -o is known at once
     network = load_network_config(
         config, auth_file=auth_file, ca_bundle=ca_bundle, insecure_hosts=insecure_hosts
     )
-    request = make_request(specs, channels, platforms, manifest)
-    if not request.specs_for(request.platforms[0]):
+    wanted = solvables(specs, channels, platforms, manifest, environment)
+    if not any(s.specs for s in wanted):
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
-    solved = {
-        platform: _clean_records(
-            solve(
-                request.specs_for(platform), request.channels, platform, virtual_packages, network
+    subdirs = [s.platform for s in wanted]
+    for subdir in subdirs:
+        if subdirs.count(subdir) > 1:
+            raise UsageError(
+                f"several platforms of the manifest are for {subdir}; a lockfile written by "
+                "portpack holds one entry per subdir: choose one with --platform"
             )
-        )
-        for platform in request.platforms
-    }
+    solved = {s.platform: _clean_records(_solve(s, virtual_packages, network)) for s in wanted}
     path = Path(output)
+    channels_used = list(dict.fromkeys(c for s in wanted for c in s.channels))
     with outside.atomic_path(path) as tmp:  # missing parents are created, as pack does
-        write_lock(tmp, [_clean_channel(resolve_channel(c)) for c in request.channels], solved)
+        write_lock(
+            tmp,
+            [_clean_channel(resolve_channel(c)) for c in channels_used],
+            solved,
+            environment,
+        )
     return path
 
 
@@ -160,16 +186,12 @@ def locked_environment(
         lock_path = Path(manifest).parent / LOCK_NAME
         if lock_path.is_file():
             return read_lock(lock_path, environment, platform)
-    if environment != "default":
-        raise UsageError(f"environment {environment!r} can only be packed from a lockfile")
-    from .solve import solve
-
-    request = make_request(specs, channels, [platform], manifest)
+    (solvable,) = solvables(specs, channels, [platform], manifest, environment)
+    if not solvable.specs:
+        raise UsageError(
+            f"nothing to pack: environment {environment!r} has no dependencies for "
+            f"{solvable.platform}"
+        )
     return LockedEnvironment(
-        platform,
-        records_to_json(
-            solve(
-                request.specs_for(platform), request.channels, platform, virtual_packages, network
-            )
-        ),
+        solvable.platform, records_to_json(_solve(solvable, virtual_packages, network))
     )

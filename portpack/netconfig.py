@@ -14,6 +14,12 @@ is left to py-rattler's :class:`rattler.Config`.  portpack uses its ``[mirrors]`
     [portpack]
     insecure-hosts = ["conda.internal.example.com"]   # no TLS verification for these
     ca-bundle = "corporate-ca.pem"                     # relative to the config file
+    retries = 5              # attempts after the first, per file
+    retry-backoff = 1.0      # first wait in seconds, doubled after each failure
+    retry-max-wait = 60      # longest wait between attempts (Retry-After included)
+    retry-deadline = 600     # no new attempt this long after a file's first one
+    connect-timeout = 30     # seconds to open a connection
+    read-timeout = 60        # longest silence while a response or its body is awaited
 
 Proxies also come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
 and CA certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
@@ -23,31 +29,79 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
+import socket
 import ssl
-import sys
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# tomli, as for manifests (portpack/manifest.py): pixi's config files are TOML 1.1 too.
+import tomli as tomllib
+
 from .auth import redact
 from .errors import UsageError
 from .progress import Reporter
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     import rattler
 
 PORTPACK_TABLE = "portpack"
+MAX_REDIRECTS = 10
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How long the fetcher waits, and how often it tries again: every wait is bounded.
+
+    A body that keeps arriving is never cut, however long it takes: only silence
+    (``read_timeout``) ends an attempt.
+    """
+
+    retries: int = 5
+    """Attempts after the first, per file (mirrors count as one attempt together)."""
+    backoff: float = 1.0
+    """The first wait between attempts; doubled after each failure, with jitter."""
+    max_wait: float = 60.0
+    """The longest wait between two attempts, a server's ``Retry-After`` included."""
+    deadline: float = 600.0
+    """No attempt starts later than this after the first attempt of a file."""
+    connect_timeout: float = 30.0
+    read_timeout: float = 60.0
+    """The longest silence while the response headers or more of the body are awaited."""
+
+    def __post_init__(self) -> None:
+        for key, (attr, kind) in _POLICY_KEYS.items():
+            value = getattr(self, attr)
+            if not _in_range(value, kind, key.endswith("timeout")):
+                raise UsageError(f"fetch policy: {attr} {_range_text(key, kind)} (got {value!r})")
+
+    @property
+    def pool_timeout(self) -> float:
+        """How long a download waits for a free pooled connection.
+
+        There is one connection per download, so none should ever wait: one that
+        does means a connection was lost, and it fails instead of hanging.
+        """
+        return self.connect_timeout
+
+
+#: ``[portpack]`` keys of the :class:`FetchPolicy` fields, with their types.
+_POLICY_KEYS: dict[str, tuple[str, type]] = {
+    "retries": ("retries", int),
+    "retry-backoff": ("backoff", float),
+    "retry-max-wait": ("max_wait", float),
+    "retry-deadline": ("deadline", float),
+    "connect-timeout": ("connect_timeout", float),
+    "read-timeout": ("read_timeout", float),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +122,8 @@ class NetworkConfig:
     concurrency: int | None = None
     """``[concurrency] downloads`` of the config file."""
     config_file: Path | None = None
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+    """Timeouts and retries of downloads."""
 
     def mirror_urls(self, url: str) -> list[tuple[str, str]]:
         """``(mirror, URL)`` pairs to try for ``url``, in order; ``("", url)`` without mirrors.
@@ -153,12 +209,47 @@ def _read_config(path: Path, reporter: Reporter) -> dict[str, Any]:
         if not isinstance(own["ca-bundle"], str):
             raise UsageError(f"config file {path}: ca-bundle must be a path")
         settings["ca_bundle"] = _relative(path, Path(own["ca-bundle"]))
-    unknown = sorted(set(own) - {"insecure-hosts", "ca-bundle"})
+    settings["policy"] = _policy(path, own)
+    unknown = sorted(set(own) - {"insecure-hosts", "ca-bundle", *_POLICY_KEYS})
     if unknown:
         raise UsageError(
             f"config file {path}: unknown key(s) in [{PORTPACK_TABLE}]: {', '.join(unknown)}"
         )
     return settings
+
+
+#: Upper bounds of the policy's values: a day for waits, a hundred retries.
+_MAX_SECONDS = 86400.0
+_MAX_RETRIES = 100
+
+
+def _policy(path: Path, own: dict[str, Any]) -> FetchPolicy:
+    values: dict[str, Any] = {}
+    for key, (attr, kind) in _POLICY_KEYS.items():
+        if key not in own:
+            continue
+        value = own[key]
+        if not _in_range(value, kind, key.endswith("timeout")):
+            raise UsageError(
+                f"config file {path}: [{PORTPACK_TABLE}] {key} {_range_text(key, kind)} "
+                f"(got {value!r})"
+            )
+        values[attr] = kind(value)
+    return FetchPolicy(**values)
+
+
+def _range_text(key: str, kind: type) -> str:
+    what = "a whole number" if kind is int else "a number of seconds"
+    low = "above 0" if key.endswith("timeout") else "from 0"
+    high = _MAX_RETRIES if kind is int else _MAX_SECONDS
+    return f"must be {what} {low} up to {high:g}"
+
+
+def _in_range(value: Any, kind: type, positive: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float):
+        return False
+    high = _MAX_RETRIES if kind is int else _MAX_SECONDS
+    return math.isfinite(value) and (value > 0 if positive else value >= 0) and value <= high
 
 
 def _slash(url: str) -> str:
@@ -211,6 +302,14 @@ def proxy_for(url: str, net: NetworkConfig) -> str | None:
     return proxies.get(scheme) or proxies.get("all") or None
 
 
+class RedirectError(Exception):
+    """A redirect that is not followed: too many of them, or to a URL that is not HTTP(S)."""
+
+
+#: Headers that carry credentials: not sent on when a redirect leads to another origin.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
 class Transport:
     """Pooled HTTP/1.1 connections with these settings, shared by threads (urllib3).
 
@@ -219,19 +318,29 @@ class Transport:
     server's per-connection bandwidth limit does not cap the whole download; urllib3
     rather than a pure-Python HTTP parser, because reading the body costs a few
     C calls per megabyte (see benchmarks/README.md).
+
+    Every wait is bounded by ``policy``: opening a connection, each read, and getting
+    a connection from its pool.  Every response must end in :meth:`release`, which
+    gives its connection back to the pool whatever happened to it; :meth:`abort` ends
+    the requests in progress from another thread.
     """
 
-    def __init__(self, net: NetworkConfig, connections: int, timeout: float) -> None:
+    def __init__(
+        self, net: NetworkConfig, connections: int, policy: FetchPolicy | None = None
+    ) -> None:
         import urllib3
 
         from ._version import __version__
 
         self.net = net
+        self.policy = policy or net.policy
         self._verify = None if net.tls_no_verify else ssl_context(net)
         self._options: dict[str, Any] = {
             "maxsize": max(1, connections),
             "block": True,
-            "timeout": urllib3.Timeout(connect=min(timeout, 30.0), read=timeout),
+            "timeout": urllib3.Timeout(
+                connect=self.policy.connect_timeout, read=self.policy.read_timeout
+            ),
             "retries": False,
             "headers": {"User-Agent": f"portpack/{__version__}", "Accept-Encoding": "identity"},
         }
@@ -240,6 +349,8 @@ class Transport:
         self._routes: dict[tuple[str, str], tuple[str | None, bool]] = {}
         """(scheme, netloc) -> (proxy, verify): the environment is read once per origin."""
         self._lock = threading.Lock()
+        self._lent = _Lent()
+        self._pool_classes = _pool_classes(self._lent)
         if self._insecure or net.tls_no_verify:
             _silence_insecure_warnings(sorted(self._insecure) if not net.tls_no_verify else [])
 
@@ -280,47 +391,162 @@ class Transport:
                     manager = urllib3.ProxyManager(
                         proxy, num_pools=32, proxy_headers=headers, **options
                     )
+                manager.pool_classes_by_scheme = self._pool_classes
                 self._managers[key] = manager
             return manager
 
     def get(self, url: str, headers: Mapping[str, str]) -> Any:
         """Start a GET; return urllib3's response with the body not read yet.
 
-        Redirects are followed (credentials headers are dropped on the way to another
-        host); errors are urllib3's own exceptions, unwrapped.
+        Redirects are followed (up to :data:`MAX_REDIRECTS`, without reading their
+        bodies; credential headers are dropped on the way to another origin); errors
+        are urllib3's own exceptions, unwrapped, or :class:`RedirectError`.  The
+        caller must :meth:`release` the response.
         """
+        sent = dict(headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._open(url, sent)
+            location = response.get_redirect_location()
+            if not location:
+                return response
+            self.release(response, reuse=False)
+            target = urllib.parse.urljoin(url, str(location))
+            if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise RedirectError(f"redirected to {redact(target)}, which is not HTTP(S)")
+            if _origin_of(target) != _origin_of(url):
+                sent = {k: v for k, v in sent.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            url = target
+        raise RedirectError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _open(self, url: str, headers: Mapping[str, str]) -> Any:
         import urllib3
 
-        retries = urllib3.Retry(
-            total=None,
-            connect=0,
-            read=0,
-            status=0,
-            other=0,
-            redirect=10,
-            raise_on_redirect=True,
-            raise_on_status=False,
-        )
         try:
             return self._manager(url).urlopen(
                 "GET",
                 url,
                 headers={**self._options["headers"], **headers},
-                retries=retries,
+                retries=False,
+                redirect=False,
                 preload_content=False,
                 decode_content=False,
-                redirect=True,
+                pool_timeout=self.policy.pool_timeout,
             )
-        except urllib3.exceptions.MaxRetryError as exc:
+        except urllib3.exceptions.MaxRetryError as exc:  # pragma: no cover - retries=False
             if exc.reason is not None:
                 raise exc.reason from None
             raise
+
+    @staticmethod
+    def release(response: Any, *, reuse: bool) -> None:
+        """Give ``response``'s connection back to its pool, on every path.
+
+        ``reuse`` says the body was read to its end; otherwise the connection is
+        closed first (never reused half-read) and its pool opens a new one when
+        needed.  A response that is closed but not released would take its slot
+        in the pool with it, and once every slot is gone every download waits.
+        """
+        try:
+            if not reuse:
+                with contextlib.suppress(Exception):
+                    response.close()
+        finally:
+            response.release_conn()
+
+    def abort(self) -> None:
+        """End every request in progress (from any thread): their reads fail at once."""
+        self._lent.abort()
+
+    def in_use(self) -> int:
+        """Pool slots not given back: 0 once every response is released."""
+        with self._lock:
+            managers = list(self._managers.values())
+        missing = 0
+        for manager in managers:
+            for key in manager.pools.keys():  # noqa: SIM118 (a container without __iter__)
+                pool = manager.pools.get(key)
+                if pool is not None and pool.pool is not None:
+                    missing += self._options["maxsize"] - pool.pool.qsize()
+        return missing
 
     def close(self) -> None:
         with self._lock:
             for manager in self._managers.values():
                 manager.clear()
             self._managers.clear()
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None]:
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    return (
+        scheme,
+        (parsed.hostname or "").lower(),
+        parsed.port or {"http": 80, "https": 443}.get(scheme),
+    )
+
+
+class _Lent:
+    """The connections a pool has lent out (a request is using them) right now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.aborted = False
+
+    def add(self, conn: Any) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def discard(self, conn: Any) -> None:
+        if conn is not None:
+            with self._lock:
+                self._conns.discard(conn)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            conns = list(self._conns)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+            if isinstance(raw, socket.socket):
+                # The plain socket's shutdown, also under TLS: the reader blocked in it
+                # gets an error at once, and the TLS object is left to the reader.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(raw, socket.SHUT_RDWR)
+
+
+def _pool_classes(lent: _Lent) -> dict[str, Any]:
+    """urllib3 pool classes that record which connections they lent out in ``lent``."""
+    import urllib3
+    from urllib3.exceptions import ClosedPoolError
+
+    class HTTPPool(urllib3.HTTPConnectionPool):
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            if lent.aborted:
+                raise ClosedPoolError(self, "the downloads were cancelled")
+            conn = super()._get_conn(timeout)
+            lent.add(conn)
+            return conn
+
+        def _put_conn(self, conn: Any) -> None:
+            lent.discard(conn)
+            super()._put_conn(conn)
+
+    class HTTPSPool(urllib3.HTTPSConnectionPool):
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            if lent.aborted:
+                raise ClosedPoolError(self, "the downloads were cancelled")
+            conn = super()._get_conn(timeout)
+            lent.add(conn)
+            return conn
+
+        def _put_conn(self, conn: Any) -> None:
+            lent.discard(conn)
+            super()._put_conn(conn)
+
+    return {"http": HTTPPool, "https": HTTPSPool}
 
 
 def _silence_insecure_warnings(hosts: list[str]) -> None:

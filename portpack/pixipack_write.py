@@ -29,6 +29,7 @@ from .pixipack_read import (
     PYPI_DIR,
     REPODATA_NAME,
 )
+from .progress import Reporter
 
 #: The modification time tar-rs writes in its deterministic mode (as pixi-pack does).
 MTIME = 1153704088
@@ -146,20 +147,33 @@ def write_pixi_pack(
     records: Sequence[dict[str, Any]],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
+    reporter: Reporter | None = None,
 ) -> None:
     """Write the pixi-pack archive of ``records`` (whose package files are ``files``)."""
     members = layout(platform, records, files, wheels)
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-        for name, content in members:
-            if content is None:
-                tar.addfile(_info(name, 0, directory=True))
-            elif isinstance(content, bytes):
-                tar.addfile(_info(name, len(content), directory=False), io.BytesIO(content))
-            else:
-                with open(content, "rb") as fh:
-                    size = fh.seek(0, 2)
-                    fh.seek(0)
-                    tar.addfile(_info(name, size, directory=False), fh)
+    reporter = reporter or Reporter()
+    reporter.on_transfer_start("Writing", *_totals(members))
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+            for name, content in members:
+                if content is None:
+                    tar.addfile(_info(name, 0, directory=True))
+                elif isinstance(content, bytes):
+                    tar.addfile(_info(name, len(content), directory=False), io.BytesIO(content))
+                else:
+                    with open(content, "rb") as fh:
+                        size = fh.seek(0, 2)
+                        fh.seek(0)
+                        tar.addfile(_info(name, size, directory=False), fh)
+                    reporter.on_transfer_progress(size, 1)
+    finally:
+        reporter.on_transfer_complete()
+
+
+def _totals(members: Sequence[Member]) -> tuple[int, int]:
+    """The package and wheel files among ``members``, and their bytes."""
+    files = [c for _, c in members if isinstance(c, Path)]
+    return len(files), sum(os.stat(f).st_size for f in files)
 
 
 def write_pixi_pack_to(
@@ -168,15 +182,49 @@ def write_pixi_pack_to(
     records: Sequence[dict[str, Any]],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
+    reporter: Reporter | None = None,
 ) -> str:
     """Write the archive to a path (atomically), ``"-"`` (stdout) or a stream; name it."""
     if not isinstance(output, (str, os.PathLike)):
-        write_pixi_pack(output, platform, records, files, wheels)
+        write_pixi_pack(output, platform, records, files, wheels, reporter)
         return "<stream>"
     if str(output) == "-":
-        write_pixi_pack(sys.stdout.buffer, platform, records, files, wheels)
+        write_pixi_pack(sys.stdout.buffer, platform, records, files, wheels, reporter)
         sys.stdout.buffer.flush()
         return "-"
     with outside.atomic_file(output, 0o644) as fh:
-        write_pixi_pack(fh, platform, records, files, wheels)
+        write_pixi_pack(fh, platform, records, files, wheels, reporter)
+    return str(output)
+
+
+def write_pixi_pack_dir(
+    output: str | os.PathLike[str],
+    platform: str,
+    records: Sequence[dict[str, Any]],
+    files: Sequence[Path],
+    wheels: Sequence[Path] = (),
+    reporter: Reporter | None = None,
+) -> str:
+    """Write the archive's members into the folder ``output`` (``--directory-only``),
+    as pixi-pack 0.7.6+ does; the folder appears only once it is complete."""
+    import shutil
+
+    from .archive_dir import new_directory
+
+    members = layout(platform, records, files, wheels)
+    reporter = reporter or Reporter()
+    reporter.on_transfer_start("Writing", *_totals(members))
+    try:
+        with new_directory(output) as root:
+            for name, content in members:
+                path = root / name
+                if content is None:
+                    path.mkdir(mode=0o755)
+                elif isinstance(content, bytes):
+                    path.write_bytes(content)
+                else:
+                    shutil.copyfile(content, path)
+                    reporter.on_transfer_progress(path.stat().st_size, 1)
+    finally:
+        reporter.on_transfer_complete()
     return str(output)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class Reporter:
     """Receives progress events; the default implementation ignores them all."""
@@ -32,6 +34,26 @@ class Reporter:
 
     def on_package_complete(self, name: str) -> None:
         """Packing or unpacking of one package is done."""
+
+    def on_transfer_start(
+        self,
+        what: str,
+        total: int | None,
+        total_bytes: int | None,
+        position: Callable[[], int] | None = None,
+    ) -> None:
+        """A stage that moves bytes starts: ``what`` is ``"Writing"`` (pack writes the
+        archive) or ``"Unpacking"``; ``total`` packages and ``total_bytes`` bytes when
+        known.  ``position`` (when given) returns the bytes done so far and may be
+        called from any thread at any time; otherwise :meth:`on_transfer_progress`
+        reports them.  :meth:`on_package_complete` counts the packages of an unpack.
+        """
+
+    def on_transfer_progress(self, nbytes: int, packages: int = 0) -> None:
+        """``nbytes`` more bytes (and ``packages`` more packages) of the stage are done."""
+
+    def on_transfer_complete(self) -> None:
+        """The stage is over (it succeeded, failed or was interrupted)."""
 
     def warning(self, message: str) -> None:
         """Something the user should know about that does not stop the work."""

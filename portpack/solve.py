@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import rattler
@@ -28,6 +29,13 @@ _ARCHSPEC = {
 }
 
 
+_PRIORITIES = {
+    "strict": rattler.ChannelPriority.Strict,
+    "flexible": rattler.ChannelPriority.Flexible,
+    "disabled": rattler.ChannelPriority.Disabled,
+}
+
+
 def resolve_channel(channel: str) -> rattler.Channel:
     """A channel from a name (``conda-forge``), a URL or a local directory."""
     if "://" in channel:
@@ -40,13 +48,27 @@ def resolve_channel(channel: str) -> rattler.Channel:
     return rattler.Channel(channel)
 
 
+#: conda's override variables, which win over what a manifest declares (as in pixi).
+_OVERRIDES = {
+    "__glibc": "CONDA_OVERRIDE_GLIBC",
+    "__cuda": "CONDA_OVERRIDE_CUDA",
+    "__osx": "CONDA_OVERRIDE_OSX",
+    "__linux": "CONDA_OVERRIDE_LINUX",
+    "__archspec": "CONDA_OVERRIDE_ARCHSPEC",
+}
+
+
 def virtual_packages(
-    platform: str, extra: Sequence[str] = ()
+    platform: str,
+    extra: Sequence[str] = (),
+    declared: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[rattler.GenericVirtualPackage]:
     """Virtual packages for ``platform``: detected on this machine, or defaults.
 
-    ``CONDA_OVERRIDE_GLIBC`` / ``CONDA_OVERRIDE_CUDA`` override them as in conda, and
-    ``extra`` entries (``NAME=VERSION[=BUILD]``) add or replace packages.
+    ``declared`` (a manifest's system requirements, ``__name -> (version, build)``)
+    replaces them, except where a ``CONDA_OVERRIDE_*`` variable is set: that overrides
+    both, as in conda and pixi.  ``extra`` entries (``NAME=VERSION[=BUILD]``, the
+    command line's) add or replace packages last.
     """
     if platform == current_platform():
         overrides = rattler.VirtualPackageOverrides.from_env()
@@ -62,6 +84,9 @@ def virtual_packages(
                 found[name] = (value, "0")
             elif value == "" and name in found:
                 del found[name]
+    for name, (version, build) in (declared or {}).items():
+        if _OVERRIDES.get(name, "") not in os.environ:
+            found[name] = (version, build)
     for item in extra:
         name, _, rest = item.partition("=")
         version, _, build = rest.partition("=")
@@ -95,10 +120,20 @@ def solve(
     platform: str,
     extra_virtual: Sequence[str] = (),
     network: NetworkConfig | None = None,
+    *,
+    declared_virtual: Mapping[str, tuple[str, str]] | None = None,
+    constraints: Sequence[str] = (),
+    channel_priority: str = "strict",
+    strategy: str = "highest",
+    exclude_newer: datetime.datetime | None = None,
 ) -> list[rattler.RepoDataRecord]:
     """Solve ``specs`` against ``channels`` for ``platform`` (plus ``noarch``).
 
     ``network`` (credentials file, mirrors, proxies, TLS) shapes py-rattler's client.
+    ``declared_virtual`` are a manifest's virtual packages (see :func:`virtual_packages`);
+    ``constraints``, ``channel_priority`` (strict, flexible, disabled), ``strategy``
+    (highest, lowest, lowest-direct) and ``exclude_newer`` are pixi's settings of the
+    same names.
     """
     if not specs:
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
@@ -115,7 +150,11 @@ def solve(
                     list(specs),
                     gateway=gateway,
                     platforms=[platform, "noarch"],  # type: ignore[list-item]
-                    virtual_packages=virtual_packages(platform, extra_virtual),
+                    virtual_packages=virtual_packages(platform, extra_virtual, declared_virtual),
+                    constraints=list(constraints) or None,
+                    channel_priority=_PRIORITIES[channel_priority],
+                    strategy=strategy,  # type: ignore[arg-type]
+                    exclude_newer=exclude_newer,
                 )
             )
     except UsageError:

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from stat import S_ISREG
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from . import format as fmt
 from . import outside, preconditions
 from .activation import DEFAULT_SHELL, SHELLS, activation_script, normalize_shell, script_name
+from .archive_dir import is_archive_directory, open_directory
 from .archive_reader import ArchiveReader
 from .condameta import write_records
 from .errors import ArchiveError, InstallError, UsageError
@@ -104,13 +106,16 @@ def _unpack(
     wheels: list[str] = []
     with ExitStack() as stack:
         stream, name = _open(archive, stack)
-        stream, head = sniff(stream)
+        counted = _Counted(stream)
+        stream, head = sniff(cast(BinaryIO, counted))
+        stack.callback(reporter.on_transfer_complete)
         if looks_like_tar(head):
             from . import pixipack_read  # only for pixi-pack archives: keeps start-up short
 
             # pixi-pack: platform, glibc and integrity are checked while it streams.
             target = _check_target(prefix, force)
             created.make(out)
+            reporter.on_transfer_start("Unpacking", None, _size_of(archive), counted.position)
             linked, script = _build(
                 out,
                 env_name,
@@ -134,6 +139,7 @@ def _unpack(
             preconditions.check_all(reader.metadata, str(prefix), str(out))
             _check_wheels(reader.metadata, name)
             created.make(out)
+            reporter.on_transfer_start("Unpacking", *_totals(reader.metadata), counted.position)
             linked, script = _build(
                 out,
                 env_name,
@@ -165,6 +171,41 @@ class _Finish:
 
     run_link_scripts: bool
     shell: str
+
+
+class _Counted:
+    """A stream that counts the bytes read from it (for the progress display)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.count = 0
+        self.name = getattr(stream, "name", "<stream>")
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.count += len(data)
+        return data
+
+    def position(self) -> int:
+        return self.count
+
+
+def _totals(meta: fmt.Metadata) -> tuple[int, int]:
+    """Packages and wheels of a portpack archive, and its bytes (from its metadata)."""
+    sizes = [e.info.zst_size + e.payload.zst_size for e in meta.packages]
+    sizes += [w.zst_size for w in meta.wheels]
+    return len(sizes), sum(sizes)
+
+
+def _size_of(archive: str | os.PathLike[str] | BinaryIO) -> int | None:
+    """The size of an archive file, None for a pipe, a stream or a folder."""
+    if not isinstance(archive, (str, os.PathLike)) or str(archive) == "-":
+        return None
+    try:
+        info = os.stat(archive)
+    except OSError:
+        return None
+    return info.st_size if S_ISREG(info.st_mode) else None
 
 
 def _build(
@@ -232,6 +273,8 @@ def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> t
             # for <stdin> at interpreter shutdown").
             stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
             return stack.enter_context(stdin), "<stdin>"
+        if is_archive_directory(archive):  # written by pack --directory-only
+            return stack.enter_context(open_directory(archive)), str(archive)
         try:
             return stack.enter_context(open(archive, "rb", buffering=0)), str(archive)
         except OSError as exc:

@@ -6,7 +6,11 @@ Used by the fetcher tests and ``benchmarks/bench_fetch.py``.  Features:
 * Faults queued per file name, one consumed per request (:meth:`FaultServer.fail`):
   :class:`Status` (e.g. 500, or 429 with ``Retry-After``), :class:`Drop` (reset the
   connection mid-body), :class:`Short` (close cleanly before ``Content-Length``),
-  :class:`Wrong` (different bytes of the same length) and :class:`Stall`.
+  :class:`Wrong` (different bytes of the same length), :class:`Stall` (silence before
+  the body, or before anything), :class:`Trickle` (a slow body that keeps coming) and
+  :class:`Redirect` (optionally with a body that never ends).
+* Or faults chosen per request by a function (:attr:`FaultServer.chooser`), given the
+  file name and how many requests for it came before (for seeded chaos).
 * Credentials required for every request (:class:`Bearer`, :class:`Basic`,
   :class:`CondaToken`), answered with 401 when missing or wrong.
 * Per-request latency and a per-connection bandwidth cap (for the benchmark).
@@ -36,7 +40,7 @@ import threading
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,12 +76,34 @@ class Wrong:
 
 @dataclass(frozen=True)
 class Stall:
-    """Send the headers, then nothing for ``seconds``, then the body."""
+    """Send the headers, then nothing for ``seconds``, then the body.
+
+    With ``before_headers`` the server accepts the request and sends nothing at all
+    for ``seconds`` (then the whole response)."""
 
     seconds: float
+    before_headers: bool = False
 
 
-Fault = Status | Drop | Short | Wrong | Stall
+@dataclass(frozen=True)
+class Trickle:
+    """Send the body ``chunk`` bytes at a time, one chunk every ``interval`` seconds."""
+
+    chunk: int
+    interval: float
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Answer ``status`` with ``Location: location`` (relative to the server's URL when
+    it has no scheme); with ``endless`` its body never ends."""
+
+    location: str
+    status: int = 302
+    endless: bool = False
+
+
+Fault = Status | Drop | Short | Wrong | Stall | Trickle | Redirect
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,10 @@ class Request:
     sent: int = 0
     proxied: bool = False
     started: float = field(default_factory=time.monotonic)
+    attempt: int = 0
+    """How many requests for the same file name came before this one."""
+    fault: object = None
+    """The fault this request was answered with, if any."""
 
     @property
     def name(self) -> str:
@@ -171,6 +201,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._status(record, 401, extra={"WWW-Authenticate": 'Bearer realm="fault"'})
             return
         fault = fs.next_fault(record.name)
+        if fault is None and fs.chooser is not None:
+            fault = fs.chooser(record.name, record.attempt)
+        record.fault = fault
+        if isinstance(fault, Stall) and fault.before_headers:
+            fs.closing.wait(fault.seconds)  # ends early when the server stops
+        if isinstance(fault, Redirect):
+            self._redirect(record, fault)
+            return
         if isinstance(fault, Status):
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             self._status(record, fault.code, extra=extra)
@@ -203,6 +241,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _redirect(self, record: Request, fault: Redirect) -> None:
+        fs = self.server.owner
+        location = fault.location
+        if "://" not in location:
+            location = fs.url + location.lstrip("/")
+        record.status = fault.status
+        self.send_response(fault.status)
+        self.send_header("Location", location)
+        if not fault.endless:
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(1 << 40))
+        self.end_headers()
+        block = b"x" * _CHUNK
+        while not fs.closing.is_set():  # until the client hangs up (the write fails)
+            self.wfile.write(block)
+            record.sent += len(block)
+
     def _send_file(self, record: Request, file: Path, fault: Fault | None, head: bool) -> None:
         fs = self.server.owner
         stat = file.stat()
@@ -230,14 +287,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        if isinstance(fault, Stall):
+        if isinstance(fault, Stall) and not fault.before_headers:
             self.wfile.flush()
-            time.sleep(fault.seconds)
+            fs.closing.wait(fault.seconds)  # ends early when the server stops
         limit = fault.after if isinstance(fault, Drop | Short) else None
         began = time.monotonic()
         with open(file, "rb") as fh:
             fh.seek(start)
-            for chunk in _chunks(fh, limit):
+            size = fault.chunk if isinstance(fault, Trickle) else _CHUNK
+            for chunk in _chunks(fh, limit, size):
+                if isinstance(fault, Trickle):
+                    self.wfile.flush()
+                    time.sleep(fault.interval)
                 if isinstance(fault, Wrong):
                     chunk = bytes(b ^ 0x5A for b in chunk)
                 self.wfile.write(chunk)
@@ -257,11 +318,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _chunks(fh: object, limit: int | None) -> Iterator[bytes]:
+def _chunks(fh: object, limit: int | None, chunk_size: int = _CHUNK) -> Iterator[bytes]:
     left = limit
     read = fh.read  # type: ignore[attr-defined]
     while True:
-        size = _CHUNK if left is None else min(_CHUNK, left)
+        size = chunk_size if left is None else min(chunk_size, left)
         if size <= 0:
             return
         chunk = read(size)
@@ -301,8 +362,12 @@ class FaultServer:
         self.bandwidth = bandwidth
         self.ranges = ranges
         self.requests: list[Request] = []
+        self.chooser: Callable[[str, int], Fault | None] | None = None
+        """Chooses the fault of a request no queued fault answers: (file name, attempt)."""
         self._faults: dict[str, list[Fault]] = defaultdict(list)
         self._lock = threading.Lock()
+        self.closing = threading.Event()
+        """Set by :meth:`stop`: stalls end then."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
         self.scheme = "http"
@@ -334,6 +399,7 @@ class FaultServer:
 
     def record(self, request: Request) -> None:
         with self._lock:
+            request.attempt = sum(1 for r in self.requests if r.name == request.name)
             self.requests.append(request)
 
     def requests_for(self, name: str) -> list[Request]:
@@ -345,6 +411,7 @@ class FaultServer:
         return self
 
     def stop(self) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
 

@@ -1,5 +1,5 @@
-"""Helpers of the fetcher tests: locks pointing at a loopback server, a channel of big
-packages, and looking into the package cache."""
+"""Helpers of the fetcher tests: locks pointing at a loopback server, channels of
+generated packages, seeded chaos, and looking into the package cache."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import portpack
-from faultserver import FaultServer
+from faultserver import Fault, FaultServer
 from portpack.lockfile import read_lock
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
@@ -70,19 +71,67 @@ def assert_cache_sound(cache: Path, records: list[dict[str, Any]]) -> None:
         assert sha256(entry) == record["sha256"], f"{entry} is corrupt"
 
 
-def build_big_channel(dest: Path, count: int, size: int, seed: int = 1) -> Path:
-    """A channel of ``count`` noarch packages ``big-N`` of ``size`` random bytes each."""
-    rng = random.Random(seed)
+def build_big_channel(dest: Path, count: int, size: int, seed: int = 1, name: str = "big") -> Path:
+    """A channel of ``count`` noarch packages ``<name>-N`` of ``size`` random bytes each
+    (the file ``share/<name>/N.bin``, see :func:`payload`)."""
     for index in range(count):
         spec = PackageSpec(
-            name=f"big-{index}",
+            name=f"{name}-{index}",
             version="1.0",
-            files={f"share/big/{index}.bin": rng.randbytes(size)},
+            files={f"share/{name}/{index}.bin": payload(index, size, seed)},
         )
         write_conda(dest / "noarch", spec, zstd_level=1)
     (dest / "linux-64").mkdir(parents=True, exist_ok=True)
     index_channel(dest)
     return dest
+
+
+def payload(index: int, size: int, seed: int = 1) -> bytes:
+    """The content of package ``index`` of :func:`build_big_channel`."""
+    return random.Random(f"{seed}/{index}").randbytes(size)
+
+
+#: Makes a fault from a seeded random generator (e.g. a cut at a random byte).
+FaultMaker = Callable[[random.Random], Fault]
+
+
+def chaos(seed: int, rate: float, makers: Sequence[FaultMaker]) -> Callable[[str, int], Any]:
+    """A :attr:`FaultServer.chooser` failing about ``rate`` of the requests at random.
+
+    The choice depends on the seed, the file name and the attempt only: the same
+    requests fail in every run, whatever order the threads send them in.
+    """
+
+    def choose(name: str, attempt: int) -> Fault | None:
+        rng = random.Random(f"{seed}/{name}/{attempt}")
+        if rng.random() >= rate:
+            return None
+        return rng.choice(makers)(rng)
+
+    return choose
+
+
+def policy_config(path: Path, **keys: float) -> Path:
+    """A ``--config`` file whose ``[portpack]`` table sets these fetch policy keys
+    (``retry_backoff=0.05`` is written ``retry-backoff = 0.05``)."""
+    lines = ["[portpack]", *(f"{k.replace('_', '-')} = {v!r}" for k, v in keys.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Wait for a child started by :func:`run_pack`: ``(status, stdout, stderr)``.
+
+    No timeout of its own: the test's timeout marker bounds it, and the child is
+    killed on the way out whatever happened.
+    """
+    try:
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
 
 
 def run_pack(lock: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen[str]:

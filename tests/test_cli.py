@@ -121,6 +121,82 @@ def test_unreachable_channel_is_a_fetch_error_not_a_solve_error(tmp_path: Path) 
     assert "cannot solve" not in out.stderr
 
 
+def _help(*command: str) -> str:
+    out = subprocess.run(
+        [*PORTPACK, *command, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100"},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _help_column(text: str) -> int:
+    line = next(x for x in text.splitlines() if x.startswith("  -h, --help "))
+    return line.index("Show this message and exit.")
+
+
+def test_unpack_help_has_the_layout_of_the_click_commands() -> None:
+    unpack, pack = _help("unpack"), _help("pack")
+    for text, command in ((unpack, "unpack"), (pack, "pack")):
+        assert text.startswith(f"Usage: portpack {command} [OPTIONS] ["), text
+        sections = [x for x in text.splitlines() if x and not x.startswith(" ")]
+        assert sections == [sections[0], "Options:"], sections  # Usage, Options, no others
+        assert "\n  Examples:\n    portpack " in text
+        options = text.split("\nOptions:\n")[1].split("\n\n")[0].splitlines()
+        assert all(x.startswith("  -") or x.startswith(" " * 34) for x in options), options
+        assert all(len(x) <= 98 for x in options)
+    assert _help_column(unpack) == _help_column(pack) == 34
+    # The description says what it takes, pixi-pack archives and folders included.
+    description = " ".join(unpack.split("\n\n")[1].split())
+    assert "portpack or pixi-pack archive" in description and "--directory-only" in description
+    assert "a portpack archive" not in unpack
+
+
+def test_every_option_is_in_the_help() -> None:
+    from portpack.cli import cli as group
+    from portpack.unpack_cli import build_parser
+
+    text = _help("unpack")
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            assert f" {option}" in text, option
+    for name, command in group.commands.items():
+        if name == "unpack":
+            continue
+        text = _help(name)
+        for param in command.params:
+            for option in [*param.opts, *param.secondary_opts]:
+                if option.startswith("-"):
+                    assert option in text, (name, option)
+
+
+def test_main_help_shows_whole_descriptions_and_examples() -> None:
+    from portpack.cli import cli as group
+
+    text = _help()
+    flat = " ".join(text.split())
+    for name, command in group.commands.items():
+        first = " ".join((command.help or "").split("\n\n")[0].split())
+        assert f"{name} {first}" in flat.replace("- ", "-"), name
+    assert "..." not in text.split("Commands:")[1]
+    assert "\n  Examples:\n    portpack " in text
+
+
+def test_unpack_help_does_not_import_click() -> None:
+    code = (
+        "import sys\n"
+        "from portpack.__main__ import main\n"
+        "try:\n    main(['unpack', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('CLICK=' + str('click' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "CLICK=False"
+    assert "Usage: portpack unpack" in out.stdout
+
+
 def test_usage_errors_exit_2_for_every_command(tmp_path: Path) -> None:
     """A file named on the command line that does not exist is a usage error everywhere."""
     missing = tmp_path / "missing"

@@ -417,3 +417,14 @@ def test_lock_over_tls_with_a_private_ca(
 def test_missing_ca_bundle_is_a_usage_error(template: LockTemplate, tmp_path: Path) -> None:
     with pytest.raises(portpack.UsageError, match=r"CA bundle .*nope\.pem does not exist"):
         _pack(template, "https://127.0.0.1:1/", tmp_path, ca_bundle=tmp_path / "nope.pem")
+
+
+def test_config_file_in_toml_11_as_pixi_writes_it(
+    fixture_channel: Path, template: LockTemplate, tmp_path: Path
+) -> None:
+    """A proxy table spread over lines with a trailing comma (TOML 1.1) is read."""
+    with FaultServer(fixture_channel) as proxy:
+        config = tmp_path / "c.toml"
+        config.write_text(f'proxy-config = {{\n    http = "{proxy.url}",\n}}\n')
+        _pack(template, "http://channel.example.invalid/", tmp_path / "a", config=config)
+        assert len(proxy.requests) == 4 and all(r.proxied for r in proxy.requests)

@@ -12,7 +12,7 @@ import pytest
 import rattler
 
 import portpack
-from portpack.errors import LockfileError, PreconditionError
+from portpack.errors import IncompleteEnvironmentError, LockfileError, PreconditionError
 from portpack.lockfile import read_lock
 
 DATA = Path(__file__).parent / "data"
@@ -145,3 +145,197 @@ def test_portpack_lock_is_read_back_by_rattler(fixture_channel: Path, tmp_path: 
         r.name.normalized for r in env.conda_repodata_records_for_platform(env.platforms()[0]) or []
     }
     assert names == {"actpkg", "clobber-a"}
+
+
+# --- what a lock holds that portpack cannot pack as is ---------------------------------------
+
+SOURCE_LOCK = """\
+version: 6
+environments:
+  default:
+    channels:
+    - url: @CHANNEL@
+    packages:
+      linux-64:
+      - conda: @CHANNEL@noarch/actpkg-1.0-0.conda
+      - conda: .
+      - conda: ./tools
+@EXTRA_ENVS@
+packages:
+- conda: @CHANNEL@noarch/actpkg-1.0-0.conda
+  subdir: noarch
+  noarch: generic
+  sha256: @SHA256:actpkg@
+  md5: @MD5:actpkg@
+  license: MIT
+  size: @SIZE:actpkg@
+  timestamp: 1700000000000
+- conda: .
+  name: mysrc
+  version: 0.1.0
+  build: h1234_0
+  subdir: noarch
+  variants:
+    target_platform: noarch
+  depends:
+  - actpkg
+- conda: ./tools
+  name: mytool
+  version: '2.0'
+  build: h5678_0
+  subdir: noarch
+  depends:
+  - mysrc
+@EXTRA_PACKAGES@
+"""
+
+ONLY_SOURCE_ENV = """\
+  only-source:
+    channels:
+    - url: @CHANNEL@
+    packages:
+      linux-64:
+      - conda: .
+  only-pypi:
+    channels:
+    - url: @CHANNEL@
+    packages:
+      linux-64:
+      - pypi: https://example.com/wheels/rich-13.0-py3-none-any.whl
+  no-python:
+    channels:
+    - url: @CHANNEL@
+    packages:
+      linux-64:
+      - conda: @CHANNEL@noarch/greetlib-1.0-0.conda
+      - conda: @CHANNEL@noarch/actpkg-1.0-0.conda"""
+
+EXTRA_PACKAGES = """\
+- pypi: https://example.com/wheels/rich-13.0-py3-none-any.whl
+  name: rich
+  version: '13.0'
+  sha256: 0000000000000000000000000000000000000000000000000000000000000000
+- conda: @CHANNEL@noarch/greetlib-1.0-0.conda
+  subdir: noarch
+  noarch: python
+  sha256: @SHA256:greetlib@
+  md5: @MD5:greetlib@
+  depends:
+  - python
+  license: MIT
+  size: @SIZE:greetlib@
+  timestamp: 1700000000000"""
+
+
+@pytest.fixture
+def source_lock(fixture_channel: Path, tmp_path: Path) -> Path:
+    template = tmp_path / "source.lock.in"
+    text = SOURCE_LOCK.replace("@EXTRA_ENVS@", ONLY_SOURCE_ENV)
+    template.write_text(text.replace("@EXTRA_PACKAGES@", EXTRA_PACKAGES))
+    return render(str(template), fixture_channel, tmp_path / "pixi.lock")
+
+
+def _built(tmp_path: Path, name: str, version: str, depends: list[str]) -> Path:
+    from support.pkgwriter import PackageSpec, write_conda
+
+    spec = PackageSpec(name, version, depends=depends, files={f"share/{name}.txt": name})
+    return write_conda(tmp_path / "built", spec)
+
+
+def test_source_packages_are_read_from_the_lock(source_lock: Path) -> None:
+    locked = read_lock(source_lock, "default", "linux-64")
+    assert [r["name"] for r in locked.records] == ["actpkg"]
+    assert [s.describe() for s in locked.sources] == [
+        "mysrc 0.1.0 h1234_0 (conda: .)",
+        "mytool 2.0 h5678_0 (conda: ./tools)",
+    ]
+
+
+def test_source_packages_are_refused_by_name(source_lock: Path, tmp_path: Path) -> None:
+    with pytest.raises(LockfileError) as info:
+        portpack.pack(lockfile=source_lock, output=tmp_path / "x.tar", cache_dir=tmp_path / "c")
+    message = str(info.value)
+    assert "2 source packages" in message
+    assert "mysrc 0.1.0 h1234_0 (conda: .)" in message
+    assert "mytool 2.0 h5678_0 (conda: ./tools)" in message
+    assert info.value.hint and "--inject" in info.value.hint
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_injected_builds_take_the_place_of_source_packages(
+    source_lock: Path, tmp_path: Path
+) -> None:
+    mysrc = _built(tmp_path, "mysrc", "0.1.0", ["actpkg"])
+    mytool = _built(tmp_path, "mytool", "2.0", ["mysrc"])
+    with pytest.raises(LockfileError, match=r"mytool 2.0 h5678_0 \(conda: ./tools\): not built"):
+        portpack.pack(
+            lockfile=source_lock,
+            output=tmp_path / "x.tar",
+            cache_dir=tmp_path / "c",
+            inject=[mysrc],
+        )
+    result = portpack.pack(
+        lockfile=source_lock,
+        output=tmp_path / "env.tar",
+        cache_dir=tmp_path / "c",
+        inject=[mysrc, mytool],
+    )
+    assert [p.rsplit("-", 2)[0] for p in result.packages] == ["actpkg", "mysrc", "mytool"]
+    unpacked = portpack.unpack(tmp_path / "env.tar", tmp_path / "out")
+    assert (unpacked.prefix / "share/mytool.txt").read_text() == "mytool"
+
+
+def test_injected_build_of_another_version_is_refused(source_lock: Path, tmp_path: Path) -> None:
+    wrong = _built(tmp_path, "mysrc", "0.2.0", ["actpkg"])
+    tool = _built(tmp_path, "mytool", "2.0", ["mysrc"])
+    with pytest.raises(
+        LockfileError, match=r"mysrc 0.1.0 h1234_0 \(conda: .\): --inject gives version 0.2.0"
+    ):
+        portpack.pack(
+            lockfile=source_lock,
+            output=tmp_path / "x.tar",
+            cache_dir=tmp_path / "c",
+            inject=[wrong, tool],
+        )
+
+
+def test_a_lock_of_only_source_packages_names_them(source_lock: Path, tmp_path: Path) -> None:
+    with pytest.raises(LockfileError) as info:
+        portpack.pack(
+            lockfile=source_lock,
+            environment="only-source",
+            output=tmp_path / "x.tar",
+            cache_dir=tmp_path / "c",
+        )
+    assert "1 source package (built by pixi-build)" in str(info.value)
+    assert "mysrc 0.1.0" in str(info.value)
+    assert "no packages" not in str(info.value)
+
+
+def test_an_environment_of_only_pypi_packages_says_so(source_lock: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*PORTPACK, "pack", "-l", str(source_lock), "-e", "only-pypi", "-o", "x.tar"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "has only PyPI packages (rich) and no conda packages" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_noarch_python_without_python_is_refused_at_pack_time(
+    source_lock: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(IncompleteEnvironmentError) as info:
+        portpack.pack(
+            lockfile=source_lock,
+            environment="no-python",
+            output=tmp_path / "x.tar",
+            cache_dir=tmp_path / "c",
+        )
+    assert "noarch python packages but no python package" in str(info.value)
+    assert "greetlib-1.0-0" in str(info.value)
+    assert not (tmp_path / "x.tar").exists()

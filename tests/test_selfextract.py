@@ -229,7 +229,12 @@ def run_sh(path: Path, *args: str, tmpdir: Path) -> subprocess.CompletedProcess[
 def test_help_and_bad_options(env_sh: Path, tmp_path: Path) -> None:
     out = run_sh(env_sh, "--help", tmpdir=tmp_path / "t")
     assert out.returncode == 0, out.stderr
-    for text in ("usage: env.sh", "-o OUTPUT_DIRECTORY", "-e ENV_NAME", "sh env.sh -o /app"):
+    for text in (
+        "Usage: env.sh [OPTIONS]\n",
+        "  -o, --output-directory DIRECTORY",
+        "  -e, --env-name TEXT",
+        "sh env.sh -o /app",
+    ):
         assert text in out.stdout
     assert "archive" not in out.stdout.split("\n\n")[0]  # usage: it unpacks itself
     out = run_sh(env_sh, "-o", str(tmp_path / "o"), "stray", tmpdir=tmp_path / "t")

@@ -115,3 +115,31 @@ def test_this_machine_honours_glibc_override(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "2.17")
     assert _as_dict(host)["__glibc"][0] == "2.17"
     assert _as_dict(host, ["__glibc=2.5"])["__glibc"] == ("2.5", "0")
+
+
+def _declared(
+    platform: str, declared: dict[str, tuple[str, str]], extra: Sequence[str] = ()
+) -> dict[str, tuple[str, str]]:
+    packages = virtual_packages(platform, extra, declared)
+    return {str(p.name.normalized): (str(p.version), str(p.build_string)) for p in packages}
+
+
+def test_declared_replace_defaults_and_detection() -> None:
+    """A manifest's system requirements are what the solve assumes, as in pixi."""
+    declared = {"__glibc": ("2.17", "0"), "__cuda": ("12.4", "0")}
+    for platform in (FOREIGN_LINUX, current_platform()):
+        found = _declared(platform, declared)
+        assert found["__glibc"] == ("2.17", "0")
+        assert found["__cuda"] == ("12.4", "0")
+
+
+def test_condas_override_wins_over_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "11.8")
+    found = _declared(FOREIGN_LINUX, {"__cuda": ("12.4", "0"), "__glibc": ("2.17", "0")})
+    assert found["__cuda"] == ("11.8", "0")
+    assert found["__glibc"] == ("2.17", "0")
+
+
+def test_command_line_wins_over_declared() -> None:
+    found = _declared(FOREIGN_LINUX, {"__cuda": ("12.4", "0")}, ["__cuda=12.0"])
+    assert found["__cuda"] == ("12.0", "0")
