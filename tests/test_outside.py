@@ -428,6 +428,23 @@ def test_pack_output_path_mistakes(lockfile: Path, tmp_path: Path, extra: tuple[
     assert_unchanged(tmp_path, before)
 
 
+def test_directory_only_output_path_mistakes(
+    lockfile: Path, readonly_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "FILE").write_text("a file")
+    (tmp_path / "c").mkdir()
+    before = snap(tmp_path)
+    for output, named in (
+        (tmp_path / "FILE", f"{tmp_path / 'FILE'} exists and is not a directory"),
+        (tmp_path / "FILE" / "sub", f"{tmp_path / 'FILE'} is not a directory"),
+        (readonly_dir / "new" / "folder", f"{readonly_dir}: it is on a read-only file system"),
+    ):
+        result = run("pack", "-l", lockfile, "--directory-only", "-o", output)
+        assert_one_paragraph(result, named)
+        assert result.returncode == 2
+    assert_unchanged(tmp_path, before)
+
+
 def test_lock_output_path_mistakes(fixture_channel: Path, tmp_path: Path) -> None:
     (tmp_path / "DIR").mkdir()
     (tmp_path / "FILE").write_text("a file")
