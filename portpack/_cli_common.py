@@ -16,6 +16,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 package"``, ``"2 packages"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 class StderrReporter(Reporter):
     """Prints warnings to stderr (progress display arrives with the fetcher work)."""
 

@@ -323,24 +323,35 @@ def new_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     ``target`` may be missing or an empty folder; anything else is refused.  On an
     error (or an interrupt) the half-written folder is removed.
     """
-    import shutil
-    import tempfile
-
+    from . import outside
     from .errors import UsageError
 
-    path = Path(target)
+    path = Path(os.path.abspath(target))
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UsageError(f"{path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()):
         raise UsageError(f"{path} already exists and is not empty")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    created = outside.CreatedDirs()  # removed again (if still empty) on failure
     try:
-        yield tmp
-        tmp.chmod(0o755)
-        if path.is_dir():
-            path.rmdir()
-        os.rename(tmp, path)
+        created.make(path.parent)
+        tmp = outside.make_private_dir(path.parent, path.name)
+        try:
+            yield tmp
+            tmp.chmod(0o755)
+            if path.is_dir():
+                try:
+                    path.rmdir()
+                except OSError:
+                    raise UsageError(f"{path} is no longer empty; it was left as it is") from None
+            try:
+                outside.rename_noreplace(tmp, path)  # never replaces what appeared meanwhile
+            except FileExistsError:
+                raise UsageError(
+                    f"{path} appeared while the folder was being written; it was left as it is"
+                ) from None
+        except BaseException:
+            outside.remove_tree(tmp)
+            raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        created.remove()
         raise

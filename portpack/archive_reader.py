@@ -31,6 +31,8 @@ _QUEUE_DEPTH = 16
 _FRAME_FEED = 256
 #: Seconds close() waits for the reader thread to notice it must stop.
 _CLOSE_WAIT = 0.5
+#: Seconds of one slice of the consumer's wait for the reader thread.
+_GET_SLICE = 0.1
 
 
 class RawInput:
@@ -75,29 +77,61 @@ class _SegmentSource:
         return data
 
 
+class FrameError(ArchiveError):
+    """A zstd frame could not be decoded; ``head`` holds its first decoded bytes."""
+
+    def __init__(self, message: str, head: bytes) -> None:
+        super().__init__(message)
+        self.head = head
+
+
 def read_frame(raw: RawInput, dctx: zstandard.ZstdDecompressor, limit: int) -> bytes:
     """Decode exactly one zstd frame (portpack's own small frames)."""
     start = raw.offset
     dobj = dctx.decompressobj()
-    out = []
+    out: list[bytes] = []
     size = 0
+
+    def fail(message: str) -> FrameError:
+        return FrameError(message, b"".join(out)[:BLOCK])
+
     while not dobj.eof:
         # Small inputs bound what one call can produce (a zstd block expands at most
         # ~32768x), so a hostile frame cannot balloon memory before the limit check.
         chunk = raw.read(_FRAME_FEED)
         if not chunk:
-            raise ArchiveError(f"{raw.name} is truncated at byte {raw.offset}")
+            raise fail(f"{raw.name} is truncated at byte {raw.offset}")
         try:
             data = dobj.decompress(chunk)
         except zstandard.ZstdError as exc:
-            raise ArchiveError(f"{raw.name}: corrupt zstd frame at byte {start}: {exc}") from exc
+            raise fail(f"{raw.name}: corrupt zstd frame at byte {start}: {exc}") from exc
         size += len(data)
-        if size > limit:
-            raise ArchiveError(f"{raw.name}: frame at byte {start} is larger than allowed")
         out.append(data)
+        if size > limit:
+            raise fail(f"{raw.name}: frame at byte {start} is larger than allowed")
     if dobj.unused_data:
         raw.unread(dobj.unused_data)
     return b"".join(out)
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _not_first(name: str, member: str) -> ArchiveError:
+    return ArchiveError(
+        f"{name} is not a portpack archive: its first member is {member!r}, "
+        f"not {fmt.METADATA_NAME} (a portpack archive starts with it)"
+    )
+
+
+def _member_name(block: bytes) -> str | None:
+    """The member name of a tar header block, or None if ``block`` is not one."""
+    if len(block) < BLOCK:
+        return None
+    try:
+        return parse_header(block[:BLOCK], "").name
+    except ArchiveError:
+        return None
 
 
 def _outer_header(block: bytes, expected: str, size: int, where: str) -> None:
@@ -156,15 +190,32 @@ class ArchiveReader:
         """The first wheel, seen by :meth:`packages` and handed on to :meth:`wheels`."""
 
     def _read_metadata(self) -> fmt.Metadata:
-        first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
+        magic = self._raw.read(len(_ZSTD_MAGIC))
+        if not magic:
+            raise ArchiveError(f"{self.name} is empty")
+        self._raw.unread(magic)
+        if magic != _ZSTD_MAGIC:
+            raise ArchiveError(
+                f"{self.name} is not a portpack or pixi-pack archive "
+                "(it starts with neither a zstd frame nor a tar header)"
+            )
+        try:
+            first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
+        except FrameError as exc:
+            member = _member_name(exc.head)
+            if member is not None and member != fmt.METADATA_NAME:
+                raise _not_first(self.name, member) from None
+            raise
         if len(first) < BLOCK:
             raise ArchiveError(f"{self.name} is not a portpack archive (too short)")
         try:
             header = parse_header(first[:BLOCK], self.name)
         except ArchiveError:
             raise ArchiveError(f"{self.name} is not a portpack archive") from None
-        if header.name != fmt.METADATA_NAME or BLOCK + header.size > len(first):
-            raise ArchiveError(f"{self.name} is not a portpack archive (no {fmt.METADATA_NAME})")
+        if header.name != fmt.METADATA_NAME:
+            raise _not_first(self.name, header.name)
+        if BLOCK + header.size > len(first):
+            raise ArchiveError(f"{self.name}: {fmt.METADATA_NAME} is cut short in its frame")
         self._pad = 0
         return fmt.Metadata.from_json(first[BLOCK : BLOCK + header.size])
 
@@ -265,7 +316,27 @@ class ArchiveReader:
     # -- consumer ---------------------------------------------------------------------
 
     def _get(self) -> object:
-        item = self._queue.get()
+        """The next item from the reader thread; every wait is bounded.
+
+        The wait is cut into short slices: between them the main thread runs its
+        signal handlers (a signal the kernel gave to another thread does not wake a
+        blocked lock), and a reader thread that died without an answer is noticed.
+        """
+        while True:
+            try:
+                item = self._queue.get(timeout=_GET_SLICE)
+                break
+            except queue.Empty:
+                thread = self._thread
+                if thread is not None and thread.is_alive():
+                    continue
+                try:  # it may have answered just before it ended
+                    item = self._queue.get_nowait()
+                    break
+                except queue.Empty:
+                    raise ArchiveError(
+                        f"{self.name}: the archive reader stopped unexpectedly"
+                    ) from None
         if isinstance(item, _Failure):
             raise item.error
         return item

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ._cli_common import run_reporting_errors
+from ._cli_common import plural, run_reporting_errors
 from ._version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -44,6 +44,34 @@ def _network_options(func: _F) -> _F:
     ]
     for option in reversed(options):
         func = option(func)
+    return func
+
+
+_INPUT_NAMES = {
+    "manifest": "manifest",
+    "lockfile": "lockfile",
+    "auth_file": "credentials file (--auth-file)",
+    "config": "config file (--config)",
+    "ca_bundle": "CA bundle (--ca-bundle)",
+}
+
+
+def _inputs_checked(func: _F, **paths: Any) -> _F:
+    """Check that the files named on the command line exist; return ``func`` to call.
+
+    A missing file is a usage error (exit 2), as a missing archive is for unpack.
+    """
+    from .errors import UsageError
+
+    for key, what in _INPUT_NAMES.items():
+        path = paths.get(key)
+        if path is not None and not isinstance(path, (tuple, list)):
+            import os
+
+            if not os.path.exists(path):
+                raise UsageError(f"{what} {path} does not exist")
+            if os.path.isdir(path):
+                raise UsageError(f"{what} {path} is a directory, not a file")
     return func
 
 
@@ -138,7 +166,7 @@ def lock(
     from .locking import lock as do_lock
 
     path = run_reporting_errors(
-        lambda: do_lock(
+        lambda: _inputs_checked(do_lock, manifest=manifest, **network)(
             specs,
             channels=channels,
             platforms=platforms,
@@ -388,7 +416,7 @@ def pack(
         )
 
     result = run_reporting_errors(
-        lambda: do_pack(
+        lambda: _inputs_checked(do_pack, manifest=manifest, lockfile=lockfile, **network)(
             specs,
             channels=channels,
             manifest=manifest,
@@ -420,10 +448,11 @@ def pack(
         for dist in [*result.packages, *result.wheels]:
             click.echo(f"  {dist}", err=output == "-")
     if not quiet:
-        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
+        wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
+        where = "standard output" if output == "-" else result.output
         click.echo(
-            f"Packed {len(result.packages)} packages{wheels} for {result.platform} "
-            f"into {result.output}",
+            f"Packed {plural(len(result.packages), 'package')}{wheels} for {result.platform} "
+            f"into {where}",
             err=output == "-",
         )
 
@@ -483,9 +512,6 @@ def render_plan(plan: Any) -> str:
 
     def size(value: int | None) -> str:
         return "?" if value is None else human_bytes(value)
-
-    def plural(count: int, word: str) -> str:
-        return f"{count} {word}{'' if count == 1 else 's'}"
 
     rows = [("NAME", "VERSION", "BUILD", "SIZE")]
     rows += [(p.name, p.version, p.build or "", size(p.size)) for p in plan.packages]

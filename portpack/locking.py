@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import outside
 from ._platform import current_platform
 from .auth import strip_credentials
 from .errors import UsageError
@@ -96,6 +97,7 @@ def lock(
     from .netconfig import load_network_config
     from .solve import resolve_channel
 
+    outside.check_file(output)  # before the solve: a bad -o is known at once
     network = load_network_config(
         config, auth_file=auth_file, ca_bundle=ca_bundle, insecure_hosts=insecure_hosts
     )
@@ -112,12 +114,13 @@ def lock(
     solved = {s.platform: _clean_records(_solve(s, virtual_packages, network)) for s in wanted}
     path = Path(output)
     channels_used = list(dict.fromkeys(c for s in wanted for c in s.channels))
-    write_lock(
-        path,
-        [_clean_channel(resolve_channel(c)) for c in channels_used],
-        solved,
-        environment,
-    )
+    with outside.atomic_path(path) as tmp:  # missing parents are created, as pack does
+        write_lock(
+            tmp,
+            [_clean_channel(resolve_channel(c)) for c in channels_used],
+            solved,
+            environment,
+        )
     return path
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 from . import format as fmt
+from . import outside
 from ._version import __version__
 from .archive_writer import write_archive, write_directory
 from .auth import strip_record
@@ -211,6 +212,12 @@ def pack(
         raise UsageError("--directory-only writes a folder: not with --create-executable")
     if directory_only and (not isinstance(output, (str, os.PathLike)) or str(output) == "-"):
         raise UsageError("--directory-only writes a folder, not to standard output or a stream")
+    if isinstance(output, (str, os.PathLike)) and str(output) != "-":
+        # before any download: a bad -o is known at once
+        if directory_only:
+            outside.check_directory(output)
+        else:
+            outside.check_file(output)
     network, platform, records, wheels, source = _resolve(
         specs,
         channels=channels,
@@ -702,13 +709,5 @@ def _write(
         sys.stdout.buffer.flush()
         return
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            emit(fh, target.name)
-        os.chmod(tmp, 0o644 if bootstrap is None else 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with outside.atomic_file(target, 0o644 if bootstrap is None else 0o755) as fh:
+        emit(fh, target.name)

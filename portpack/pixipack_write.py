@@ -14,11 +14,11 @@ import json
 import os
 import sys
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import outside
 from ._version import __version__
 from .errors import PackageError
 from .pixipack_read import (
@@ -192,17 +192,8 @@ def write_pixi_pack_to(
         write_pixi_pack(sys.stdout.buffer, platform, records, files, wheels, reporter)
         sys.stdout.buffer.flush()
         return "-"
-    target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write_pixi_pack(fh, platform, records, files, wheels, reporter)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with outside.atomic_file(output, 0o644) as fh:
+        write_pixi_pack(fh, platform, records, files, wheels, reporter)
     return str(output)
 
 

@@ -6,13 +6,14 @@ It is also what a self-extracting archive runs on a target without portpack.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
-from ._cli_common import run_reporting_errors
+from ._cli_common import plural, run_reporting_errors
 from ._version import __version__
 from .activation import DEFAULT_SHELL, SHELLS, source_command
 
@@ -180,8 +181,35 @@ def build_parser(
     return parser
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGINT/SIGTERM: stop the unpack; a second signal must not cut its clean-up short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is _interrupted:
+            signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _handle_signals() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+        signal.signal(signal.SIGINT, _interrupted)
+
+
+def _leave(exc: SystemExit) -> NoReturn:
+    """Exit with ``exc``'s status, at once if a thread still waits on the input.
+
+    After an error or an interrupt the archive reader may be blocked reading a pipe
+    whose writer is still alive: the clean-up is done and reported, so the process
+    ends here and no interpreter shutdown waits behind that read.
+    """
+    import threading
+
+    code = exc.code if isinstance(exc.code, int) else 1
+    if threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise exc
 
 
 def main(
@@ -195,29 +223,32 @@ def main(
     args = build_parser(prog, self_extracting=archive is not None).parse_args(argv)
     if archive is not None:
         args.archive = archive
-    signal.signal(signal.SIGTERM, _terminate)
+    _handle_signals()
     from .progress_term import TerminalReporter
     from .unpacking import unpack
 
-    result = run_reporting_errors(
-        lambda: unpack(
-            args.archive,
-            args.output_directory,
-            args.env_name,
-            force=args.force,
-            run_link_scripts=args.run_link_scripts,
-            strict=args.strict,
-            shell=args.shell,
-            reporter=TerminalReporter(args.quiet),
-        ),
-        args.debug or args.verbose > 1,
-    )
+    try:
+        result = run_reporting_errors(
+            lambda: unpack(
+                args.archive,
+                args.output_directory,
+                args.env_name,
+                force=args.force,
+                run_link_scripts=args.run_link_scripts,
+                strict=args.strict,
+                shell=args.shell,
+                reporter=TerminalReporter(args.quiet),
+            ),
+            args.debug or args.verbose > 1,
+        )
+    except SystemExit as exc:
+        _leave(exc)
     if args.verbose and not args.quiet:
         for dist in [*result.packages, *result.wheels]:
             print(f"  {dist}")
     if not args.quiet:
-        wheels = f" and {len(result.wheels)} PyPI wheels" if result.wheels else ""
-        print(f"Unpacked {len(result.packages)} packages{wheels} into {result.prefix}")
+        wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
+        print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
 

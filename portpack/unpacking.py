@@ -8,6 +8,7 @@ an interrupt never leaves a prefix that looks complete.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -17,8 +18,8 @@ from stat import S_ISREG
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from . import format as fmt
-from . import preconditions
-from .activation import DEFAULT_SHELL, activation_script, normalize_shell, script_name
+from . import outside, preconditions
+from .activation import DEFAULT_SHELL, SHELLS, activation_script, normalize_shell, script_name
 from .archive_dir import is_archive_directory, open_directory
 from .archive_reader import ArchiveReader
 from .condameta import write_records
@@ -34,7 +35,7 @@ from .streams import looks_like_tar, sniff
 if TYPE_CHECKING:
     from . import pixipack_read
 
-STAGING_MARK = ".portpack-"
+STAGING_MARK = outside.MARK
 #: Threads creating small files while the main thread parses (see portpack/writers.py).
 #: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
 #: none, 3.36 s with one), but on ext4 with a cold page cache it adds system time
@@ -79,6 +80,28 @@ def unpack(
     _check_env_name(env_name)
     shell = normalize_shell(shell)
     out = Path(os.path.abspath(output_dir))
+    outside.check_directory(out)
+    created = outside.CreatedDirs()  # removed again (if still empty) when the unpack fails
+    try:
+        return _unpack(
+            archive, out, env_name, force, run_link_scripts, strict, shell, reporter, created
+        )
+    except BaseException:
+        created.remove()
+        raise
+
+
+def _unpack(
+    archive: str | os.PathLike[str] | BinaryIO,
+    out: Path,
+    env_name: str,
+    force: bool,
+    run_link_scripts: bool,
+    strict: bool,
+    shell: str,
+    reporter: Reporter,
+    created: outside.CreatedDirs,
+) -> UnpackResult:
     prefix = out / env_name
     wheels: list[str] = []
     with ExitStack() as stack:
@@ -90,13 +113,15 @@ def unpack(
             from . import pixipack_read  # only for pixi-pack archives: keeps start-up short
 
             # pixi-pack: platform, glibc and integrity are checked while it streams.
-            _check_target(prefix, force)
-            out.mkdir(parents=True, exist_ok=True)
+            target = _check_target(prefix, force)
+            created.make(out)
             reporter.on_transfer_start("Unpacking", None, _size_of(archive), counted.position)
-            linked = _build(
+            linked, script = _build(
                 out,
                 env_name,
                 name,
+                target,
+                _Finish(run_link_scripts, shell),
                 lambda dest: pixipack_read.install(
                     stream,
                     name,
@@ -110,25 +135,42 @@ def unpack(
         else:
             reader = ArchiveReader(stream, name)
             stack.callback(reader.close)
-            _check_target(prefix, force)
+            target = _check_target(prefix, force)
             preconditions.check_all(reader.metadata, str(prefix), str(out))
             _check_wheels(reader.metadata, name)
-            out.mkdir(parents=True, exist_ok=True)
+            created.make(out)
             reporter.on_transfer_start("Unpacking", *_totals(reader.metadata), counted.position)
-            linked = _build(
+            linked, script = _build(
                 out,
                 env_name,
                 name,
+                target,
+                _Finish(run_link_scripts, shell),
                 lambda dest: _install_all(reader, dest, str(prefix), strict, reporter, wheels),
             )
-        if run_link_scripts:
-            _run_link_scripts(prefix, [record for record, _ in linked])
-        script = _write_activation(out, prefix, shell)
         return UnpackResult(prefix, script, [pkg.dist for _, pkg in linked], wheels)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 Installed = list[tuple[dict[str, Any], LinkedPackage]]
+
+
+@dataclass
+class _Target:
+    """What was at the prefix when the unpack checked it: the final move replaces only that."""
+
+    path: Path
+    kind: str
+    """``"absent"``, ``"empty"`` (an empty directory) or ``"environment"`` (with --force)."""
+    stat: os.stat_result | None = None
+
+
+@dataclass
+class _Finish:
+    """What happens once the environment is in place, before the old one is removed."""
+
+    run_link_scripts: bool
+    shell: str
 
 
 class _Counted:
@@ -167,26 +209,42 @@ def _size_of(archive: str | os.PathLike[str] | BinaryIO) -> int | None:
 
 
 def _build(
-    out: Path, env_name: str, name: str, install: Callable[[Destination], Installed]
-) -> Installed:
-    """Install into a hidden staging directory, write conda-meta, rename into place."""
+    out: Path,
+    env_name: str,
+    name: str,
+    target: _Target,
+    finish: _Finish,
+    install: Callable[[Destination], Installed],
+) -> tuple[Installed, Path]:
+    """Install into a hidden staging directory, write conda-meta, move into place, then
+    run link scripts and write the activation script; any failure puts back what was there.
+    """
     prefix = out / env_name
     remove_stale_staging(out, env_name)
-    staging = _make_staging_dir(out, env_name)
+    staging = outside.make_private_dir(out, env_name)
     dest: Destination | None = None
+    placed: os.stat_result | None = None
     try:  # from the moment the staging directory exists: an interrupt must remove it
         staging.chmod(0o777 & ~_umask())
         dest = Destination(str(staging), threads=WRITER_THREADS)
         linked = install(dest)
         write_records(dest, linked, f"portpack unpack {name}")
         dest.close()
-        _move_into_place(staging, prefix)
+        staged = os.lstat(staging)
+        _move_into_place(staging, target)
+        placed = staged
+        if finish.run_link_scripts:
+            _run_link_scripts(prefix, [record for record, _ in linked])
+        script = _write_activation(out, prefix, finish.shell)
     except BaseException:
         if dest is not None:
             dest.abort()
+        if placed is not None:
+            _move_back(staging, target, placed)
         _rmtree(staging, ignore_errors=True)
         raise
-    return linked
+    _rmtree(staging, ignore_errors=True)  # the replaced environment (--force), if any
+    return linked, script
 
 
 def _umask() -> int:
@@ -224,11 +282,15 @@ def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> t
     return archive, getattr(archive, "name", "<stream>")
 
 
-def _check_target(prefix: Path, force: bool) -> None:
-    if not prefix.exists() and not prefix.is_symlink():
-        return
-    if prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
-        return  # an empty directory is replaced when the environment is complete
+def _check_target(prefix: Path, force: bool) -> _Target:
+    try:
+        st = os.lstat(prefix)
+    except FileNotFoundError:
+        return _Target(prefix, "absent")
+    except OSError as exc:
+        raise outside.output_error(exc, prefix, "cannot look at") from None
+    if stat.S_ISDIR(st.st_mode) and not _has_entries(prefix):
+        return _Target(prefix, "empty", st)  # replaced when the environment is complete
     if not force:
         raise UsageError(
             f"{prefix} already exists and is not empty",
@@ -236,14 +298,27 @@ def _check_target(prefix: Path, force: bool) -> None:
         )
     if not preconditions.prefix_is_environment(str(prefix)):
         raise UsageError(f"refusing to replace {prefix}: it is not a conda environment")
+    return _Target(prefix, "environment", st)
+
+
+def _has_entries(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except OSError as exc:
+        raise outside.output_error(exc, path, "cannot read the directory") from None
 
 
 def remove_stale_staging(out: Path, env_name: str) -> None:
     """Remove staging directories left by killed runs (their process is gone)."""
-    for path in out.glob(f".{env_name}{STAGING_MARK}*"):
-        pid = path.name[len(env_name) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            _rmtree(path, ignore_errors=True)
+    for stem in (env_name, *(script_name(shell) for shell in SHELLS)):
+        for path in out.glob(f".{stem}{STAGING_MARK}*"):
+            pid = path.name[len(stem) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                if path.is_dir() and not path.is_symlink():
+                    _rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -361,22 +436,60 @@ def _pixi_pack_wheels(
     return install
 
 
-def _move_into_place(staging: Path, prefix: Path) -> None:
-    if not prefix.exists():
-        os.rename(staging, prefix)
-        return
-    old = prefix.with_name(f".{prefix.name}{STAGING_MARK}{os.getpid()}-old")
-    os.rename(prefix, old)
-    os.rename(staging, prefix)
-    _rmtree(old, ignore_errors=True)
+def _move_into_place(staging: Path, target: _Target) -> None:
+    """Move the complete environment to the prefix, replacing only what was checked.
+
+    Afterwards ``staging`` holds the replaced environment (--force), or nothing.
+    """
+    prefix = target.path
+    try:
+        if target.kind == "environment":
+            assert target.stat is not None
+            outside.exchange(staging, prefix)
+            if not outside.same_file(staging, target.stat):
+                outside.exchange(staging, prefix)  # put back what we did not check
+                raise _changed(prefix, "was replaced by something else")
+            return
+        if target.kind == "empty":
+            assert target.stat is not None
+            if not outside.same_file(prefix, target.stat):
+                raise _changed(prefix, "was replaced by something else")
+            try:
+                os.rmdir(prefix)
+            except OSError:
+                raise _changed(prefix, "is no longer empty") from None
+        outside.rename_noreplace(staging, prefix)
+    except FileExistsError:
+        raise _changed(prefix, "appeared") from None
+    except OSError as exc:
+        raise outside.output_error(exc, prefix, "cannot move the environment to") from None
+
+
+def _changed(prefix: Path, what: str) -> UsageError:
+    return UsageError(
+        f"{prefix} {what} while the environment was being unpacked; it was left as it is",
+        hint="Nothing was replaced. Run again (with --force to replace an environment).",
+    )
+
+
+def _move_back(staging: Path, target: _Target, placed: os.stat_result) -> None:
+    """Undo :func:`_move_into_place` (a link script or the activation script failed)."""
+    prefix = target.path
+    if not outside.same_file(prefix, placed):
+        return  # not ours any more: leave it
+    try:
+        if target.kind == "environment":
+            outside.exchange(prefix, staging)  # the old environment back; ours to remove
+            return
+        outside.rename_noreplace(prefix, staging)
+        if target.kind == "empty":
+            os.mkdir(prefix)
+    except OSError:
+        pass  # the error being raised says what failed; this is best effort
 
 
 def _write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:
-    script = out / script_name(shell)
-    tmp = out / f".{script.name}{STAGING_MARK}{os.getpid()}"
-    tmp.write_text(activation_script(str(prefix), shell))
-    os.replace(tmp, script)
-    return script
+    return outside.write_text(out / script_name(shell), activation_script(str(prefix), shell))
 
 
 def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
@@ -405,28 +518,17 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
             check=False,
         )
         if result.returncode:
-            _rmtree(prefix, ignore_errors=True)
             raise InstallError(
                 f"the post-link script of package {name}-{record['version']}-"
                 f"{record['build']} failed "
                 f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
-                hint="The environment was removed. Unpack without --run-link-scripts to skip it.",
+                hint="The new environment was removed and what was at its place before "
+                "was kept. Unpack without --run-link-scripts to skip the script.",
             )
 
 
 # shutil and tempfile are imported only where used: together they cost unpack's
 # start-up a dozen modules (zlib, bz2, lzma, random, ...) on a cold page cache.
-
-
-def _make_staging_dir(out: Path, env_name: str) -> Path:
-    """Create the hidden staging directory (mode 0700 until the tree is complete)."""
-    while True:
-        path = out / f".{env_name}{STAGING_MARK}{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        return path
 
 
 def _rmtree(path: str | os.PathLike[str], ignore_errors: bool = True) -> None:

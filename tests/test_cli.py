@@ -195,3 +195,32 @@ def test_unpack_help_does_not_import_click() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "CLICK=False"
     assert "Usage: portpack unpack" in out.stdout
+
+
+def test_usage_errors_exit_2_for_every_command(tmp_path: Path) -> None:
+    """A file named on the command line that does not exist is a usage error everywhere."""
+    missing = tmp_path / "missing"
+    for args in (
+        ("unpack", missing),
+        ("inspect", missing),
+        ("pack", "--lockfile", missing),
+        ("pack", "--manifest", missing),
+        ("lock", "--manifest", missing, "x"),
+        ("pack", "--lockfile", missing, "--config", missing),
+        ("lock", "x", "--auth-file", missing),
+        ("lock", "x", "--ca-bundle", missing),
+    ):
+        out = cli(*args, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.startswith("portpack: error: "), out.stderr
+        assert str(missing) in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_counts_are_singular_for_one(tmp_path: Path) -> None:
+    from hostile import Member, RawPackage, make_archive
+
+    archive = make_archive(tmp_path / "a", [RawPackage("solo", [Member("share/solo", b"1")])])
+    out = cli("unpack", archive, "-o", tmp_path / "o")
+    assert out.returncode == 0, out.stderr
+    assert f"Unpacked 1 package into {tmp_path / 'o' / 'env'}" in out.stdout

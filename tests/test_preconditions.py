@@ -191,5 +191,5 @@ def test_check_disk_space_huge_size_fails(tmp_path: Path) -> None:
     with pytest.raises(PreconditionError) as info:
         check_disk_space(huge, str(tmp_path))
     assert str(tmp_path) in info.value.message
-    assert f"needs {huge}" in info.value.message
+    assert f"({huge} bytes)" in info.value.message
     assert info.value.hint

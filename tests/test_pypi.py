@@ -225,7 +225,7 @@ def test_corrupt_wheel_leaves_nothing_behind(env_tar: Path, work: Path, tmp_path
     (tmp_path / "bad.tar").write_bytes(data)
     with pytest.raises(ArchiveError, match=f"wheel {HELLO}"):
         portpack.unpack(tmp_path / "bad.tar", tmp_path / "out")
-    assert os.listdir(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists()  # the run created it, and removed it again
 
 
 def handmade_wheel(path: Path, files: dict[str, bytes]) -> Path:
@@ -269,7 +269,7 @@ def test_wheel_may_not_escape_or_overwrite(
     with pytest.raises(PortpackError) as info:
         portpack.unpack(tmp_path / "env.tar", tmp_path / "out")
     assert f"wheel pp_evil-1.0-py3-none-any.whl: {error}" in str(info.value)
-    assert os.listdir(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists()  # the run created it, and removed it again
     assert not list(tmp_path.rglob("escaped.txt"))
 
 

@@ -114,7 +114,7 @@ def nopy_sh(fixture_channel: Path, work: Path, zstandard_wheel: Path) -> Path:
         capture_output=True, text=True, cwd=work, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "Packed 1 packages for linux-64 into nopy.sh" in out.stdout
+    assert "Packed 1 package for linux-64 into nopy.sh" in out.stdout
     return work / "nopy.sh"
 
 
@@ -171,7 +171,7 @@ def test_environment_without_python_unpacks_on_bare_debian(debian: Path, nopy_sh
     assert "for unpacking only" in header
     shutil.copy2(nopy_sh, debian / "nopy.sh")
     out = in_chroot(debian, "/bin/sh", "/nopy.sh", "-o", "/opt/c")
-    assert "Unpacked 1 packages into /opt/c/env" in out
+    assert "Unpacked 1 package into /opt/c/env" in out
     assert in_chroot(debian, "/opt/c/env/bin/hello").strip() == "prefix=/opt/c/env"
     prefix = debian / "opt/c/env"
     assert not list(prefix.glob("bin/python*")) and not list(prefix.glob("lib/python*"))
@@ -457,4 +457,6 @@ def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
             path = f"lib/python{PY}/lib-dynload/{ext.name}"
         if selfextract.bootstrap_path(path, version, frozenset()) is None:
             dropped.append(name)
-    assert dropped == []
+    # ctypes (for renameat2) is used only where it imports; portpack.outside falls
+    # back to mkdir-then-rename without it, as in the bootstrap (no libffi there).
+    assert dropped == ["ctypes"]
