@@ -169,6 +169,17 @@ def make_private_dir(parent: Path, stem: str) -> Path:
         return path
 
 
+def remove_own_private_dirs(parent: Path, stem: str) -> None:
+    """Remove the directories :func:`make_private_dir` made for ``stem`` in this process.
+
+    For an interrupt that lands between the ``mkdir`` and the caller learning its name.
+    """
+    import shutil
+
+    for path in parent.glob(f".{stem}{MARK}{os.getpid()}-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _check_file_target(target: Path) -> None:
     st = _lstat(target)
     if st is not None and stat.S_ISDIR(st.st_mode):

@@ -221,10 +221,11 @@ def _build(
     """
     prefix = out / env_name
     remove_stale_staging(out, env_name)
-    staging = outside.make_private_dir(out, env_name)
+    staging: Path | None = None
     dest: Destination | None = None
     placed: os.stat_result | None = None
     try:  # from the moment the staging directory exists: an interrupt must remove it
+        staging = outside.make_private_dir(out, env_name)
         staging.chmod(0o777 & ~_umask())
         dest = Destination(str(staging), threads=WRITER_THREADS)
         linked = install(dest)
@@ -239,9 +240,12 @@ def _build(
     except BaseException:
         if dest is not None:
             dest.abort()
-        if placed is not None:
-            _move_back(staging, target, placed)
-        _rmtree(staging, ignore_errors=True)
+        if staging is None:  # interrupted between its mkdir and the assignment
+            outside.remove_own_private_dirs(out, env_name)
+        else:
+            if placed is not None:
+                _move_back(staging, target, placed)
+            _rmtree(staging, ignore_errors=True)
         raise
     _rmtree(staging, ignore_errors=True)  # the replaced environment (--force), if any
     return linked, script
