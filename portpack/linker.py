@@ -18,15 +18,19 @@ from .errors import PackageError, UnsafeArchiveError
 from .noarch import EntryPoint, PythonInfo
 from .pkginfo import PackageInfo, PathEntry
 from .placeholders import replace_binary, replace_text
-from .prefix import Destination, safe_relpath
+from .prefix import Destination, RelPath, join, safe_relpath
 from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, Member, iter_members
 
 
-@dataclass
+@dataclass(slots=True)
 class InstalledFile:
-    """One ``paths_data`` entry of a conda-meta record."""
+    """One ``paths_data`` entry of a conda-meta record.
 
-    path: str
+    Slots, not a ``__dict__``: an environment holds one per installed path until its
+    conda-meta is written (a package may have a million; benchmarks/paths_rss.py).
+    """
+
+    path: RelPath
     path_type: str
     sha256: str | None = None
     sha256_in_prefix: str | None = None
@@ -34,7 +38,9 @@ class InstalledFile:
     file_mode: str | None = None
     placeholder: str | None = None
     no_link: bool = False
-    original_path: str | None = None
+    original_path: RelPath | None = None
+    owner: tuple[str, str] | None = None
+    """``(package name, dist)`` of the package that wrote it (shared by its files)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"_path": self.path, "path_type": self.path_type}
@@ -54,7 +60,7 @@ class InstalledFile:
         return out
 
 
-CLOBBERS_DIR = "__clobbers__"
+CLOBBERS_DIR = safe_relpath("__clobbers__", "clobbered files")
 #: Files with placeholders are patched in memory; larger ones are refused.
 MAX_PATCHED_FILE = 1 << 30
 
@@ -72,20 +78,21 @@ class LinkContext:
     strict: bool = False
     """Refuse symlinks that point outside the prefix instead of warning."""
     now: int = field(default_factory=lambda: int(time.time()))
-    owners: dict[str, tuple[str, str, InstalledFile]] = field(default_factory=dict)
-    """Which package (name, dist) wrote each path so far (to detect clobbering)."""
+    owners: dict[str, InstalledFile] = field(default_factory=dict)
+    """The file each path holds so far, with its package in ``owner`` (for clobbering)."""
 
-    def claim(self, target: str, dist: str) -> None:
+    def claim(self, target: RelPath, dist: str) -> None:
         """Make room for ``dist`` to write ``target``; a later package wins, as with rattler.
 
         The earlier package's file moves to ``__clobbers__/<its name>/<path>`` and its
         record keeps the path it wanted as ``original_path``.
         """
-        previous = self.owners.pop(target, None)
-        if previous is None:
+        record = self.owners.pop(target, None)
+        if record is None:
             return
-        owner, owner_dist, record = previous
-        moved = f"{CLOBBERS_DIR}/{owner}/{target}"
+        assert record.owner is not None  # set by own() for every record in owners
+        owner, owner_dist = record.owner
+        moved = clobber_path(owner, target, f"package {dist}")
         self.warn(
             f"{target} is in both {owner_dist} and {dist}; keeping the one of {dist} "
             f"(the other is moved to {moved})"
@@ -93,10 +100,16 @@ class LinkContext:
         self.destination.rename(target, moved, f"package {dist}")
         record.original_path, record.path = target, moved
 
-    def own(self, record: InstalledFile, name: str, dist: str) -> None:
-        """Remember that package ``name`` (``dist``) wrote ``record.path``."""
+    def own(self, record: InstalledFile, owner: tuple[str, str]) -> None:
+        """Remember that package ``owner`` (name, dist) wrote ``record.path``."""
         if record.path_type != "directory":
-            self.owners[record.path] = (name, dist, record)
+            record.owner = owner
+            self.owners[record.path] = record
+
+
+def clobber_path(package: str, path: RelPath, what: str) -> RelPath:
+    """``__clobbers__/<package>/<path>``, where a losing package's file goes."""
+    return join(join(CLOBBERS_DIR, package, what), path, what)
 
 
 @dataclass
@@ -112,7 +125,8 @@ def link_package(
 ) -> LinkedPackage:
     """Write the package's payload and entry points; return its installed files."""
     python = _python_for(ctx, dist, info)
-    pkg_name = str(info.index.get("name") or dist)
+    # index.json's name was checked (pkginfo.read_info): it names __clobbers__/<name>/.
+    owner = (str(info.index.get("name") or dist), dist)
     wanted = {p.path: p for p in info.paths}
     written: dict[str, InstalledFile] = {}
     originals: dict[str, bytes] = {}
@@ -124,8 +138,9 @@ def link_package(
                 entry = PathEntry(path=name) if info.legacy else None
             if entry is None:
                 continue
-        target = python.map_path(name) if python else name
+        name = entry.path  # the same path; keep paths.json's string, drop the tar's
         what = f"package {dist}, file {name}"
+        target = python.map_path(name, what) if python else name
         if member.type != DIRECTORY:
             ctx.claim(target, dist)
         if member.type == SYMLINK:
@@ -153,11 +168,11 @@ def link_package(
     if info.entry_points:
         files += _entry_points(ctx, dist, info, python)
     for record in files:
-        ctx.own(record, pkg_name, dist)
+        ctx.own(record, owner)
     return LinkedPackage(dist=dist, files=files)
 
 
-def _check_symlink_target(ctx: LinkContext, target: str, link: str, what: str) -> None:
+def _check_symlink_target(ctx: LinkContext, target: RelPath, link: str, what: str) -> None:
     if link.startswith("/"):
         inside = link == ctx.prefix or link.startswith(ctx.prefix.rstrip("/") + "/")
     else:
@@ -181,7 +196,7 @@ def _python_for(ctx: LinkContext, dist: str, info: PackageInfo) -> PythonInfo | 
     return ctx.python
 
 
-def _record(entry: PathEntry, target: str, path_type: str) -> InstalledFile:
+def _record(entry: PathEntry, target: RelPath, path_type: str) -> InstalledFile:
     return InstalledFile(
         path=target,
         path_type=path_type,
@@ -198,7 +213,7 @@ _SMALL_FILE = 1 << 20
 def _write_member(
     ctx: LinkContext,
     entry: PathEntry,
-    target: str,
+    target: RelPath,
     member: Member,
     payload: ChunkReader,
     what: str,
@@ -238,7 +253,7 @@ def _hardlink_source(
 def _write_file(
     ctx: LinkContext,
     entry: PathEntry,
-    target: str,
+    target: RelPath,
     data: bytes | memoryview,
     member: Member,
     what: str,
@@ -281,8 +296,9 @@ def _create_missing_directories(
         if entry.path in written:
             continue
         if entry.path_type == "directory":
-            target = python.map_path(entry.path) if python else entry.path
-            ctx.destination.ensure_dir(safe_relpath(target, f"package {dist}"), f"package {dist}")
+            what = f"package {dist}"
+            target = python.map_path(entry.path, what) if python else entry.path
+            ctx.destination.ensure_dir(target, what)
             written[entry.path] = _record(entry, target, "directory")
         else:
             raise PackageError(
@@ -298,7 +314,7 @@ def _entry_points(
     out = []
     for spec in info.entry_points:
         entry_point = EntryPoint.parse(spec, dist)
-        target = f"bin/{entry_point.command}"
+        target = entry_point.target(dist)
         ctx.claim(target, dist)
         script = entry_point.script(ctx.prefix, python)
         ctx.destination.write_bytes(target, script, 0o775, None, f"package {dist}, entry point")

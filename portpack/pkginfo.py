@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PackageError
+from .prefix import RelPath, check_package_fields, safe_relpath
 from .tarstream import ChunkReader, iter_members
 
 LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
@@ -30,7 +31,8 @@ _WANTED = {
 class PathEntry:
     """One entry of ``paths.json``."""
 
-    path: str
+    path: RelPath
+    """``_path``, through the path check."""
     path_type: str = "hardlink"
     """``hardlink`` (a regular file), ``softlink`` or ``directory``."""
     sha256: str | None = None
@@ -68,6 +70,8 @@ def read_info(info_tar: bytes, what: str) -> PackageInfo:
     if "info/index.json" not in files:
         raise PackageError(f"package {what} has no info/index.json")
     index = _json(files["info/index.json"], what, "info/index.json")
+    # name, version and build become file names (conda-meta, __clobbers__/<name>/).
+    check_package_fields(index, f"package {what}, info/index.json")
     entry_points: list[str] = []
     if "info/link.json" in files:
         link = _json(files["info/link.json"], what, "info/link.json")
@@ -101,14 +105,17 @@ def _json(data: bytes, what: str, name: str) -> dict[str, Any]:
 
 
 def _paths_json(doc: dict[str, Any], what: str) -> list[PathEntry]:
+    where = f"package {what}, info/paths.json"
     try:
         return [
             PathEntry(
-                path=p["_path"],
+                path=safe_relpath(p["_path"], where),
                 path_type=p.get("path_type", "hardlink"),
                 sha256=p.get("sha256"),
                 size=p.get("size_in_bytes"),
-                placeholder=p.get("prefix_placeholder"),
+                # An empty placeholder is no placeholder, as conda reads it: replacing
+                # "" would put the prefix between every two bytes of the file.
+                placeholder=p.get("prefix_placeholder") or None,
                 file_mode=p.get("file_mode") or ("text" if p.get("prefix_placeholder") else None),
                 no_link=bool(p.get("no_link", False)),
             )
@@ -127,10 +134,12 @@ def _legacy_paths(files: dict[str, bytes], what: str) -> list[PathEntry]:
         _lines(files.get("info/no_softlink", b""))
     )
     entries = []
-    for path in _lines(files["info/files"]):
-        placeholder, mode = prefixes.get(path, (None, None))
+    where = f"package {what}, info/files"
+    for line in _lines(files["info/files"]):
+        placeholder, mode = prefixes.get(line, (None, None))
+        path = safe_relpath(line, where)
         entries.append(
-            PathEntry(path=path, placeholder=placeholder, file_mode=mode, no_link=path in no_link)
+            PathEntry(path=path, placeholder=placeholder, file_mode=mode, no_link=line in no_link)
         )
     return entries
 
@@ -151,7 +160,8 @@ def _has_prefix(data: bytes, what: str) -> dict[str, tuple[str, str]]:
         if len(parts) == 1:
             out[parts[0]] = (LEGACY_PLACEHOLDER, "text")
         elif len(parts) == 3 and parts[1] in ("text", "binary"):
-            out[parts[2]] = (parts[0], parts[1])
+            if parts[0]:  # an empty placeholder is no placeholder (see _paths_json)
+                out[parts[2]] = (parts[0], parts[1])
         else:
             raise PackageError(f"package {what}: cannot parse info/has_prefix line {line!r}")
     return out
