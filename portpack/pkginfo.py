@@ -77,7 +77,7 @@ def read_info(info_tar: bytes, what: str) -> PackageInfo:
         link = _json(files["info/link.json"], what, "info/link.json")
         entry_points = list((link.get("noarch") or {}).get("entry_points") or [])
     if "info/paths.json" in files:
-        paths = _paths_json(_json(files["info/paths.json"], what, "info/paths.json"), what)
+        paths = _paths_json(files.pop("info/paths.json"), what)
         return PackageInfo(index=index, paths=paths, entry_points=entry_points)
     return PackageInfo(
         index=index, paths=_legacy_paths(files, what), entry_points=entry_points, legacy=True
@@ -104,25 +104,46 @@ def _json(data: bytes, what: str, name: str) -> dict[str, Any]:
     return value
 
 
-def _paths_json(doc: dict[str, Any], what: str) -> list[PathEntry]:
+def _paths_json(data: bytes, what: str) -> list[PathEntry]:
+    """The entries of ``info/paths.json``.
+
+    Each entry becomes a :class:`PathEntry` as soon as the parser has read it (an
+    ``object_hook``), so a package with a million paths is never held as a million
+    dicts too (they cost more than the entries: benchmarks/paths_rss.py).
+    """
     where = f"package {what}, info/paths.json"
+
+    def entry(p: dict[str, Any]) -> Any:
+        if "_path" not in p:
+            return p
+        placeholder = p.get("prefix_placeholder")
+        return PathEntry(
+            path=safe_relpath(p["_path"], where),
+            path_type=p.get("path_type", "hardlink"),
+            sha256=p.get("sha256"),
+            size=p.get("size_in_bytes"),
+            # An empty placeholder is no placeholder, as conda reads it: replacing ""
+            # would put the prefix between every two bytes of the file.
+            placeholder=placeholder or None,
+            file_mode=p.get("file_mode") or ("text" if placeholder else None),
+            no_link=bool(p.get("no_link", False)),
+        )
+
     try:
-        return [
-            PathEntry(
-                path=safe_relpath(p["_path"], where),
-                path_type=p.get("path_type", "hardlink"),
-                sha256=p.get("sha256"),
-                size=p.get("size_in_bytes"),
-                # An empty placeholder is no placeholder, as conda reads it: replacing
-                # "" would put the prefix between every two bytes of the file.
-                placeholder=p.get("prefix_placeholder") or None,
-                file_mode=p.get("file_mode") or ("text" if p.get("prefix_placeholder") else None),
-                no_link=bool(p.get("no_link", False)),
-            )
-            for p in doc["paths"]
-        ]
+        doc = json.loads(data, object_hook=entry)
+    except ValueError as exc:
+        raise PackageError(f"package {what}: info/paths.json is not valid JSON: {exc}") from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise PackageError(f"package {what}: info/paths.json is malformed ({exc!r})") from exc
+    if not isinstance(doc, dict):
+        raise PackageError(f"package {what}: info/paths.json is not a JSON object")
+    paths = doc.get("paths")
+    if not isinstance(paths, list) or not all(type(p) is PathEntry for p in paths):
+        raise PackageError(
+            f"package {what}: info/paths.json is malformed (it needs a list of paths, "
+            "each with a _path)"
+        )
+    return paths
 
 
 def _legacy_paths(files: dict[str, bytes], what: str) -> list[PathEntry]:
