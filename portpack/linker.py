@@ -12,7 +12,6 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import PackageError, UnsafeArchiveError
 from .noarch import EntryPoint, PythonInfo
@@ -21,43 +20,8 @@ from .placeholders import replace_binary, replace_text
 from .prefix import Destination, RelPath, join, safe_relpath
 from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, Member, iter_members
 
-
-@dataclass(slots=True)
-class InstalledFile:
-    """One ``paths_data`` entry of a conda-meta record.
-
-    Slots, not a ``__dict__``: an environment holds one per installed path until its
-    conda-meta is written (a package may have a million; benchmarks/paths_rss.py).
-    """
-
-    path: RelPath
-    path_type: str
-    sha256: str | None = None
-    sha256_in_prefix: str | None = None
-    size: int | None = None
-    file_mode: str | None = None
-    placeholder: str | None = None
-    no_link: bool = False
-    original_path: RelPath | None = None
-    owner: tuple[str, str] | None = None
-    """``(package name, dist)`` of the package that wrote it (shared by its files)."""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"_path": self.path, "path_type": self.path_type}
-        if self.original_path:
-            out["original_path"] = self.original_path
-        for key, value in (
-            ("sha256", self.sha256),
-            ("sha256_in_prefix", self.sha256_in_prefix),
-            ("size_in_bytes", self.size),
-            ("file_mode", self.file_mode),
-            ("prefix_placeholder", self.placeholder),
-        ):
-            if value is not None:
-                out[key] = value
-        if self.no_link:
-            out["no_link"] = True
-        return out
+#: An installed path: the package's paths.json entry, completed in place by the linker.
+InstalledFile = PathEntry
 
 
 CLOBBERS_DIR = safe_relpath("__clobbers__", "clobbered files")
@@ -128,17 +92,16 @@ def link_package(
     # index.json's name was checked (pkginfo.read_info): it names __clobbers__/<name>/.
     owner = (str(info.index.get("name") or dist), dist)
     wanted = {p.path: p for p in info.paths}
-    written: dict[str, InstalledFile] = {}
     originals: dict[str, bytes] = {}
     for member in iter_members(payload):
         name = safe_relpath(member.name, f"package {dist}")
         entry = wanted.get(name)
         if entry is None:
-            if info.legacy or member.type == DIRECTORY:
-                entry = PathEntry(path=name) if info.legacy else None
-            if entry is None:
+            if not info.legacy:
                 continue
-        name = entry.path  # the same path; keep paths.json's string, drop the tar's
+            entry = wanted[name] = PathEntry(path=name)
+        if not entry.installed:
+            name = entry.path  # the same path; keep paths.json's string, drop the tar's
         what = f"package {dist}, file {name}"
         target = python.map_path(name, what) if python else name
         if member.type != DIRECTORY:
@@ -146,25 +109,25 @@ def link_package(
         if member.type == SYMLINK:
             _check_symlink_target(ctx, target, member.linkname, what)
             ctx.destination.symlink(target, member.linkname, what)
-            written[name] = _record(entry, target, "softlink")
+            record = _record(entry, target, "softlink")
             # As rattler records it: the digest of the link's target string.
-            link_digest = hashlib.sha256(member.linkname.encode()).hexdigest()
-            written[name].sha256_in_prefix = link_digest
+            record.sha256_in_prefix = hashlib.sha256(member.linkname.encode()).hexdigest()
         elif member.type == DIRECTORY:
             ctx.destination.ensure_dir(target, what)
             if entry.path_type == "directory":
-                written[name] = _record(entry, target, "directory")
+                _record(entry, target, "directory")
         elif member.is_file:
-            written[name] = _write_member(ctx, entry, target, member, payload, what, originals)
+            _write_member(ctx, entry, target, member, payload, what, originals)
         elif member.type == HARDLINK:
-            data = _hardlink_source(ctx, member.linkname, written, originals, what)
-            written[name] = _write_file(ctx, entry, target, data, member, what, originals)
+            data = _hardlink_source(ctx, member.linkname, wanted, originals, what)
+            _write_file(ctx, entry, target, data, member, what, originals)
         else:
             raise UnsafeArchiveError(
                 f"{what}: refusing tar member of type {member.type!r} (device, FIFO or unknown)"
             )
-    _create_missing_directories(ctx, info, written, python, dist)
-    files = [written[p.path] for p in info.paths if p.path in written]
+    _create_missing_directories(ctx, info, wanted, python, dist)
+    del wanted, originals  # before the owners table grows by as many paths
+    files = [p for p in info.paths if p.installed]
     if info.entry_points:
         files += _entry_points(ctx, dist, info, python)
     for record in files:
@@ -197,13 +160,10 @@ def _python_for(ctx: LinkContext, dist: str, info: PackageInfo) -> PythonInfo | 
 
 
 def _record(entry: PathEntry, target: RelPath, path_type: str) -> InstalledFile:
-    return InstalledFile(
-        path=target,
-        path_type=path_type,
-        sha256=entry.sha256,
-        size=entry.size,
-        no_link=entry.no_link,
-    )
+    """Turn ``entry`` into the record of what was installed at ``target``."""
+    entry.path, entry.path_type, entry.installed = target, path_type, True
+    entry.placeholder = entry.file_mode = None  # set again for a patched file
+    return entry
 
 
 #: Files up to this size are handed to the destination as one slice of the stream.
@@ -237,7 +197,7 @@ def _write_member(
 def _hardlink_source(
     ctx: LinkContext,
     linkname: str,
-    written: dict[str, InstalledFile],
+    wanted: dict[RelPath, PathEntry],
     originals: dict[str, bytes],
     what: str,
 ) -> bytes:
@@ -245,9 +205,10 @@ def _hardlink_source(
     source = safe_relpath(linkname, what)
     if source in originals:
         return originals[source]
-    if source not in written or written[source].path_type != "hardlink":
+    entry = wanted.get(source)
+    if entry is None or not entry.installed or entry.path_type != "hardlink":
         raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
-    return ctx.destination.read(written[source].path)
+    return ctx.destination.read(entry.path)
 
 
 def _write_file(
@@ -260,24 +221,24 @@ def _write_file(
     originals: dict[str, bytes],
 ) -> InstalledFile:
     """Write one file from memory, replacing its placeholder if it has one."""
+    source, placeholder, file_mode = entry.path, entry.placeholder, entry.file_mode
     record = _record(entry, target, "hardlink")
-    if entry.placeholder is None:
+    if placeholder is None:
         ctx.destination.write_bytes(target, data, member.mode, member.mtime, what)
         if record.size is None:
             record.size = len(data)
         return record
     data = bytes(data)
-    originals[entry.path] = data
-    placeholder = entry.placeholder.encode()
+    originals[source] = data
     prefix = ctx.prefix.encode()
-    if entry.file_mode == "binary":
-        patched = replace_binary(data, placeholder, prefix, what)
+    if file_mode == "binary":
+        patched = replace_binary(data, placeholder.encode(), prefix, what)
     else:
-        patched = replace_text(data, placeholder, prefix)
+        patched = replace_text(data, placeholder.encode(), prefix)
     # Patched files get "now" as mtime so Python never trusts a stale .pyc.
     ctx.destination.write_bytes(target, patched, member.mode, ctx.now, what)
-    record.file_mode = entry.file_mode or "text"
-    record.placeholder = entry.placeholder
+    record.file_mode = file_mode or "text"
+    record.placeholder = placeholder
     record.size = len(patched)
     if record.sha256 is None:
         record.sha256 = hashlib.sha256(data).hexdigest()
@@ -288,18 +249,18 @@ def _write_file(
 def _create_missing_directories(
     ctx: LinkContext,
     info: PackageInfo,
-    written: dict[str, InstalledFile],
+    wanted: dict[RelPath, PathEntry],
     python: PythonInfo | None,
     dist: str,
 ) -> None:
     for entry in info.paths:
-        if entry.path in written:
-            continue
+        if entry.installed or wanted.get(entry.path) is not entry:
+            continue  # installed, or listed twice (the last entry is the one installed)
         if entry.path_type == "directory":
             what = f"package {dist}"
             target = python.map_path(entry.path, what) if python else entry.path
             ctx.destination.ensure_dir(target, what)
-            written[entry.path] = _record(entry, target, "directory")
+            _record(entry, target, "directory")
         else:
             raise PackageError(
                 f"package {dist}: {entry.path!r} is listed in info/paths.json "

@@ -27,12 +27,17 @@ _WANTED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PathEntry:
-    """One entry of ``paths.json``."""
+    """One entry of ``paths.json``; once installed, its conda-meta ``paths_data`` entry.
+
+    The linker turns each entry into its record in place (``path`` becomes where it
+    was installed): one small object per path, not two, for packages with a million
+    of them (benchmarks/paths_rss.py).
+    """
 
     path: RelPath
-    """``_path``, through the path check."""
+    """``_path``, through the path check; once installed, the path in the prefix."""
     path_type: str = "hardlink"
     """``hardlink`` (a regular file), ``softlink`` or ``directory``."""
     sha256: str | None = None
@@ -41,6 +46,31 @@ class PathEntry:
     file_mode: str | None = None
     """``text`` or ``binary`` when ``placeholder`` is set."""
     no_link: bool = False
+    sha256_in_prefix: str | None = None
+    """Set when installed: the digest of what the prefix holds, where it differs."""
+    original_path: RelPath | None = None
+    """Set when another package's file took ``path`` (this one is in __clobbers__)."""
+    owner: tuple[str, str] | None = None
+    """Set when installed: ``(package name, dist)``, shared by the package's files."""
+    installed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``paths_data`` entry of an installed path."""
+        out: dict[str, Any] = {"_path": self.path, "path_type": self.path_type}
+        if self.original_path:
+            out["original_path"] = self.original_path
+        for key, value in (
+            ("sha256", self.sha256),
+            ("sha256_in_prefix", self.sha256_in_prefix),
+            ("size_in_bytes", self.size),
+            ("file_mode", self.file_mode),
+            ("prefix_placeholder", self.placeholder),
+        ):
+            if value is not None:
+                out[key] = value
+        if self.no_link:
+            out["no_link"] = True
+        return out
 
 
 @dataclass

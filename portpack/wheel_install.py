@@ -71,7 +71,8 @@ class _StagingDestination(SchemeDictionaryDestination):
     ) -> RecordEntry:
         base = self.schemes[scheme]
         # A RECORD path goes through the path check, joined to its scheme's directory.
-        rel = join(base, path, self.what) if base else safe_relpath(path, self.what)
+        inner = safe_relpath(path, self.what)  # the error names the RECORD path as given
+        rel = join(base, inner, self.what) if base else inner
         if self.dest.exists(rel):
             raise InstallError(
                 f"{self.what}: {rel} is already in the environment (installed by a conda "
