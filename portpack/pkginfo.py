@@ -96,7 +96,7 @@ class PackageInfo:
 
 def read_info(info_tar: bytes, what: str) -> PackageInfo:
     """Parse the ``info/`` tar of the package named ``what``."""
-    files = _extract(info_tar, what)
+    files, paths_json = _extract(info_tar, what)
     if "info/index.json" not in files:
         raise PackageError(f"package {what} has no info/index.json")
     index = _json(files["info/index.json"], what, "info/index.json")
@@ -105,23 +105,35 @@ def read_info(info_tar: bytes, what: str) -> PackageInfo:
     entry_points: list[str] = []
     if "info/link.json" in files:
         link = _json(files["info/link.json"], what, "info/link.json")
-        entry_points = list((link.get("noarch") or {}).get("entry_points") or [])
-    if "info/paths.json" in files:
-        paths = _paths_json(files.pop("info/paths.json"), what)
+        noarch = link.get("noarch") or {}
+        listed = noarch.get("entry_points") or [] if isinstance(noarch, dict) else []
+        if not isinstance(listed, list) or not all(isinstance(e, str) for e in listed):
+            raise PackageError(
+                f"package {what}: info/link.json is malformed (noarch.entry_points must be "
+                "a list of strings)"
+            )
+        entry_points = listed
+    if paths_json is not None:
+        paths = _paths_json(paths_json, what)
         return PackageInfo(index=index, paths=paths, entry_points=entry_points)
     return PackageInfo(
         index=index, paths=_legacy_paths(files, what), entry_points=entry_points, legacy=True
     )
 
 
-def _extract(info_tar: bytes, what: str) -> dict[str, bytes]:
+def _extract(info_tar: bytes, what: str) -> tuple[dict[str, bytes], bytes | memoryview | None]:
+    """The wanted ``info/`` files, and ``paths.json`` apart: a view of ``info_tar``
+    where possible, not a copy (it may be tens of MB)."""
     reader = ChunkReader(iter([info_tar]), f"info of package {what}")
     out: dict[str, bytes] = {}
+    paths: bytes | memoryview | None = None
     for member in iter_members(reader):
         name = member.name.removeprefix("./")
-        if name in _WANTED and member.is_file:
+        if name == "info/paths.json" and member.is_file:
+            paths = reader.read(member.size)
+        elif name in _WANTED and member.is_file:
             out[name] = bytes(reader.read(member.size))
-    return out
+    return out, paths
 
 
 def _json(data: bytes, what: str, name: str) -> dict[str, Any]:
@@ -134,7 +146,7 @@ def _json(data: bytes, what: str, name: str) -> dict[str, Any]:
     return value
 
 
-def _paths_json(data: bytes, what: str) -> list[PathEntry]:
+def _paths_json(data: bytes | memoryview, what: str) -> list[PathEntry]:
     """The entries of ``info/paths.json``.
 
     Each entry becomes a :class:`PathEntry` as soon as the parser has read it (an
@@ -160,7 +172,9 @@ def _paths_json(data: bytes, what: str) -> list[PathEntry]:
         )
 
     try:
-        doc = json.loads(data, object_hook=entry)
+        # Decoded straight from the view of the info tar: one copy (the text), not two.
+        text = str(data, json.detect_encoding(bytes(data[:4])), "surrogatepass")
+        doc = json.loads(text, object_hook=entry)
     except ValueError as exc:
         raise PackageError(f"package {what}: info/paths.json is not valid JSON: {exc}") from exc
     except (KeyError, TypeError, AttributeError) as exc:
