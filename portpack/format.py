@@ -245,7 +245,7 @@ def _check_entry(entry: PackageEntry) -> PackageEntry:
             raise ValueError(f"invalid segment of package {entry.stem}")
     record = entry.record
     # name, version and build become file names (conda-meta/<name>-<version>-<build>.json).
-    check_package_fields(record, f"{METADATA_NAME}, package {entry.stem}")
+    check_package_fields(record, f"{METADATA_NAME}, the record of {entry.stem}")
     depends = record.get("depends", [])
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         raise ValueError(f"record of package {entry.stem} has invalid depends")
