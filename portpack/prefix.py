@@ -141,10 +141,12 @@ class Destination:
             self._pool.flush()
 
     def abort(self) -> None:
-        """Stop the writers, abandoning queued files (the caller removes the tree)."""
+        """Stop the writers, abandoning queued files, and remove the tree below ``root``
+        (iteratively: a legal tree may be deeper than Python's recursion limit)."""
         if self._pool is not None:
             self._pool.abort()
             self._pool = None
+        remove_tree(self.root)
 
     def close(self) -> None:
         """Finish background writing (raising its errors) and stop the writers."""
@@ -311,6 +313,42 @@ class Destination:
                 return
             self._dirs.discard(parent)
             parent = parent.rpartition("/")[0]
+
+
+def remove_tree(root: str) -> None:
+    """Remove ``root`` and everything below it, best effort, never following a symlink.
+
+    Without recursion (``shutil.rmtree`` recurses once per level and fails on a tree
+    of legal depth, such as a package path of 1,200 components).
+    """
+    stack = [root]
+    stuck: set[str] = set()
+    while stack:
+        path = stack[-1]
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            entries = []
+        deeper = False
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path not in stuck:
+                        stack.append(entry.path)
+                        deeper = True
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+        if deeper:
+            continue
+        stack.pop()
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            stuck.add(path)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

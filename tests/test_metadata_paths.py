@@ -27,7 +27,7 @@ import portpack
 from hostile import Member, RawPackage, make_archive, record, write_conda
 from portpack.errors import PortpackError, UnsafeArchiveError
 from portpack.linker import clobber_path
-from portpack.prefix import Destination, check_package_fields, safe_relpath
+from portpack.prefix import Destination, check_package_fields, remove_tree, safe_relpath
 from portpack.verify import verify
 from treesnap import snapshot
 
@@ -409,13 +409,26 @@ def test_deep_paths_unpack(tmp_path: Path, fmt: str) -> None:
     [meta] = (result.prefix / "conda-meta").glob("deep-*.json")
     assert deep in json.loads(meta.read_text())["files"]
     area.assert_untouched()
+    remove_tree(str(result.prefix))  # pytest's own clean-up recurses per level
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_deep_paths_then_a_failure_leave_nothing(tmp_path: Path, fmt: str) -> None:
+    """The staging tree of a failed unpack is removed however deep it is."""
+    deep = "/".join(["d"] * DEPTH) + "/leaf.txt"
+    first = RawPackage("deep", [Member(deep, b"deep\n")])
+    second = RawPackage("evil", [Member("bin/pw", type=b"1", linkname="etc/shadow")])
+    refused(tmp_path, fmt, [first, second], ["package evil", "hard link to unknown member"])
 
 
 def test_ensure_dir_is_iterative(tmp_path: Path) -> None:
-    dest = Destination(str(tmp_path))
+    dest = Destination(str(tmp_path / "root"))
+    os.mkdir(dest.root)
     rel = safe_relpath("/".join(["x"] * (sys.getrecursionlimit() + 500)), "t")
     dest.ensure_dir(rel, "t")
-    assert os.path.isdir(tmp_path / rel)
+    assert os.path.isdir(f"{dest.root}/{rel}")
+    dest.abort()  # removes the tree, also without recursion
+    assert not os.path.exists(dest.root)
 
 
 # -- the design: nothing but the path check makes a RelPath ------------------------------
