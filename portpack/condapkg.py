@@ -23,7 +23,7 @@ import zstandard
 
 from . import format as fmt
 from .errors import PackageError, PortpackError
-from .pkginfo import PackageInfo, read_info
+from .pkginfo import PackageInfo, PathEntry, read_info
 from .tarstream import ChunkReader, iter_members
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
@@ -163,7 +163,7 @@ def _keep_info(chunks: Iterator[bytes]) -> list[bytes]:
 
 def _checker(info: PackageInfo, what: str) -> Callable[[Iterator[bytes]], list[bytes]]:
     """A consumer of the decoded payload that checks files against ``paths.json``."""
-    declared = {p.path: p for p in info.paths if p.path_type == "hardlink"}
+    declared: dict[str, PathEntry] = {p.path: p for p in info.paths if p.path_type == "hardlink"}
 
     def check(chunks: Iterator[bytes]) -> list[bytes]:
         reader = ChunkReader(chunks, f"payload of package {what}")

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ArchiveError
+from .prefix import check_package_fields
 
 FORMAT_NAME = "portpack"
 FORMAT_VERSION = 1
@@ -237,17 +238,14 @@ def _requirement(raw: dict[str, Any]) -> VirtualRequirement:
     return value
 
 
-_RECORD_STRINGS = ("name", "version", "build")
-
-
 def _check_entry(entry: PackageEntry) -> PackageEntry:
     for seg in (entry.info, entry.payload):
         ints = (seg.size, seg.zst_size)
         if any(type(v) is not int or v < 0 for v in ints) or not _is_sha256(seg.zst_sha256):
             raise ValueError(f"invalid segment of package {entry.stem}")
     record = entry.record
-    if not all(isinstance(record.get(k), str) and record[k] for k in _RECORD_STRINGS):
-        raise ValueError(f"record of package {entry.stem} lacks name, version or build")
+    # name, version and build become file names (conda-meta/<name>-<version>-<build>.json).
+    check_package_fields(record, f"{METADATA_NAME}, the record of {entry.stem}")
     depends = record.get("depends", [])
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         raise ValueError(f"record of package {entry.stem} has invalid depends")

@@ -12,49 +12,19 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import PackageError, UnsafeArchiveError
 from .noarch import EntryPoint, PythonInfo
 from .pkginfo import PackageInfo, PathEntry
 from .placeholders import replace_binary, replace_text
-from .prefix import Destination, safe_relpath
+from .prefix import Destination, RelPath, join, safe_relpath
 from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, Member, iter_members
 
-
-@dataclass
-class InstalledFile:
-    """One ``paths_data`` entry of a conda-meta record."""
-
-    path: str
-    path_type: str
-    sha256: str | None = None
-    sha256_in_prefix: str | None = None
-    size: int | None = None
-    file_mode: str | None = None
-    placeholder: str | None = None
-    no_link: bool = False
-    original_path: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"_path": self.path, "path_type": self.path_type}
-        if self.original_path:
-            out["original_path"] = self.original_path
-        for key, value in (
-            ("sha256", self.sha256),
-            ("sha256_in_prefix", self.sha256_in_prefix),
-            ("size_in_bytes", self.size),
-            ("file_mode", self.file_mode),
-            ("prefix_placeholder", self.placeholder),
-        ):
-            if value is not None:
-                out[key] = value
-        if self.no_link:
-            out["no_link"] = True
-        return out
+#: An installed path: the package's paths.json entry, completed in place by the linker.
+InstalledFile = PathEntry
 
 
-CLOBBERS_DIR = "__clobbers__"
+CLOBBERS_DIR = safe_relpath("__clobbers__", "clobbered files")
 #: Files with placeholders are patched in memory; larger ones are refused.
 MAX_PATCHED_FILE = 1 << 30
 
@@ -72,20 +42,21 @@ class LinkContext:
     strict: bool = False
     """Refuse symlinks that point outside the prefix instead of warning."""
     now: int = field(default_factory=lambda: int(time.time()))
-    owners: dict[str, tuple[str, str, InstalledFile]] = field(default_factory=dict)
-    """Which package (name, dist) wrote each path so far (to detect clobbering)."""
+    owners: dict[str, InstalledFile] = field(default_factory=dict)
+    """The file each path holds so far, with its package in ``owner`` (for clobbering)."""
 
-    def claim(self, target: str, dist: str) -> None:
+    def claim(self, target: RelPath, dist: str) -> None:
         """Make room for ``dist`` to write ``target``; a later package wins, as with rattler.
 
         The earlier package's file moves to ``__clobbers__/<its name>/<path>`` and its
         record keeps the path it wanted as ``original_path``.
         """
-        previous = self.owners.pop(target, None)
-        if previous is None:
+        record = self.owners.pop(target, None)
+        if record is None:
             return
-        owner, owner_dist, record = previous
-        moved = f"{CLOBBERS_DIR}/{owner}/{target}"
+        assert record.owner is not None  # set by own() for every record in owners
+        owner, owner_dist = record.owner
+        moved = clobber_path(owner, target, f"package {dist}")
         self.warn(
             f"{target} is in both {owner_dist} and {dist}; keeping the one of {dist} "
             f"(the other is moved to {moved})"
@@ -93,10 +64,16 @@ class LinkContext:
         self.destination.rename(target, moved, f"package {dist}")
         record.original_path, record.path = target, moved
 
-    def own(self, record: InstalledFile, name: str, dist: str) -> None:
-        """Remember that package ``name`` (``dist``) wrote ``record.path``."""
+    def own(self, record: InstalledFile, owner: tuple[str, str]) -> None:
+        """Remember that package ``owner`` (name, dist) wrote ``record.path``."""
         if record.path_type != "directory":
-            self.owners[record.path] = (name, dist, record)
+            record.owner = owner
+            self.owners[record.path] = record
+
+
+def clobber_path(package: str, path: RelPath, what: str) -> RelPath:
+    """``__clobbers__/<package>/<path>``, where a losing package's file goes."""
+    return join(join(CLOBBERS_DIR, package, what), path, what)
 
 
 @dataclass
@@ -112,52 +89,53 @@ def link_package(
 ) -> LinkedPackage:
     """Write the package's payload and entry points; return its installed files."""
     python = _python_for(ctx, dist, info)
-    pkg_name = str(info.index.get("name") or dist)
+    # index.json's name was checked (pkginfo.read_info): it names __clobbers__/<name>/.
+    owner = (str(info.index.get("name") or dist), dist)
     wanted = {p.path: p for p in info.paths}
-    written: dict[str, InstalledFile] = {}
     originals: dict[str, bytes] = {}
     for member in iter_members(payload):
         name = safe_relpath(member.name, f"package {dist}")
         entry = wanted.get(name)
         if entry is None:
-            if info.legacy or member.type == DIRECTORY:
-                entry = PathEntry(path=name) if info.legacy else None
-            if entry is None:
+            if not info.legacy:
                 continue
-        target = python.map_path(name) if python else name
+            entry = wanted[name] = PathEntry(path=name)
+        if not entry.installed:
+            name = entry.path  # the same path; keep paths.json's string, drop the tar's
         what = f"package {dist}, file {name}"
+        target = python.map_path(name, what) if python else name
         if member.type != DIRECTORY:
             ctx.claim(target, dist)
         if member.type == SYMLINK:
             _check_symlink_target(ctx, target, member.linkname, what)
             ctx.destination.symlink(target, member.linkname, what)
-            written[name] = _record(entry, target, "softlink")
+            record = _record(entry, target, "softlink")
             # As rattler records it: the digest of the link's target string.
-            link_digest = hashlib.sha256(member.linkname.encode()).hexdigest()
-            written[name].sha256_in_prefix = link_digest
+            record.sha256_in_prefix = hashlib.sha256(member.linkname.encode()).hexdigest()
         elif member.type == DIRECTORY:
             ctx.destination.ensure_dir(target, what)
             if entry.path_type == "directory":
-                written[name] = _record(entry, target, "directory")
+                _record(entry, target, "directory")
         elif member.is_file:
-            written[name] = _write_member(ctx, entry, target, member, payload, what, originals)
+            _write_member(ctx, entry, target, member, payload, what, originals)
         elif member.type == HARDLINK:
-            data = _hardlink_source(ctx, member.linkname, written, originals, what)
-            written[name] = _write_file(ctx, entry, target, data, member, what, originals)
+            data = _hardlink_source(ctx, member.linkname, wanted, originals, what)
+            _write_file(ctx, entry, target, data, member, what, originals)
         else:
             raise UnsafeArchiveError(
                 f"{what}: refusing tar member of type {member.type!r} (device, FIFO or unknown)"
             )
-    _create_missing_directories(ctx, info, written, python, dist)
-    files = [written[p.path] for p in info.paths if p.path in written]
+    _create_missing_directories(ctx, info, wanted, python, dist)
+    del wanted, originals  # before the owners table grows by as many paths
+    files = [p for p in info.paths if p.installed]
     if info.entry_points:
         files += _entry_points(ctx, dist, info, python)
     for record in files:
-        ctx.own(record, pkg_name, dist)
+        ctx.own(record, owner)
     return LinkedPackage(dist=dist, files=files)
 
 
-def _check_symlink_target(ctx: LinkContext, target: str, link: str, what: str) -> None:
+def _check_symlink_target(ctx: LinkContext, target: RelPath, link: str, what: str) -> None:
     if link.startswith("/"):
         inside = link == ctx.prefix or link.startswith(ctx.prefix.rstrip("/") + "/")
     else:
@@ -181,14 +159,11 @@ def _python_for(ctx: LinkContext, dist: str, info: PackageInfo) -> PythonInfo | 
     return ctx.python
 
 
-def _record(entry: PathEntry, target: str, path_type: str) -> InstalledFile:
-    return InstalledFile(
-        path=target,
-        path_type=path_type,
-        sha256=entry.sha256,
-        size=entry.size,
-        no_link=entry.no_link,
-    )
+def _record(entry: PathEntry, target: RelPath, path_type: str) -> InstalledFile:
+    """Turn ``entry`` into the record of what was installed at ``target``."""
+    entry.path, entry.path_type, entry.installed = target, path_type, True
+    entry.placeholder = entry.file_mode = None  # set again for a patched file
+    return entry
 
 
 #: Files up to this size are handed to the destination as one slice of the stream.
@@ -198,7 +173,7 @@ _SMALL_FILE = 1 << 20
 def _write_member(
     ctx: LinkContext,
     entry: PathEntry,
-    target: str,
+    target: RelPath,
     member: Member,
     payload: ChunkReader,
     what: str,
@@ -222,7 +197,7 @@ def _write_member(
 def _hardlink_source(
     ctx: LinkContext,
     linkname: str,
-    written: dict[str, InstalledFile],
+    wanted: dict[RelPath, PathEntry],
     originals: dict[str, bytes],
     what: str,
 ) -> bytes:
@@ -230,39 +205,40 @@ def _hardlink_source(
     source = safe_relpath(linkname, what)
     if source in originals:
         return originals[source]
-    if source not in written or written[source].path_type != "hardlink":
+    entry = wanted.get(source)
+    if entry is None or not entry.installed or entry.path_type != "hardlink":
         raise UnsafeArchiveError(f"{what}: hard link to unknown member {source!r}")
-    return ctx.destination.read(written[source].path)
+    return ctx.destination.read(entry.path)
 
 
 def _write_file(
     ctx: LinkContext,
     entry: PathEntry,
-    target: str,
+    target: RelPath,
     data: bytes | memoryview,
     member: Member,
     what: str,
     originals: dict[str, bytes],
 ) -> InstalledFile:
     """Write one file from memory, replacing its placeholder if it has one."""
+    source, placeholder, file_mode = entry.path, entry.placeholder, entry.file_mode
     record = _record(entry, target, "hardlink")
-    if entry.placeholder is None:
+    if placeholder is None:
         ctx.destination.write_bytes(target, data, member.mode, member.mtime, what)
         if record.size is None:
             record.size = len(data)
         return record
     data = bytes(data)
-    originals[entry.path] = data
-    placeholder = entry.placeholder.encode()
+    originals[source] = data
     prefix = ctx.prefix.encode()
-    if entry.file_mode == "binary":
-        patched = replace_binary(data, placeholder, prefix, what)
+    if file_mode == "binary":
+        patched = replace_binary(data, placeholder.encode(), prefix, what)
     else:
-        patched = replace_text(data, placeholder, prefix)
+        patched = replace_text(data, placeholder.encode(), prefix)
     # Patched files get "now" as mtime so Python never trusts a stale .pyc.
     ctx.destination.write_bytes(target, patched, member.mode, ctx.now, what)
-    record.file_mode = entry.file_mode or "text"
-    record.placeholder = entry.placeholder
+    record.file_mode = file_mode or "text"
+    record.placeholder = placeholder
     record.size = len(patched)
     if record.sha256 is None:
         record.sha256 = hashlib.sha256(data).hexdigest()
@@ -273,17 +249,18 @@ def _write_file(
 def _create_missing_directories(
     ctx: LinkContext,
     info: PackageInfo,
-    written: dict[str, InstalledFile],
+    wanted: dict[RelPath, PathEntry],
     python: PythonInfo | None,
     dist: str,
 ) -> None:
     for entry in info.paths:
-        if entry.path in written:
-            continue
+        if entry.installed or wanted.get(entry.path) is not entry:
+            continue  # installed, or listed twice (the last entry is the one installed)
         if entry.path_type == "directory":
-            target = python.map_path(entry.path) if python else entry.path
-            ctx.destination.ensure_dir(safe_relpath(target, f"package {dist}"), f"package {dist}")
-            written[entry.path] = _record(entry, target, "directory")
+            what = f"package {dist}"
+            target = python.map_path(entry.path, what) if python else entry.path
+            ctx.destination.ensure_dir(target, what)
+            _record(entry, target, "directory")
         else:
             raise PackageError(
                 f"package {dist}: {entry.path!r} is listed in info/paths.json "
@@ -298,7 +275,7 @@ def _entry_points(
     out = []
     for spec in info.entry_points:
         entry_point = EntryPoint.parse(spec, dist)
-        target = f"bin/{entry_point.command}"
+        target = entry_point.target(dist)
         ctx.claim(target, dist)
         script = entry_point.script(ctx.prefix, python)
         ctx.destination.write_bytes(target, script, 0o775, None, f"package {dist}, entry point")

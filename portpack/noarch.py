@@ -8,11 +8,13 @@ from typing import Any
 
 from .errors import PackageError
 from .placeholders import fix_shebang
+from .prefix import RelPath, join, safe_relpath
 
 _ENTRY_POINT = re.compile(
     r"^\s*(?P<cmd>[^\s=]+)\s*=\s*(?P<module>[\w.]+)\s*:\s*(?P<func>[\w.]+)\s*$"
 )
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_BIN = safe_relpath("bin", "noarch python")
 
 
 @dataclass(frozen=True)
@@ -21,30 +23,38 @@ class PythonInfo:
 
     version: str
     """``major.minor``, e.g. ``3.12``."""
-    site_packages: str
+    site_packages: RelPath
     """Relative path of site-packages, e.g. ``lib/python3.12/site-packages``."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> PythonInfo:
-        """Build from the ``python`` package's repodata record."""
+        """Build from the ``python`` package's repodata record (or ``index.json``).
+
+        ``python_site_packages_path`` becomes the directory of every noarch python
+        file: it goes through the path check, naming the package and the field.
+        """
+        package = f"package {record.get('name', 'python')}-{record.get('version')}"
         parts = str(record["version"]).split(".")
         if len(parts) < 2:
             raise PackageError(f"cannot read the python version from {record['version']!r}")
         version = f"{parts[0]}.{parts[1]}"
         site = record.get("python_site_packages_path") or f"lib/python{version}/site-packages"
-        return cls(version=version, site_packages=str(site))
+        if not isinstance(site, str):
+            raise PackageError(f"{package}: python_site_packages_path is not a string: {site!r}")
+        what = f"{package}, field python_site_packages_path"
+        return cls(version=version, site_packages=safe_relpath(site, what))
 
     @property
     def interpreter(self) -> str:
         """The interpreter's path relative to the prefix."""
         return f"bin/python{self.version}"
 
-    def map_path(self, path: str) -> str:
-        """Remap a noarch python package path to its place in the prefix."""
+    def map_path(self, path: RelPath, what: str = "noarch python package") -> RelPath:
+        """Remap a noarch python package path to its place in the prefix (checked again)."""
         if path.startswith("site-packages/"):
-            return self.site_packages + path[len("site-packages") :]
+            return join(self.site_packages, path[len("site-packages/") :], what)
         if path.startswith("python-scripts/"):
-            return "bin" + path[len("python-scripts") :]
+            return join(_BIN, path[len("python-scripts/") :], what)
         return path
 
 
@@ -69,6 +79,10 @@ class EntryPoint:
         if not (_IDENTIFIER_PATH.match(module) and _IDENTIFIER_PATH.match(func)):
             raise bad
         return cls(cmd, module, func)
+
+    def target(self, package: str) -> RelPath:
+        """``bin/<command>``, through the path check."""
+        return join(_BIN, self.command, f"package {package}, entry point {self.command!r}")
 
     def script(self, prefix: str, python: PythonInfo) -> bytes:
         """The launcher script, byte-identical to rattler's."""

@@ -44,10 +44,17 @@ from . import format as fmt
 from . import preconditions
 from ._platform import host_glibc_version
 from .errors import ArchiveError, PackageError
-from .linker import CLOBBERS_DIR, InstalledFile, LinkContext, LinkedPackage, link_package
+from .linker import (
+    CLOBBERS_DIR,
+    InstalledFile,
+    LinkContext,
+    LinkedPackage,
+    clobber_path,
+    link_package,
+)
 from .noarch import PythonInfo
 from .pkginfo import PackageInfo, read_info
-from .prefix import Destination
+from .prefix import Destination, RelPath, check_package_fields, join
 from .progress import Reporter
 from .tarstream import BLOCK, DIRECTORY, ChunkReader, Member, iter_members
 
@@ -123,10 +130,10 @@ def parse_repodata(data: bytes, where: str) -> dict[str, dict[str, Any]]:
         if not isinstance(table, dict):
             raise ArchiveError(f"{where}: {key!r} is not an object")
         for fn, record in table.items():
-            if not isinstance(record, dict) or not all(
-                isinstance(record.get(k), str) for k in ("name", "version", "build")
-            ):
+            if not isinstance(record, dict):
                 raise ArchiveError(f"{where}: the record of {fn} is malformed")
+            # name, version and build become file names (conda-meta/<dist>.json).
+            check_package_fields(record, f"{where}, the record of {fn}")
             out[fn] = record
     return out
 
@@ -336,7 +343,7 @@ class _DeferredClobberContext(LinkContext):
     """A link context whose clobbering is settled at the end, once the install order is
     known: while streaming, the package that comes later in the archive wins."""
 
-    def claim(self, target: str, dist: str) -> None:
+    def claim(self, target: RelPath, dist: str) -> None:
         warn, self.warn = self.warn, _ignore
         try:
             super().claim(target, dist)
@@ -607,44 +614,34 @@ class PixiPackUnpacker:
         self, records: list[tuple[dict[str, Any], LinkedPackage]], position: dict[str, int]
     ) -> None:
         """Give each clobbered path to the package installed last in rattler's order."""
-        claimants: dict[str, list[tuple[str, str, InstalledFile]]] = {}
-        for record, linked in records:
+        claimants: dict[RelPath, list[tuple[str, str, InstalledFile]]] = {}
+        for _, linked in records:
             for installed in linked.files:
-                if installed.original_path is not None:
-                    entry = (str(record["name"]), linked.dist, installed)
+                if installed.original_path is not None and installed.owner is not None:
+                    entry = (*installed.owner, installed)
                     claimants.setdefault(installed.original_path, []).append(entry)
         dest = self.ctx.destination
         for target, losers in sorted(claimants.items()):
-            owner = self.ctx.owners.get(target)
-            if owner is None:  # no file holds the path any more (never expected)
+            held = self.ctx.owners.get(target)
+            if held is None or held.owner is None:  # no file holds the path any more
                 continue
+            owner = (*held.owner, held)
             everyone = [owner, *losers]
             name, dist, winner = max(everyone, key=lambda c: position[c[0]])
             if name != owner[0]:
                 what = f"package {dist}"
-                moved = f"{CLOBBERS_DIR}/{owner[0]}/{target}"
+                moved = clobber_path(owner[0], target, what)
                 dest.rename(target, moved, what)
-                owner[2].original_path, owner[2].path = target, moved
+                held.original_path, held.path = target, moved
                 source = winner.path
                 dest.rename(source, target, what)
                 winner.path, winner.original_path = target, None
-                _remove_empty_parents(dest.root, source, f"{CLOBBERS_DIR}/{name}")
+                dest.remove_empty_dirs(source, join(CLOBBERS_DIR, name, what))
             others = sorted(d for _, d, _ in everyone if d != dist)
             self.reporter.warning(
                 f"{target} is in both {', '.join(others)} and {dist}; keeping the one of "
                 f"{dist} (the others are moved to {CLOBBERS_DIR}/<name>/{target})"
             )
-
-
-def _remove_empty_parents(root: str, rel: str, stop: str) -> None:
-    """Remove the now empty directories of ``rel`` up to and including ``stop``."""
-    parent = os.path.dirname(rel)
-    while parent and (parent == stop or parent.startswith(stop + "/")):
-        try:
-            os.rmdir(os.path.join(root, parent))
-        except OSError:
-            return
-        parent = os.path.dirname(parent)
 
 
 def install(

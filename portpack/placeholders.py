@@ -12,7 +12,13 @@ _PYTHON_EXE = re.compile(rb"^python(\d+(\.\d+)?)?$")
 
 
 def replace_text(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
-    """Replace every occurrence of ``placeholder`` with ``prefix``, then fix the shebang."""
+    """Replace every occurrence of ``placeholder`` with ``prefix``, then fix the shebang.
+
+    An empty placeholder replaces nothing (``bytes.replace`` would insert the prefix
+    between every two bytes).
+    """
+    if not placeholder:
+        return data
     return fix_shebang(data.replace(placeholder, prefix), prefix)
 
 
@@ -20,7 +26,10 @@ def replace_binary(data: bytes, placeholder: bytes, prefix: bytes, what: str = "
     """Replace ``placeholder`` inside each C string, padding with NULs to keep the length.
 
     Raises :class:`PreconditionError` if ``prefix`` is longer than ``placeholder``.
+    An empty placeholder replaces nothing.
     """
+    if not placeholder:
+        return data
     if len(prefix) > len(placeholder):
         raise PreconditionError(
             f"the target prefix ({len(prefix)} bytes) is longer than the binary placeholder "

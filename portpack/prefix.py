@@ -1,20 +1,37 @@
 """The destination: the only code that creates files in the environment being built.
 
 Every relative path goes through :func:`safe_relpath`, the one place that decides
-whether a member may be written.  Files are created with ``O_EXCL | O_NOFOLLOW``
-under directories this object made itself, so no member can write through a
-symlink or outside the root.
+whether a string may name something inside the environment.  It returns a
+:data:`RelPath`, and every :class:`Destination` operation takes only that type, so
+mypy rejects a path built from archive metadata (a record, ``index.json``,
+``paths.json``, python's site-packages, an entry point) that skipped the check.
+Paths derived from checked ones (``bin/<command>``, ``__clobbers__/<name>/<path>``)
+are made with :func:`join`, which checks the result again.  Files are created with
+``O_EXCL | O_NOFOLLOW`` under directories this object made itself, so no member can
+write through a symlink or outside the root.
+
+:func:`check_package_fields` is the one check of the ``name``, ``version`` and
+``build`` a record or ``index.json`` gives a package: they become file names
+(``conda-meta/<name>-<version>-<build>.json``, ``__clobbers__/<name>/``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, NewType
 
 from .errors import InstallError, UnsafeArchiveError
 from .writers import WriterPool
+
+RelPath = NewType("RelPath", str)
+"""A relative path checked by :func:`safe_relpath`: no ``..``, ``.`` or empty
+component, not absolute, no NUL or backslash, no trailing slash.  Make one only
+with :func:`safe_relpath` or :func:`join` (tests/test_prefix.py checks that no other
+module calls ``RelPath(...)`` or casts to it)."""
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FORBIDDEN_BITS = stat.S_ISUID | stat.S_ISGID
@@ -26,8 +43,8 @@ def _current_umask() -> int:
     return mask
 
 
-def safe_relpath(name: str, what: str) -> str:
-    """Normalize a member path; refuse absolute paths, ``..``, NUL and empty names."""
+def safe_relpath(name: str, what: str) -> RelPath:
+    """Normalize a path from an archive; refuse absolute paths, ``..``, NUL and empty names."""
     path = name
     while path.startswith("./"):
         path = path[2:]
@@ -40,7 +57,66 @@ def safe_relpath(name: str, what: str) -> str:
     framed = f"/{path}/"
     if "//" in framed or "/./" in framed or "/../" in framed:
         raise UnsafeArchiveError(f"{what}: refusing unsafe path {name!r}")
-    return path
+    # No RelPath(path) call: this runs once per file, and the NewType is the identity.
+    return path  # type: ignore[return-value]
+
+
+def join(base: RelPath, name: str, what: str) -> RelPath:
+    """``base/name``, checked again as a whole (``name`` may come from metadata)."""
+    return safe_relpath(f"{base}/{name}", what)
+
+
+#: What conda allows in the fields that name a package's files (CEP 26, with the
+#: length of a name relaxed to 128 and either case accepted, as conda and rattler
+#: read them): a name of letters, digits, ``_``, ``.``, ``-``; a version of letters,
+#: digits, ``_``, ``.``, ``+``, ``!``; a build of letters, digits, ``_``, ``.``, ``+``.
+#: None may start with ``.`` or ``-`` or hold ``..`` (so none is ``.``/``..``, and none
+#: holds ``/``, ``\``, NUL, whitespace or a look-alike of them).
+_FIELD_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
+    "name": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"),
+        128,
+        "ASCII letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+    ),
+    "version": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!]*"),
+        64,
+        "ASCII letters, digits, '_', '.', '+' and '!', not starting with '.'",
+    ),
+    "build": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+]*"),
+        64,
+        "ASCII letters, digits, '_', '.' and '+', not starting with '.'",
+    ),
+}
+
+
+def check_package_fields(record: Mapping[str, Any], where: str) -> str:
+    """Check a record's ``name``, ``version`` and ``build``; return ``name-version-build``.
+
+    Raises :class:`UnsafeArchiveError` naming ``where``, the package and the field.
+    """
+    name = record.get("name")
+    label = name if isinstance(name, str) and _valid("name", name) else None
+    for field, (_, limit, rule) in _FIELD_RULES.items():
+        value = record.get(field)
+        if isinstance(value, str) and _valid(field, value):
+            continue
+        package = f"package {label}" if label else "a package"
+        if not isinstance(value, str):
+            problem = "is missing" if value is None else f"is not a string ({value!r})"
+        else:
+            problem = f"is {value[:80]!r}{'...' if len(value) > 80 else ''}"
+            rule = f"conda allows only {rule}, at most {limit} characters, no '..'"
+        if not isinstance(value, str):
+            rule = "it names the package's files"
+        raise UnsafeArchiveError(f"{where}: {package}: its {field!r} {problem}; {rule}")
+    return f"{record['name']}-{record['version']}-{record['build']}"
+
+
+def _valid(field: str, value: str) -> bool:
+    pattern, limit, _ = _FIELD_RULES[field]
+    return len(value) <= limit and ".." not in value and pattern.fullmatch(value) is not None
 
 
 class Destination:
@@ -65,10 +141,12 @@ class Destination:
             self._pool.flush()
 
     def abort(self) -> None:
-        """Stop the writers, abandoning queued files (the caller removes the tree)."""
+        """Stop the writers, abandoning queued files, and remove the tree below ``root``
+        (iteratively: a legal tree may be deeper than Python's recursion limit)."""
         if self._pool is not None:
             self._pool.abort()
             self._pool = None
+        remove_tree(self.root)
 
     def close(self) -> None:
         """Finish background writing (raising its errors) and stop the writers."""
@@ -82,17 +160,29 @@ class Destination:
     def _abs(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
-    def exists(self, rel: str) -> bool:
+    def exists(self, rel: RelPath) -> bool:
         """True if this destination already wrote ``rel`` (pending writes included)."""
         self.flush()
         return os.path.lexists(self._abs(rel))
 
-    def ensure_dir(self, rel: str, what: str) -> None:
+    def ensure_dir(self, rel: RelPath, what: str) -> None:
         """Create directory ``rel`` and its parents, refusing to pass through a symlink."""
+        self._ensure_dir(rel, what)
+
+    def _ensure_dir(self, rel: str, what: str) -> None:
         if rel in self._dirs:
             return
+        # Iterative (a legal path may have thousands of components): find the deepest
+        # directory made already, then create the missing ones top down.
+        missing = [rel]
         parent = rel.rpartition("/")[0]
-        self.ensure_dir(parent, what)
+        while parent not in self._dirs:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for path in reversed(missing):
+            self._mkdir(path, what)
+
+    def _mkdir(self, rel: str, what: str) -> None:
         if rel in self._symlinks:
             raise UnsafeArchiveError(f"{what}: refusing to write through symlink {rel!r}")
         try:
@@ -109,7 +199,7 @@ class Destination:
     def _parent(self, rel: str, what: str) -> None:
         parent = rel.rpartition("/")[0]
         if parent not in self._dirs:
-            self.ensure_dir(parent, what)
+            self._ensure_dir(parent, what)
 
     def _check_mode(self, mode: int, rel: str, what: str) -> int:
         if mode & _FORBIDDEN_BITS:
@@ -117,7 +207,7 @@ class Destination:
         return mode & 0o777
 
     def write_bytes(
-        self, rel: str, data: bytes | memoryview, mode: int, mtime: int | None, what: str
+        self, rel: RelPath, data: bytes | memoryview, mode: int, mtime: int | None, what: str
     ) -> None:
         """Create regular file ``rel`` holding ``data`` (possibly on a background writer)."""
         if self._pool is None:
@@ -129,7 +219,7 @@ class Destination:
 
     def write(
         self,
-        rel: str,
+        rel: RelPath,
         pieces: Iterable[bytes | memoryview],
         mode: int,
         mtime: int | None,
@@ -177,7 +267,7 @@ class Destination:
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
 
-    def symlink(self, rel: str, target: str, what: str) -> None:
+    def symlink(self, rel: RelPath, target: str, what: str) -> None:
         """Create symlink ``rel`` pointing at ``target`` (kept verbatim)."""
         if not target or "\0" in target:
             raise UnsafeArchiveError(f"{what}: symlink {rel!r} has an invalid target")
@@ -190,20 +280,75 @@ class Destination:
             raise _install_error(exc, rel, what) from exc
         self._symlinks.add(rel)
 
-    def rename(self, rel: str, new_rel: str, what: str) -> None:
-        """Move a file this destination wrote to ``new_rel``."""
+    def rename(self, rel: RelPath, new_rel: RelPath, what: str) -> None:
+        """Move a file this destination wrote to ``new_rel`` (never over an existing one)."""
         self.flush()
         self._parent(new_rel, what)
-        os.rename(self._abs(rel), self._abs(new_rel))
+        if os.path.lexists(self._abs(new_rel)):
+            raise UnsafeArchiveError(f"{what}: {new_rel!r} is written twice")
+        try:
+            os.rename(self._abs(rel), self._abs(new_rel))
+        except OSError as exc:
+            raise _install_error(exc, new_rel, what) from exc
         if rel in self._symlinks:
             self._symlinks.discard(rel)
             self._symlinks.add(new_rel)
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: RelPath) -> bytes:
         """Read back a regular file this destination wrote (for tar hard links)."""
         self.flush()
-        with open(self._abs(rel), "rb") as fh:
+        fd = os.open(self._abs(rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
             return fh.read()
+
+    def remove_empty_dirs(self, rel: RelPath, stop: RelPath) -> None:
+        """Remove the directories above ``rel`` that are empty, up to and including
+        ``stop`` (an ancestor of ``rel``); stop at the first one that is not empty."""
+        self.flush()
+        parent = rel.rpartition("/")[0]
+        while parent and (parent == stop or parent.startswith(stop + "/")):
+            try:
+                os.rmdir(self._abs(parent))
+            except OSError:
+                return
+            self._dirs.discard(parent)
+            parent = parent.rpartition("/")[0]
+
+
+def remove_tree(root: str) -> None:
+    """Remove ``root`` and everything below it, best effort, never following a symlink.
+
+    Without recursion (``shutil.rmtree`` recurses once per level and fails on a tree
+    of legal depth, such as a package path of 1,200 components).
+    """
+    stack = [root]
+    stuck: set[str] = set()
+    while stack:
+        path = stack[-1]
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            entries = []
+        deeper = False
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path not in stuck:
+                        stack.append(entry.path)
+                        deeper = True
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+        if deeper:
+            continue
+        stack.pop()
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            stuck.add(path)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -33,7 +33,7 @@ from installer.sources import WheelFile
 from . import format as fmt
 from .errors import ArchiveError, InstallError, PackageError, PortpackError
 from .noarch import PythonInfo
-from .prefix import Destination, safe_relpath
+from .prefix import Destination, RelPath, join, safe_relpath
 from .tarstream import ChunkReader
 
 #: The ``INSTALLER`` file of every wheel portpack installs.
@@ -54,10 +54,10 @@ class _StagingDestination(SchemeDictionaryDestination):
     """installer's scheme destination, writing through portpack's :class:`Destination`."""
 
     def __init__(
-        self, dest: Destination, schemes: dict[str, str], interpreter: str, what: str
+        self, dest: Destination, schemes: dict[str, RelPath | None], interpreter: str, what: str
     ) -> None:
         super().__init__(
-            scheme_dict={k: f"{dest.root}/{v}".rstrip("/") for k, v in schemes.items()},
+            scheme_dict={k: f"{dest.root}/{v or ''}".rstrip("/") for k, v in schemes.items()},
             interpreter=interpreter,
             script_kind="posix",
         )
@@ -70,8 +70,9 @@ class _StagingDestination(SchemeDictionaryDestination):
         self, scheme: str, path: str, stream: BinaryIO, is_executable: bool
     ) -> RecordEntry:
         base = self.schemes[scheme]
-        inner = safe_relpath(path, self.what)
-        rel = f"{base}/{inner}" if base else inner
+        # A RECORD path goes through the path check, joined to its scheme's directory.
+        inner = safe_relpath(path, self.what)  # the error names the RECORD path as given
+        rel = join(base, inner, self.what) if base else inner
         if self.dest.exists(rel):
             raise InstallError(
                 f"{self.what}: {rel} is already in the environment (installed by a conda "
@@ -95,14 +96,15 @@ class _StagingDestination(SchemeDictionaryDestination):
         return RecordEntry(path, Hash("sha256", value), size)
 
 
-def schemes(python: PythonInfo, project: str) -> dict[str, str]:
-    """Where each wheel scheme goes, relative to the prefix (a conda python's layout)."""
+def schemes(python: PythonInfo, project: str, what: str) -> dict[str, RelPath | None]:
+    """Where each wheel scheme goes, relative to the prefix (a conda python's layout);
+    ``None``: the prefix itself."""
     return {
         "purelib": python.site_packages,
         "platlib": python.site_packages,
-        "scripts": "bin",
-        "data": "",
-        "headers": f"include/python{python.version}/{project}",
+        "scripts": safe_relpath("bin", what),
+        "data": None,
+        "headers": safe_relpath(f"include/python{python.version}/{project}", what),
     }
 
 
@@ -128,7 +130,7 @@ def install_wheel(
             source = WheelFile(zf)  # name and version come from the file's name
             target = _StagingDestination(
                 dest,
-                schemes(python, source.distribution),
+                schemes(python, source.distribution, what),
                 f"{prefix}/{python.interpreter}",
                 what,
             )

@@ -15,6 +15,8 @@ from typing import Any
 import zstandard
 
 from portpack import archive_writer, condapkg, packing
+from portpack.errors import PortpackError
+from portpack.pkginfo import PackageInfo
 
 
 @dataclass
@@ -39,6 +41,12 @@ class RawPackage:
     index: dict[str, Any] = field(default_factory=dict)
     link: dict[str, Any] | None = None
     depends: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    """Merged into the archive's record last (to make it disagree with index.json)."""
+    info: list[Member] = field(default_factory=list)
+    """Extra info/ members (e.g. ``info/files`` + ``info/has_prefix`` with ``paths=[]``)."""
+    legacy: bool = False
+    """Leave out info/paths.json (the package has ``info/files`` in ``info``)."""
 
     @property
     def stem(self) -> str:
@@ -89,10 +97,12 @@ def write_conda(dest: Path, pkg: RawPackage) -> Path:
         **pkg.index,
     }
     paths = pkg.paths if pkg.paths is not None else _default_paths(pkg)
-    info = [
-        Member("info/index.json", json.dumps(index).encode()),
-        Member("info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode()),
-    ]
+    info = [Member("info/index.json", json.dumps(index).encode())]
+    if not pkg.legacy:
+        info.append(
+            Member("info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode())
+        )
+    info += pkg.info
     if pkg.link is not None:
         info.append(Member("info/link.json", json.dumps(pkg.link).encode()))
     cctx = zstandard.ZstdCompressor(level=3)
@@ -119,7 +129,25 @@ def record(pkg: RawPackage, path: Path) -> dict[str, Any]:
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         **pkg.index,
+        **pkg.record,
     }
+
+
+def analyze(path: Path, pkg: RawPackage) -> condapkg.AnalyzedPackage:
+    """condapkg.analyze, or, for a package that portpack pack would refuse, the same
+    segments without its checks (the unpacker must refuse such packages by itself)."""
+    try:
+        return condapkg.analyze(path, pkg.name)
+    except PortpackError:
+        pass
+    info_range, payload_range = condapkg._locate(path, pkg.name)
+    with open(path, "rb") as fh:
+        info_segment, _ = condapkg._measure(fh, info_range, pkg.name, condapkg._keep_info)
+        payload_segment, _ = condapkg._measure(fh, payload_range, pkg.name, lambda c: list(c))
+    info = PackageInfo(index={}, paths=[])
+    return condapkg.AnalyzedPackage(
+        path, info_range, payload_range, info_segment, payload_segment, info
+    )
 
 
 def make_archive(dest: Path, packages: Sequence[RawPackage], platform: str = "linux-64") -> Path:
@@ -127,7 +155,7 @@ def make_archive(dest: Path, packages: Sequence[RawPackage], platform: str = "li
     dest.mkdir(parents=True, exist_ok=True)
     files = [write_conda(dest, pkg) for pkg in packages]
     records = [record(pkg, path) for pkg, path in zip(packages, files, strict=True)]
-    analyzed = [condapkg.analyze(p, pkg.name) for p, pkg in zip(files, packages, strict=True)]
+    analyzed = [analyze(p, pkg) for p, pkg in zip(files, packages, strict=True)]
     metadata = packing.build_metadata(platform, records, analyzed)
     out = dest / "env.tar"
     with open(out, "wb") as fh:
