@@ -174,10 +174,8 @@ def remove_own_private_dirs(parent: Path, stem: str) -> None:
 
     For an interrupt that lands between the ``mkdir`` and the caller learning its name.
     """
-    import shutil
-
     for path in parent.glob(f".{stem}{MARK}{os.getpid()}-*"):
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
 def _check_file_target(target: Path) -> None:
@@ -297,11 +295,40 @@ def _umask() -> int:
     return mask
 
 
-def remove_tree(path: str | os.PathLike[str]) -> None:
-    """Remove a tree portpack made (symlinks are removed, never followed)."""
-    import shutil  # only where used: it costs unpack's start-up a dozen modules
+def remove_tree(root: str | os.PathLike[str]) -> None:
+    """Remove ``root`` and everything below it, best effort, never following a symlink.
 
-    shutil.rmtree(path, ignore_errors=True)
+    Without recursion (``shutil.rmtree`` recurses once per level and fails on a tree
+    of legal depth, such as a package path of 1,200 components).
+    """
+    stack = [os.fspath(root)]
+    stuck: set[str] = set()
+    while stack:
+        path = stack[-1]
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            entries = []
+        deeper = False
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path not in stuck:
+                        stack.append(entry.path)
+                        deeper = True
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+        if deeper:
+            continue
+        stack.pop()
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            stuck.add(path)
 
 
 # -- moves that never replace what was not checked ----------------------------------------

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NewType
 
 from .errors import InstallError, UnsafeArchiveError
+from .outside import remove_tree
 from .writers import WriterPool
 
 RelPath = NewType("RelPath", str)
@@ -313,42 +314,6 @@ class Destination:
                 return
             self._dirs.discard(parent)
             parent = parent.rpartition("/")[0]
-
-
-def remove_tree(root: str) -> None:
-    """Remove ``root`` and everything below it, best effort, never following a symlink.
-
-    Without recursion (``shutil.rmtree`` recurses once per level and fails on a tree
-    of legal depth, such as a package path of 1,200 components).
-    """
-    stack = [root]
-    stuck: set[str] = set()
-    while stack:
-        path = stack[-1]
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            entries = []
-        deeper = False
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.path not in stuck:
-                        stack.append(entry.path)
-                        deeper = True
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
-        if deeper:
-            continue
-        stack.pop()
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            stuck.add(path)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

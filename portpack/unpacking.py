@@ -245,9 +245,9 @@ def _build(
         else:
             if placed is not None:
                 _move_back(staging, target, placed)
-            _rmtree(staging, ignore_errors=True)
+            outside.remove_tree(staging)
         raise
-    _rmtree(staging, ignore_errors=True)  # the replaced environment (--force), if any
+    outside.remove_tree(staging)  # the replaced environment (--force), if any
     return linked, script
 
 
@@ -320,7 +320,7 @@ def remove_stale_staging(out: Path, env_name: str) -> None:
             pid = path.name[len(stem) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 if path.is_dir() and not path.is_symlink():
-                    _rmtree(path, ignore_errors=True)
+                    outside.remove_tree(path)
                 else:
                     path.unlink(missing_ok=True)
 
@@ -533,12 +533,6 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
 
 # shutil and tempfile are imported only where used: together they cost unpack's
 # start-up a dozen modules (zlib, bz2, lzma, random, ...) on a cold page cache.
-
-
-def _rmtree(path: str | os.PathLike[str], ignore_errors: bool = True) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def _which(command: str) -> str | None:

@@ -27,7 +27,8 @@ import portpack
 from hostile import Member, RawPackage, make_archive, record, write_conda
 from portpack.errors import PortpackError, UnsafeArchiveError
 from portpack.linker import clobber_path
-from portpack.prefix import Destination, check_package_fields, remove_tree, safe_relpath
+from portpack.outside import remove_tree
+from portpack.prefix import Destination, check_package_fields, safe_relpath
 from portpack.verify import verify
 from treesnap import snapshot
 
