@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NewType
 
 from .errors import InstallError, UnsafeArchiveError
-from .outside import remove_tree
 from .writers import WriterPool
 
 RelPath = NewType("RelPath", str)
@@ -142,12 +141,15 @@ class Destination:
             self._pool.flush()
 
     def abort(self) -> None:
-        """Stop the writers, abandoning queued files, and remove the tree below ``root``
-        (iteratively: a legal tree may be deeper than Python's recursion limit)."""
+        """Stop the writers, abandoning queued files.
+
+        The tree stays: whoever made ``root`` removes it (portpack.unpacking, which
+        knows whether ``root`` still holds the new environment or, after a swap, the
+        old one).
+        """
         if self._pool is not None:
             self._pool.abort()
             self._pool = None
-        remove_tree(self.root)
 
     def close(self) -> None:
         """Finish background writing (raising its errors) and stop the writers."""
