@@ -13,18 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .clobbers import ClobberRegistry
 from .errors import PackageError, UnsafeArchiveError
 from .noarch import EntryPoint, PythonInfo
 from .pkginfo import PackageInfo, PathEntry
 from .placeholders import replace_binary, replace_text
-from .prefix import Destination, RelPath, join, safe_relpath
+from .prefix import Destination, RelPath, safe_relpath
 from .tarstream import DIRECTORY, HARDLINK, SYMLINK, ChunkReader, Member, iter_members
 
 #: An installed path: the package's paths.json entry, completed in place by the linker.
 InstalledFile = PathEntry
 
 
-CLOBBERS_DIR = safe_relpath("__clobbers__", "clobbered files")
 #: Files with placeholders are patched in memory; larger ones are refused.
 MAX_PATCHED_FILE = 1 << 30
 
@@ -42,38 +42,15 @@ class LinkContext:
     strict: bool = False
     """Refuse symlinks that point outside the prefix instead of warning."""
     now: int = field(default_factory=lambda: int(time.time()))
-    owners: dict[str, InstalledFile] = field(default_factory=dict)
-    """The file each path holds so far, with its package in ``owner`` (for clobbering)."""
+    defer_clobbers: bool = False
+    """The install order is known only at the end (pixi-pack archives): warn at settle."""
+    clobbers: ClobberRegistry = field(init=False)
+    """Who wrote each path so far; resolves clobbering (rattler's rule)."""
 
-    def claim(self, target: RelPath, dist: str) -> None:
-        """Make room for ``dist`` to write ``target``; a later package wins, as with rattler.
-
-        The earlier package's file moves to ``__clobbers__/<its name>/<path>`` and its
-        record keeps the path it wanted as ``original_path``.
-        """
-        record = self.owners.pop(target, None)
-        if record is None:
-            return
-        assert record.owner is not None  # set by own() for every record in owners
-        owner, owner_dist = record.owner
-        moved = clobber_path(owner, target, f"package {dist}")
-        self.warn(
-            f"{target} is in both {owner_dist} and {dist}; keeping the one of {dist} "
-            f"(the other is moved to {moved})"
+    def __post_init__(self) -> None:
+        self.clobbers = ClobberRegistry(
+            self.destination, lambda message: self.warn(message), quiet=self.defer_clobbers
         )
-        self.destination.rename(target, moved, f"package {dist}")
-        record.original_path, record.path = target, moved
-
-    def own(self, record: InstalledFile, owner: tuple[str, str]) -> None:
-        """Remember that package ``owner`` (name, dist) wrote ``record.path``."""
-        if record.path_type != "directory":
-            record.owner = owner
-            self.owners[record.path] = record
-
-
-def clobber_path(package: str, path: RelPath, what: str) -> RelPath:
-    """``__clobbers__/<package>/<path>``, where a losing package's file goes."""
-    return join(join(CLOBBERS_DIR, package, what), path, what)
 
 
 @dataclass
@@ -105,7 +82,9 @@ def link_package(
         what = f"package {dist}, file {name}"
         target = python.map_path(name, what) if python else name
         if member.type != DIRECTORY:
-            ctx.claim(target, dist)
+            ctx.clobbers.claim_file(target, dist)
+        else:
+            ctx.clobbers.claim_dir(target, dist)
         if member.type == SYMLINK:
             _check_symlink_target(ctx, target, member.linkname, what)
             ctx.destination.symlink(target, member.linkname, what)
@@ -131,7 +110,7 @@ def link_package(
     if info.entry_points:
         files += _entry_points(ctx, dist, info, python)
     for record in files:
-        ctx.own(record, owner)
+        ctx.clobbers.own(record, owner)
     return LinkedPackage(dist=dist, files=files)
 
 
@@ -259,6 +238,7 @@ def _create_missing_directories(
         if entry.path_type == "directory":
             what = f"package {dist}"
             target = python.map_path(entry.path, what) if python else entry.path
+            ctx.clobbers.claim_dir(target, dist)
             ctx.destination.ensure_dir(target, what)
             _record(entry, target, "directory")
         else:
@@ -276,7 +256,7 @@ def _entry_points(
     for spec in info.entry_points:
         entry_point = EntryPoint.parse(spec, dist)
         target = entry_point.target(dist)
-        ctx.claim(target, dist)
+        ctx.clobbers.claim_file(target, dist)
         script = entry_point.script(ctx.prefix, python)
         ctx.destination.write_bytes(target, script, 0o775, None, f"package {dist}, entry point")
         out.append(

@@ -44,17 +44,10 @@ from . import format as fmt
 from . import preconditions
 from ._platform import host_glibc_version
 from .errors import ArchiveError, PackageError
-from .linker import (
-    CLOBBERS_DIR,
-    InstalledFile,
-    LinkContext,
-    LinkedPackage,
-    clobber_path,
-    link_package,
-)
+from .linker import LinkContext, LinkedPackage, link_package
 from .noarch import PythonInfo
 from .pkginfo import PackageInfo, read_info
-from .prefix import Destination, RelPath, check_package_fields, join
+from .prefix import Destination, check_package_fields
 from .progress import Reporter
 from .tarstream import BLOCK, DIRECTORY, ChunkReader, Member, iter_members
 
@@ -335,22 +328,6 @@ def _cycle_breaks(
     return breaks
 
 
-def _ignore(message: str) -> None:
-    pass
-
-
-class _DeferredClobberContext(LinkContext):
-    """A link context whose clobbering is settled at the end, once the install order is
-    known: while streaming, the package that comes later in the archive wins."""
-
-    def claim(self, target: RelPath, dist: str) -> None:
-        warn, self.warn = self.warn, _ignore
-        try:
-            super().claim(target, dist)
-        finally:
-            self.warn = warn
-
-
 # -- unpacking ----------------------------------------------------------------------
 
 
@@ -391,8 +368,13 @@ class PixiPackUnpacker:
     ) -> None:
         self.name = name
         self.reporter = reporter or Reporter()
-        self.ctx = _DeferredClobberContext(
-            destination=dest, prefix=prefix, python=None, warn=self.reporter.warning, strict=strict
+        self.ctx = LinkContext(
+            destination=dest,
+            prefix=prefix,
+            python=None,
+            warn=self.reporter.warning,
+            strict=strict,
+            defer_clobbers=True,
         )
         self.target_dir = os.path.dirname(dest.root.rstrip("/")) or "."
         self.spool_dir = Path(dest.root.rstrip("/") + "-spool")
@@ -607,41 +589,8 @@ class PixiPackUnpacker:
             record.setdefault("channel", "")
             installed.append((record, pkg.linked))
         position = {name: i for i, name in enumerate(install_order([r for r, _ in installed]))}
-        self._settle_clobbers(installed, position)
+        self.ctx.clobbers.settle(lambda name: position[name])
         return sorted(installed, key=lambda item: position[str(item[0]["name"])])
-
-    def _settle_clobbers(
-        self, records: list[tuple[dict[str, Any], LinkedPackage]], position: dict[str, int]
-    ) -> None:
-        """Give each clobbered path to the package installed last in rattler's order."""
-        claimants: dict[RelPath, list[tuple[str, str, InstalledFile]]] = {}
-        for _, linked in records:
-            for installed in linked.files:
-                if installed.original_path is not None and installed.owner is not None:
-                    entry = (*installed.owner, installed)
-                    claimants.setdefault(installed.original_path, []).append(entry)
-        dest = self.ctx.destination
-        for target, losers in sorted(claimants.items()):
-            held = self.ctx.owners.get(target)
-            if held is None or held.owner is None:  # no file holds the path any more
-                continue
-            owner = (*held.owner, held)
-            everyone = [owner, *losers]
-            name, dist, winner = max(everyone, key=lambda c: position[c[0]])
-            if name != owner[0]:
-                what = f"package {dist}"
-                moved = clobber_path(owner[0], target, what)
-                dest.rename(target, moved, what)
-                held.original_path, held.path = target, moved
-                source = winner.path
-                dest.rename(source, target, what)
-                winner.path, winner.original_path = target, None
-                dest.remove_empty_dirs(source, join(CLOBBERS_DIR, name, what))
-            others = sorted(d for _, d, _ in everyone if d != dist)
-            self.reporter.warning(
-                f"{target} is in both {', '.join(others)} and {dist}; keeping the one of "
-                f"{dist} (the others are moved to {CLOBBERS_DIR}/<name>/{target})"
-            )
 
 
 def install(

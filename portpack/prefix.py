@@ -61,6 +61,11 @@ def safe_relpath(name: str, what: str) -> RelPath:
     return path  # type: ignore[return-value]
 
 
+def parent_of(rel: RelPath) -> RelPath:
+    """The directory holding ``rel`` (``""``: the root): a part of a checked path is one."""
+    return rel.rpartition("/")[0]  # type: ignore[return-value]
+
+
 def join(base: RelPath, name: str, what: str) -> RelPath:
     """``base/name``, checked again as a whole (``name`` may come from metadata)."""
     return safe_relpath(f"{base}/{name}", what)
@@ -167,6 +172,24 @@ class Destination:
         """True if this destination already wrote ``rel`` (pending writes included)."""
         self.flush()
         return os.path.lexists(self._abs(rel))
+
+    def is_dir(self, rel: RelPath) -> bool:
+        """True if this destination made directory ``rel`` (and has not removed it)."""
+        return rel in self._dirs
+
+    def remove_empty_tree(self, rel: RelPath, what: str) -> None:
+        """Remove directory ``rel`` and the directories below it, all empty by now."""
+        self.flush()
+        below = sorted((d for d in self._dirs if d.startswith(rel + "/")), key=len, reverse=True)
+        for path in [*below, rel]:
+            try:
+                os.rmdir(self._abs(path))
+            except OSError as exc:
+                raise InstallError(
+                    f"{what}: cannot put a file where the directory {rel!r} is: {path!r} "
+                    f"holds files no package installed ({exc.strerror or exc})"
+                ) from exc
+            self._dirs.discard(path)
 
     def ensure_dir(self, rel: RelPath, what: str) -> None:
         """Create directory ``rel`` and its parents, refusing to pass through a symlink."""

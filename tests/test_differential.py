@@ -27,7 +27,7 @@ import pytest
 import portpack
 from support.channel import RATTLER_COMPATIBLE
 from support.rattler_install import install_with_rattler
-from treesnap import diff, snapshot
+from treesnap import diff, snapshot, without_empty_clobber_dirs
 
 INTENDED = ("CACHEDIR.TAG", "conda-meta")
 #: paths_data fields that must agree between rattler's records and portpack's.
@@ -40,20 +40,6 @@ PATH_FIELDS = (
     "prefix_placeholder",
     "original_path",
 )
-
-
-def without_empty_clobber_dirs(tree: dict[str, tuple[str, int, str]]) -> dict[str, Any]:
-    """Drop directories under ``__clobbers__`` that hold no file (rattler leftovers)."""
-    files = [p for p, (kind, _, _) in tree.items() if kind != "dir"]
-    return {
-        p: v
-        for p, v in tree.items()
-        if not (
-            p.startswith("__clobbers__")
-            and v[0] == "dir"
-            and not any(f.startswith(p + "/") for f in files)
-        )
-    }
 
 
 def records_by_name(prefix: Path) -> dict[str, dict[str, Any]]:

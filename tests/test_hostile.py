@@ -69,10 +69,22 @@ def test_file_through_a_symlink_is_refused(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
-def test_file_through_a_symlink_of_an_earlier_package_is_refused(tmp_path: Path) -> None:
-    first = RawPackage("aaa", [Member("etc/conf", type=tarfile.SYMTYPE, linkname="/etc")])
+def test_directory_where_an_earlier_package_has_a_symlink_stays_inside(tmp_path: Path) -> None:
+    """A later package's directory clobbers an earlier package's symlink (rattler's rule):
+    the symlink moves to ``__clobbers__`` and the file is written inside the prefix,
+    never through the link."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    first = RawPackage("aaa", [Member("etc/conf", type=tarfile.SYMTYPE, linkname=str(outside))])
     second = RawPackage("bbb", [Member("etc/conf/passwd", b"root::0:0::/:/bin/sh\n")])
-    unpack_refused(tmp_path, [first, second], "through symlink")
+    archive = make_archive(tmp_path / "build", [first, second])
+    reporter = RecordingReporter()
+    prefix = portpack.unpack(archive, tmp_path / "target", reporter=reporter).prefix
+    assert list(outside.iterdir()) == []
+    assert not (prefix / "etc/conf").is_symlink()
+    assert (prefix / "etc/conf/passwd").read_bytes() == b"root::0:0::/:/bin/sh\n"
+    assert os.readlink(prefix / "__clobbers__/aaa/etc/conf") == str(outside)
+    assert any("aaa" in w and "bbb" in w and "etc/conf" in w for w in reporter.warnings)
 
 
 def test_hardlink_to_outside_is_refused(tmp_path: Path) -> None:

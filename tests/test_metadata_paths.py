@@ -25,8 +25,8 @@ from pixipack_archive import build_pixi_pack
 
 import portpack
 from hostile import Member, RawPackage, make_archive, record, write_conda
+from portpack.clobbers import clobber_path
 from portpack.errors import PortpackError, UnsafeArchiveError
-from portpack.linker import clobber_path
 from portpack.outside import remove_tree
 from portpack.prefix import Destination, check_package_fields, safe_relpath
 from portpack.verify import verify

@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int, str]]:
@@ -38,3 +39,17 @@ def diff(a: dict[str, tuple[str, int, str]], b: dict[str, tuple[str, int, str]])
         f"differs: {p}: {a[p]} != {b[p]}" for p in sorted(a.keys() & b.keys()) if a[p] != b[p]
     ]
     return lines
+
+
+def without_empty_clobber_dirs(tree: dict[str, tuple[str, int, str]]) -> dict[str, Any]:
+    """Drop directories under ``__clobbers__`` that hold no file (rattler leftovers)."""
+    files = [p for p, (kind, _, _) in tree.items() if kind != "dir"]
+    return {
+        p: v
+        for p, v in tree.items()
+        if not (
+            p.startswith("__clobbers__")
+            and v[0] == "dir"
+            and not any(f.startswith(p + "/") for f in files)
+        )
+    }
