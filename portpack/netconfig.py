@@ -534,17 +534,9 @@ def _pool_classes(lent: _Lent) -> dict[str, Any]:
             lent.discard(conn)
             super()._put_conn(conn)
 
-    class HTTPSPool(urllib3.HTTPSConnectionPool):
-        def _get_conn(self, timeout: float | None = None) -> Any:
-            if lent.aborted:
-                raise ClosedPoolError(self, "the downloads were cancelled")
-            conn = super()._get_conn(timeout)
-            lent.add(conn)
-            return conn
-
-        def _put_conn(self, conn: Any) -> None:
-            lent.discard(conn)
-            super()._put_conn(conn)
+    # HTTPPool's methods first, then HTTPS's pool (its super() is HTTPSConnectionPool).
+    class HTTPSPool(HTTPPool, urllib3.HTTPSConnectionPool):
+        pass
 
     return {"http": HTTPPool, "https": HTTPSPool}
 

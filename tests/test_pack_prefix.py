@@ -27,7 +27,7 @@ from portpack.prefix_source import package_dirs
 from portpack.progress import RecordingReporter
 from support.channel import PY_VERSION, RATTLER_COMPATIBLE
 from support.rattler_install import install_with_rattler
-from treesnap import diff, snapshot
+from treesnap import diff, snapshot, without_empty_clobber_dirs
 
 SPECS = ["hello-c", "greet", "pyscript", "oldformat", "legacy", "emptydir", "actpkg"]
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"
@@ -306,23 +306,9 @@ def test_a_rattler_installed_environment_round_trips(fixture_channel: Path, tmp_
     assert warnings == []  # CACHEDIR.TAG is rattler's, not a package's
     assert len(result.packages) == len(RATTLER_COMPATIBLE)
     intended = ("CACHEDIR.TAG", "conda-meta")  # as in tests/test_differential.py
-    theirs = without_empty_dirs_under_clobbers(snapshot(prefix, skip=intended))
+    theirs = without_empty_clobber_dirs(snapshot(prefix, skip=intended))
     unpack_in_place(prefix, tmp_path / "repacked.tar")
     assert diff(theirs, snapshot(prefix, skip=intended)) == []
-
-
-def without_empty_dirs_under_clobbers(tree: dict[str, tuple[str, int, str]]) -> dict[str, Any]:
-    """rattler leaves empty ``__clobbers__`` directories behind; portpack does not."""
-    files = [p for p, (kind, _, _) in tree.items() if kind != "dir"]
-    return {
-        p: v
-        for p, v in tree.items()
-        if not (
-            p.startswith("__clobbers__")
-            and v[0] == "dir"
-            and not any(f.startswith(p + "/") for f in files)
-        )
-    }
 
 
 # -- what the records do not describe -------------------------------------------------
