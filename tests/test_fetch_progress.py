@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from faultserver import CondaToken, FaultServer, Status
 from fetchsupport import REPO_ROOT, SMALL_SPECS, LockTemplate
 from portpack.fetch import Fetcher
 from portpack.progress_term import TerminalReporter, human_bytes
+from support.terminal import on_terminal
 
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"
 TOKEN = "tk-progress-5ecret"
@@ -96,26 +96,11 @@ def test_cli_draws_progress_on_a_terminal_only(
         )
         assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
-        leader, follower = pty.openpty()
-        with open(leader, "rb", buffering=0) as terminal:
-            run = subprocess.Popen(
-                [*base, "-o", str(tmp_path / "c.tar"), "--cache-dir", str(tmp_path / "c3")],
-                stdout=subprocess.DEVNULL,
-                stderr=follower,
-                env=_env(),
-                cwd=REPO_ROOT,
-            )
-            os.close(follower)
-            shown = b""
-            while True:
-                try:
-                    chunk = terminal.read(4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            assert run.wait() == 0
-    text = shown.decode()
+        status, text = on_terminal(
+            [*base, "-o", str(tmp_path / "c.tar"), "--cache-dir", str(tmp_path / "c3")],
+            REPO_ROOT,
+            _env(),
+        )
+        assert status == 0
     assert "Fetching [" in text and "/4]" in text
     assert "Fetched 4 packages (0 from the cache, 4 downloaded" in text

@@ -5,8 +5,6 @@ with ``-q``."""
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import portpack
 from portpack import progress_term
 from portpack.archive_reader import open_metadata
 from portpack.progress_term import TerminalReporter, format_eta, human_bytes
+from support.terminal import on_terminal as run_on_terminal
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 
@@ -28,23 +27,8 @@ class Terminal(io.StringIO):
 
 
 def on_terminal(argv: list[str | Path], cwd: Path) -> tuple[int, str]:
-    """Run ``argv`` with standard error on a pseudo-terminal; return status and screen."""
-    leader, follower = pty.openpty()
-    with open(leader, "rb", buffering=0) as terminal:
-        run = subprocess.Popen(
-            [*PORTPACK, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=follower, cwd=cwd
-        )
-        os.close(follower)
-        shown = b""
-        while True:
-            try:
-                chunk = terminal.read(4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-    return run.wait(), shown.decode()
+    """Run portpack with ``argv``, standard error on a pseudo-terminal."""
+    return run_on_terminal([*PORTPACK, *argv], cwd)
 
 
 @pytest.fixture(scope="module")
