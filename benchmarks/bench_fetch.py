@@ -11,7 +11,7 @@ of ``--bandwidth`` bytes/s per connection.
 Measured (median of ``--runs``, each into an empty cache):
 
 ``portpack``
-    ``portpack.fetch.Fetcher.fetch_all`` with ``--concurrency`` connections: streamed to
+    ``portpack.net.fetch.Fetcher.fetch_all`` with ``--concurrency`` connections: streamed to
     disk, sha256 checked, renamed into the cache.
 ``sequential``
     one keep-alive connection, one file after the other, streamed to disk with the
@@ -46,7 +46,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from portpack.fetch import Fetcher  # noqa: E402
+from portpack.net.fetch import Fetcher  # noqa: E402
 
 MB = 1 << 20
 

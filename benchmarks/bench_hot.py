@@ -10,11 +10,11 @@ Groups (compare within a group):
     replacement in ``libzstd.so`` and its static archive, as the linker does them.
 ``tar-parse``
     walking the member headers of the python package's payload tar (in memory, data
-    skipped): ``portpack.tarstream`` against ``tarfile``'s streaming mode, and ``tar
+    skipped): ``portpack.conda.tarstream`` against ``tarfile``'s streaming mode, and ``tar
     -t`` on the same tar on disk (a process, page cache warm).
 ``tar-extract``
     extracting the full standard library payload (~7.7k files, the large corpus's
-    python) from its ``.tar.zst`` into a fresh directory: ``portpack.tarstream`` with
+    python) from its ``.tar.zst`` into a fresh directory: ``portpack.conda.tarstream`` with
     a decompression thread, ``tarfile`` ``r|`` over ``zstandard``, ``tar --zstd -xf``.
     No relocation and no checks in any of them: this isolates tar parsing + writing.
 ``unpack``
@@ -48,8 +48,8 @@ import pytest
 import zstandard
 
 import portpack
-from portpack.placeholders import replace_binary, replace_text
-from portpack.tarstream import DIRECTORY, SYMLINK, ChunkReader, iter_members
+from portpack.conda.tarstream import DIRECTORY, SYMLINK, ChunkReader, iter_members
+from portpack.install.placeholders import replace_binary, replace_text
 
 pytestmark = pytest.mark.timeout(3600)  # the first run builds the corpus
 PREFIX = b"/opt/portpack-bench/env"
@@ -179,7 +179,7 @@ def stdlib_zst(tmp_path_factory: Any) -> Path:
 
 
 def extract_tarstream(source: Path, dest: Path) -> int:
-    """Extract with portpack.tarstream, decompressing in a second thread."""
+    """Extract with portpack.conda.tarstream, decompressing in a second thread."""
     chunks: queue.Queue[bytes | None] = queue.Queue(16)
 
     def produce() -> None:
@@ -319,7 +319,7 @@ def test_unpack_default_corpus_with_progress(
     benchmark: Any, default_archive: Path, scratch: Path
 ) -> None:
     """The same with the terminal's progress line drawn (into memory), every 0.1 s."""
-    from portpack.progress_term import TerminalReporter
+    from portpack.cli.terminal import TerminalReporter
 
     def unpack(archive: Path, out: Path) -> portpack.UnpackResult:
         return portpack.unpack(archive, out, reporter=TerminalReporter(stream=_Screen()))

@@ -112,7 +112,7 @@ with open(sys.argv[1], "rb") as raw:
 _PACK_CHILD = r"""
 import json, sys, time
 import portpack
-from portpack import packing
+from portpack.packer import packing
 
 start = time.perf_counter()
 portpack.pack(lockfile=sys.argv[1], output=sys.argv[2], cache_dir=sys.argv[3])

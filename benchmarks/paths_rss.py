@@ -87,7 +87,9 @@ def build_package(out: Path, count: int) -> Path:
 def build_archive(out: Path, count: int) -> Path:
     from hostile import RawPackage
     from hostile import record as hostile_record
-    from portpack import archive_writer, condapkg, packing
+    from portpack.archive import segments as condapkg
+    from portpack.archive import writer as archive_writer
+    from portpack.packer import packing
 
     archive = out / "many.tar"
     if archive.exists():

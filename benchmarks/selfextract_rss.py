@@ -139,7 +139,7 @@ def main() -> None:
             zstandard_wheel=wheel,
         )
         pack_sh = time.perf_counter() - start
-        from portpack.sfx import MAX_HEADER, archive_offset
+        from portpack.archive.sfx import MAX_HEADER, archive_offset
 
         with open(work / "env.sh", "rb") as fh:
             offset = archive_offset(fh.read(MAX_HEADER), "env.sh")

@@ -36,7 +36,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 def reference() -> Iterator[str]:
     """The Markdown of every command of ``portpack``."""
-    from portpack.cli import cli
+    from portpack.cli.commands import cli
 
     root = _context(cli, PROG, None)
     yield from _description(cli.help or "")

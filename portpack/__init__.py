@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .errors import (
+from portpack._version import __version__
+from portpack.archive.summary import ArchiveSummary, PackageSummary, inspect
+from portpack.errors import (
     ArchiveError,
     FetchError,
     InstallError,
@@ -26,21 +27,20 @@ from .errors import (
     UnsafeArchiveError,
     UsageError,
 )
-from .inspect import ArchiveSummary, PackageSummary, inspect
-from .progress import Reporter
+from portpack.progress import Reporter
 
 if TYPE_CHECKING:
-    from .locking import lock
-    from .packing import PackResult, pack
-    from .unpacking import UnpackResult, unpack
+    from portpack.packer.packing import PackResult, pack
+    from portpack.resolve.locking import lock
+    from portpack.unpacker.streaming import UnpackResult, unpack
 
 #: Public names and the module each is loaded from on first use.
 _LAZY = {
-    "lock": "locking",
-    "pack": "packing",
-    "PackResult": "packing",
-    "unpack": "unpacking",
-    "UnpackResult": "unpacking",
+    "lock": "resolve.locking",
+    "pack": "packer.packing",
+    "PackResult": "packer.packing",
+    "unpack": "unpacker.streaming",
+    "UnpackResult": "unpacker.streaming",
 }
 
 __all__ = [

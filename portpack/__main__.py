@@ -14,10 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``portpack`` command line; return its exit status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "unpack":
-        from .unpack_cli import main as unpack_main
+        from portpack.cli.unpack import main as unpack_main
 
         return unpack_main(args[1:])
-    from .cli import cli
+    from portpack.cli.commands import cli
 
     try:
         cli.main(args=args, prog_name="portpack", standalone_mode=True)

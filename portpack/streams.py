@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Any, BinaryIO, cast
 
-from .tarstream import BLOCK
+from portpack.conda.tarstream import BLOCK
 
 
 class PeekedStream:

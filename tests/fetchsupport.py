@@ -14,7 +14,7 @@ from typing import Any
 
 import portpack
 from faultserver import Fault, FaultServer
-from portpack.lockfile import read_lock
+from portpack.resolve.lockfile import read_lock
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
 

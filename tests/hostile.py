@@ -14,9 +14,11 @@ from typing import Any
 
 import zstandard
 
-from portpack import archive_writer, condapkg, packing
+from portpack.archive import segments as condapkg
+from portpack.archive import writer as archive_writer
+from portpack.conda.info import PackageInfo
 from portpack.errors import PortpackError
-from portpack.pkginfo import PackageInfo
+from portpack.packer import packing
 
 
 @dataclass
@@ -165,8 +167,8 @@ def make_archive(dest: Path, packages: Sequence[RawPackage], platform: str = "li
 
 def replace_metadata(archive: Path, edit: Callable[[dict[str, Any]], None], dest: Path) -> Path:
     """Copy ``archive`` to ``dest`` with its metadata rewritten by ``edit`` (data untouched)."""
-    from portpack import archive_reader
-    from portpack import format as fmt
+    from portpack.archive import format as fmt
+    from portpack.archive import reader as archive_reader
 
     with open(archive, "rb") as fh:
         raw = archive_reader.RawInput(fh, str(archive))

@@ -1,5 +1,5 @@
 """pixi-pack archives built the way pixi-pack documents and writes them, independently of
-portpack's writer (``portpack/pixipack_write.py``), for tests that read them.
+portpack's writer (``portpack/archive/pixipack_write.py``), for tests that read them.
 
 pixi-pack copies the package files into ``channel/<subdir>/``, writes a
 ``repodata.json`` per subdir listing every package file under ``packages.conda``,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import portpack
-from portpack.activation import SHELLS, activation_script, script_name, source_command
 from portpack.errors import UsageError
+from portpack.install.activation import SHELLS, activation_script, script_name, source_command
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 XONSH = str(Path(sys.executable).with_name("xonsh"))

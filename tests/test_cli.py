@@ -96,8 +96,8 @@ def test_unpack_imports_only_what_it_needs(fixture_channel: Path, tmp_path: Path
         "zipfile",
         "tempfile",
         "subprocess",
-        "portpack.pixipack_read",
-        "portpack.fetch",
+        "portpack.unpacker.pixipack",
+        "portpack.net.fetch",
     )
     code = (
         "import sys\n"
@@ -156,8 +156,8 @@ def test_unpack_help_has_the_layout_of_the_click_commands() -> None:
 
 
 def test_every_option_is_in_the_help() -> None:
-    from portpack.cli import cli as group
-    from portpack.unpack_cli import build_parser
+    from portpack.cli.commands import cli as group
+    from portpack.cli.unpack import build_parser
 
     text = _help("unpack")
     for action in build_parser()._actions:
@@ -174,7 +174,7 @@ def test_every_option_is_in_the_help() -> None:
 
 
 def test_main_help_shows_whole_descriptions_and_examples() -> None:
-    from portpack.cli import cli as group
+    from portpack.cli.commands import cli as group
 
     text = _help()
     flat = " ".join(text.split())

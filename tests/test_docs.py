@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pytest
 
-from portpack.cli import cli
+from portpack.cli.commands import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -182,7 +182,7 @@ def test_existing_environment_needs_force(packed: Path, tmp_path: Path) -> None:
 def test_background_writers_give_the_same_prefix(
     packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from portpack import unpacking
+    from portpack.unpacker import streaming as unpacking
 
     skip = ("env/conda-meta/history",)
     portpack.unpack(packed, tmp_path / "out")

@@ -25,7 +25,7 @@ from fetchsupport import (
     part_files,
     sha256,
 )
-from portpack.fetch import Fetcher
+from portpack.net.fetch import Fetcher
 from portpack.progress import Reporter
 
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"
@@ -315,7 +315,7 @@ def test_md5_is_checked_when_the_lock_has_no_sha256(
 def test_default_cache_follows_xdg_cache_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from portpack.fetch import default_cache_dir
+    from portpack.net.fetch import default_cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "portpack"

@@ -42,10 +42,10 @@ from fetchsupport import (
     run_pack,
     sha256,
 )
-from portpack.fetch import Fetcher
-from portpack.netconfig import FetchPolicy, NetworkConfig, Transport, load_network_config
+from portpack.install.verify import verify
+from portpack.net.config import FetchPolicy, NetworkConfig, Transport, load_network_config
+from portpack.net.fetch import Fetcher
 from portpack.progress import Reporter
-from portpack.verify import verify
 
 COUNT = 50
 SIZE = 2000

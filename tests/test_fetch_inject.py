@@ -121,7 +121,7 @@ def test_package_for_another_platform_or_not_a_package_is_refused(
 ) -> None:
     arm = _local(tmp_path, "armpkg", [], subdir="linux-64")
     with pytest.raises(portpack.UsageError, match="is for linux-64, not linux-aarch64"):
-        from portpack.inject import local_records
+        from portpack.packer.inject import local_records
 
         local_records([arm], "linux-aarch64")
     text = tmp_path / "notes.conda"

@@ -19,9 +19,9 @@ import trustme
 import portpack
 from faultserver import Basic, Bearer, CondaToken, FaultServer, Status, Wrong, closed_port_url
 from fetchsupport import SMALL_SPECS, LockTemplate, archive_bytes, assert_cache_sound
-from portpack.auth import Credentials, redact, strip_credentials
-from portpack.fetch import Fetcher
-from portpack.netconfig import load_network_config
+from portpack.net.auth import Credentials, redact, strip_credentials
+from portpack.net.config import load_network_config
+from portpack.net.fetch import Fetcher
 from portpack.progress import RecordingReporter
 
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"
@@ -231,7 +231,7 @@ def test_host_matching_follows_rattler() -> None:
 
 
 def _bearer(token: str) -> Any:
-    from portpack.auth import Authentication
+    from portpack.net.auth import Authentication
 
     return Authentication("bearer", token=token)
 

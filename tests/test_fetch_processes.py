@@ -18,7 +18,7 @@ from fetchsupport import (
     part_files,
     run_pack,
 )
-from portpack.fetch import Fetcher
+from portpack.net.fetch import Fetcher
 
 COUNT = 8
 SIZE = 600_000

@@ -13,8 +13,8 @@ import pytest
 
 from faultserver import CondaToken, FaultServer, Status
 from fetchsupport import REPO_ROOT, SMALL_SPECS, LockTemplate
-from portpack.fetch import Fetcher
-from portpack.progress_term import TerminalReporter, human_bytes
+from portpack.cli.terminal import TerminalReporter, human_bytes
+from portpack.net.fetch import Fetcher
 from support.terminal import on_terminal
 
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"

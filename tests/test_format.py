@@ -1,4 +1,4 @@
-"""Tests of portpack.format: the archive metadata model and its JSON form."""
+"""Tests of portpack.archive.format: the archive metadata model and its JSON form."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from portpack import format as fmt
+from portpack.archive import format as fmt
 from portpack.errors import ArchiveError
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import portpack
 from hostile import Member, RawPackage, make_archive, replace_metadata
-from portpack.verify import verify
+from portpack.install.verify import verify
 
 EXAMPLES = int(os.environ.get("PORTPACK_FUZZ_EXAMPLES", "150"))
 #: The default (CI) run is reproducible; longer runs explore new inputs each time.
@@ -117,7 +117,9 @@ def rebuild_with_payload(base: Path, work: Path, mutate: Any) -> Path:
             for n, payload in members.items():
                 zf.writestr(n, payload)
     from hostile import record
-    from portpack import archive_writer, condapkg, packing
+    from portpack.archive import segments as condapkg
+    from portpack.archive import writer as archive_writer
+    from portpack.packer import packing
 
     files = [work / f"{p.stem}.conda" for p in PACKAGES]
     records = [record(p, f) for p, f in zip(PACKAGES, files, strict=True)]

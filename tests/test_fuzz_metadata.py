@@ -24,7 +24,7 @@ from test_metadata_paths import Area, _wheel, build, python_package
 
 import portpack
 from hostile import Member, RawPackage
-from portpack.verify import verify
+from portpack.install.verify import verify
 
 EXAMPLES = int(os.environ.get("PORTPACK_FUZZ_EXAMPLES", "60"))
 FIXED = "PORTPACK_FUZZ_EXAMPLES" not in os.environ

@@ -14,9 +14,9 @@ import zstandard
 from pixipack_archive import build_pixi_pack
 
 import portpack
-from portpack.inspect import min_glibc
-from portpack.locking import locked_records
-from portpack.sfx import MAGIC, SHEBANG
+from portpack.archive.sfx import MAGIC, SHEBANG
+from portpack.archive.summary import min_glibc
+from portpack.resolve.locking import locked_records
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
 

@@ -15,7 +15,7 @@ import pytest
 
 import portpack
 from hostile import Member, RawPackage, make_archive, replace_metadata
-from portpack import format as fmt
+from portpack.archive import format as fmt
 from portpack.errors import ArchiveError, InstallError, PreconditionError, UsageError
 
 PORTPACK = [sys.executable, "-m", "portpack"]

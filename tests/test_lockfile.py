@@ -13,7 +13,7 @@ import rattler
 
 import portpack
 from portpack.errors import IncompleteEnvironmentError, LockfileError, PreconditionError
-from portpack.lockfile import read_lock
+from portpack.resolve.lockfile import read_lock
 
 DATA = Path(__file__).parent / "data"
 PORTPACK = [sys.executable, "-m", "portpack"]

@@ -1,4 +1,4 @@
-"""Tests of portpack.manifest: pixi.toml, pyproject.toml [tool.pixi] and environment.yml,
+"""Tests of portpack.resolve.manifest: pixi.toml, pyproject.toml [tool.pixi] and environment.yml,
 read as pixi and conda read them (the shapes of pixi's own manifests and examples)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portpack.errors import ManifestError
-from portpack.manifest import (
+from portpack.resolve.manifest import (
     DEFAULTS_UNIX,
     DEFAULTS_WIN,
     Manifest,
@@ -938,7 +938,7 @@ _ROOT = st.fixed_dictionaries(
 def test_arbitrary_manifest_values_give_manifest_errors(doc: dict[str, object]) -> None:
     """Whatever the values, reading and solving a manifest either works or raises a
     ManifestError naming the file: never a TypeError, KeyError or AttributeError."""
-    from portpack.manifest import _Reader
+    from portpack.resolve.manifest import _Reader
 
     path = Path("/nonexistent/pixi.toml")
     try:

@@ -25,11 +25,13 @@ from pixipack_archive import build_pixi_pack
 
 import portpack
 from hostile import Member, RawPackage, make_archive, record, write_conda
-from portpack.clobbers import clobber_path
+from portpack.conda.record import check_package_fields
 from portpack.errors import PortpackError, UnsafeArchiveError
+from portpack.install.clobbers import clobber_path
+from portpack.install.destination import Destination
+from portpack.install.verify import verify
 from portpack.outside import remove_tree
-from portpack.prefix import Destination, check_package_fields, safe_relpath
-from portpack.verify import verify
+from portpack.paths import safe_relpath
 from treesnap import snapshot
 
 FORMATS = ["portpack", "pixi-pack"]
@@ -439,14 +441,16 @@ def test_only_the_path_check_makes_a_relpath() -> None:
     """RelPath is a NewType: calling it or casting to it elsewhere would skip the check."""
     root = Path(portpack.__file__).parent
     offenders = []
-    for source in sorted(root.glob("*.py")):
-        if source.name == "prefix.py":
+    sources = sorted(root.rglob("*.py"))
+    assert root / "install" / "destination.py" in sources
+    for source in sources:
+        if source.name == "paths.py":
             continue
         text = source.read_text()
         for needle in ("RelPath(", 'cast("RelPath"', "cast(RelPath", "# type: ignore"):
             for line in text.splitlines():
                 if needle in line and "RelPath" in line:
-                    offenders.append(f"{source.name}: {line.strip()}")
+                    offenders.append(f"{source.relative_to(root)}: {line.strip()}")
     assert offenders == []
 
 

@@ -1,11 +1,11 @@
-"""Tests of portpack.noarch: noarch-python path remapping and entry-point scripts."""
+"""Tests of portpack.install.noarch: noarch-python path remapping and entry-point scripts."""
 
 from __future__ import annotations
 
 import pytest
 
 from portpack.errors import PackageError
-from portpack.noarch import EntryPoint, PythonInfo
+from portpack.install.noarch import EntryPoint, PythonInfo
 
 PY312 = PythonInfo(version="3.12", site_packages="lib/python3.12/site-packages")
 

@@ -23,7 +23,7 @@ import pytest
 import portpack
 from faultserver import FaultServer, Status
 from portpack.errors import PrefixContentError
-from portpack.prefix_source import package_dirs
+from portpack.packer.prefix_source import package_dirs
 from portpack.progress import RecordingReporter
 from support.channel import PY_VERSION, RATTLER_COMPATIBLE
 from support.rattler_install import install_with_rattler

@@ -35,10 +35,10 @@ from pixipack_archive import (
 
 import portpack
 from portpack.errors import ArchiveError, PackageError, PreconditionError
-from portpack.locking import locked_records
-from portpack.pixipack_read import install_order
+from portpack.install.verify import verify
 from portpack.progress import RecordingReporter
-from portpack.verify import verify
+from portpack.resolve.locking import locked_records
+from portpack.unpacker.pixipack import install_order
 from support.channel import ENV_SPECS, RATTLER_COMPATIBLE, index_channel
 from support.extract import extract_all
 from support.pkgwriter import PackageSpec, info_entries, write_conda
@@ -490,7 +490,7 @@ def test_unknown_format_is_a_usage_error(env: dict[str, Any], tmp_path: Path) ->
 
 
 def test_written_wheels_hook_lists_pip_section(tmp_path: Path) -> None:
-    from portpack.pixipack_write import environment_yml
+    from portpack.archive.pixipack_write import environment_yml
 
     record = {"name": "pip", "version": "24.0", "build": "pyh_0"}
     text = environment_yml([record], ["requests-2.32.3-py3-none-any.whl"])

@@ -1,4 +1,4 @@
-"""Tests of portpack.pkginfo: reading a package's info/ tar (paths.json and the legacy layout)."""
+"""Tests of portpack.conda.info: reading info/ tars (paths.json and the legacy layout)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from portpack.conda.info import LEGACY_PLACEHOLDER, PathEntry, read_info
 from portpack.errors import PackageError, PortpackError
-from portpack.pkginfo import LEGACY_PLACEHOLDER, PathEntry, read_info
 
 INDEX = {"name": "foo", "version": "1.0", "build": "h0_0", "build_number": 0, "depends": []}
 WHAT = "foo-1.0-h0_0"

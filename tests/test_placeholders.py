@@ -1,4 +1,4 @@
-"""Tests of portpack.placeholders: text, binary (C-string) and shebang replacement."""
+"""Tests of portpack.install.placeholders: text, binary (C-string) and shebang replacement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portpack.errors import PreconditionError
-from portpack.placeholders import MAX_SHEBANG, fix_shebang, replace_binary, replace_text
+from portpack.install.placeholders import MAX_SHEBANG, fix_shebang, replace_binary, replace_text
 
 PLACEHOLDER = b"/opt/placeholder_" + b"x" * 63  # 80 bytes, like a real conda-build one
 SHORT_PREFIX = b"/home/u/env"

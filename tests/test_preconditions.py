@@ -1,4 +1,4 @@
-"""Tests of portpack.preconditions: the checks made before the unpacker writes a byte."""
+"""Tests of portpack.unpacker.preconditions: the checks made before the unpacker writes a byte."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from portpack import format as fmt
 from portpack._platform import current_platform
+from portpack.archive import format as fmt
 from portpack.errors import PreconditionError
-from portpack.preconditions import (
+from portpack.unpacker.preconditions import (
     check_disk_space,
     check_glibc,
     check_platform,

@@ -1,11 +1,11 @@
-"""The one path check every member goes through (portpack.prefix.safe_relpath)."""
+"""The one path check every member goes through (portpack.paths.safe_relpath)."""
 
 from __future__ import annotations
 
 import pytest
 
 from portpack.errors import UnsafeArchiveError
-from portpack.prefix import safe_relpath
+from portpack.paths import safe_relpath
 
 
 @pytest.mark.parametrize(

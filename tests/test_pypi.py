@@ -27,12 +27,12 @@ import zstandard
 
 import portpack
 from httpserver import serve_directory
-from portpack import format as fmt
+from portpack.archive import format as fmt
 from portpack.errors import ArchiveError, FetchError, PortpackError, UsageError
-from portpack.lockfile import read_lock
+from portpack.install.verify import verify
+from portpack.packer.pypi import COMPRESSION_LEVEL
 from portpack.progress import RecordingReporter
-from portpack.pypi import COMPRESSION_LEVEL
-from portpack.verify import verify
+from portpack.resolve.lockfile import read_lock
 from support.cache import cached_build
 from support.wheels import GREETING, GREETLIB, HELLO, cached_wheels
 
@@ -206,7 +206,7 @@ def test_unpacking_imports_installer_only_for_archives_with_wheels(
     conda_only = write_lock(base_lock, work / "conda-only", [])
     portpack.pack(lockfile=conda_only, output=tmp_path / "c.tar", cache_dir=work / "cache")
     code = (
-        "import sys\nfrom portpack.unpacking import unpack\n"
+        "import sys\nfrom portpack.unpacker.streaming import unpack\n"
         "unpack(sys.argv[1], sys.argv[2])\nprint('installer' in sys.modules)\n"
     )
     for archive, expected in ((tmp_path / "c.tar", "False"), (env_tar, "True")):

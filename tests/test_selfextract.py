@@ -26,8 +26,9 @@ import pytest
 
 import portpack
 from httpserver import serve_directory
-from portpack import selfextract, sfx
+from portpack.archive import sfx
 from portpack.errors import ArchiveError, FetchError, UsageError
+from portpack.packer import selfextract
 from support.cache import cached_build
 from support.debian import cached_rootfs, chroot_run, copy_rootfs
 from support.extract import extract_all
@@ -362,7 +363,7 @@ def test_bootstrap_uses_the_python_packages_byte_code(
     assert {f"{stdlib}/tempfile.pyc", f"{stdlib}/json/decoder.pyc"} <= names
     assert f"{stdlib}/tempfile.py" not in names  # the byte code replaces it
     assert not [n for n in names if "__pycache__" in n or "/test/" in n or n.endswith(".a")]
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import portpack.unpacking"
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import portpack.unpacker.streaming"
     out = subprocess.run(
         [tmp_path / "boot" / bootstrap.python, "-I", "-S", "-B", "-v", "-c", code,
          tmp_path / "boot" / "site"],

@@ -1,4 +1,4 @@
-"""Tests of portpack.solve.virtual_packages (no network, no solving)."""
+"""Tests of portpack.resolve.solve.virtual_packages (no network, no solving)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from portpack._platform import current_platform
 from portpack.errors import UsageError
-from portpack.solve import virtual_packages
+from portpack.resolve.solve import virtual_packages
 
 FOREIGN_LINUX = "linux-aarch64" if current_platform() != "linux-aarch64" else "linux-64"
 ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}

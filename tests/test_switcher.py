@@ -21,8 +21,8 @@ import yaml
 
 import portpack
 from fetchsupport import SMALL_SPECS, LockTemplate
-from portpack.lockfile import read_lock
-from portpack.progress_term import human_bytes
+from portpack.cli.terminal import human_bytes
+from portpack.resolve.lockfile import read_lock
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 #: Nothing listens here: a lock pointing at it cannot be downloaded.
@@ -83,7 +83,7 @@ def test_dry_run_lists_packages_and_sizes_from_the_lock_without_downloading(
 
 
 def test_dry_run_plan_is_a_typed_object(template: LockTemplate, tmp_path: Path) -> None:
-    from portpack.packing import PackPlan, plan
+    from portpack.packer.packing import PackPlan, plan
 
     lock = template.write(tmp_path / "pixi.lock", DEAD)
     result = plan(lockfile=lock, platform="linux-64", archive_format="pixi-pack")

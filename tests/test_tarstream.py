@@ -1,4 +1,4 @@
-"""Tests of portpack.tarstream against the standard library's tarfile.
+"""Tests of portpack.conda.tarstream against the standard library's tarfile.
 
 Every archive is built in memory with ``tarfile`` and fed to the reader as an
 iterator of chunks (nothing can seek), cut at many different boundaries.
@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portpack.errors import ArchiveError
-from portpack.tarstream import (
+from portpack.conda.tarstream import (
     BLOCK,
     DIRECTORY,
     ChunkReader,
@@ -26,6 +25,7 @@ from portpack.tarstream import (
     parse_header,
     parse_pax,
 )
+from portpack.errors import ArchiveError
 
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 CHUNK_SIZES = [1, 7, 511, 512, 513, 4096, 64 * 1024, 1 << 30]

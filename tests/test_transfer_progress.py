@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import portpack
-from portpack import progress_term
-from portpack.archive_reader import open_metadata
-from portpack.progress_term import TerminalReporter, format_eta, human_bytes
+from portpack.archive.reader import open_metadata
+from portpack.cli import terminal as progress_term
+from portpack.cli.terminal import TerminalReporter, format_eta, human_bytes
 from support.terminal import on_terminal as run_on_terminal
 
 PORTPACK = [sys.executable, "-m", "portpack"]

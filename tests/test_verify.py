@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import portpack
-from portpack.verify import verify
+from portpack.install.verify import verify
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 

@@ -1,0 +1,1 @@
+"""portpack's and pixi-pack's archive formats: model, reader, writer, summary."""

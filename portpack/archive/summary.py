@@ -1,0 +1,310 @@
+"""``inspect``: what an archive holds, read without unpacking it (stdlib + zstandard).
+
+For a portpack archive only the metadata frame at its start is read (after the
+header of a self-extracting archive).  A pixi-pack archive has no such summary: its
+tar headers are walked, seeking over the package data, and each package's ``info/``
+is read from inside its file (a ``.conda`` is a ZIP, so that is its central
+directory and its small info member).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from portpack.archive import format as fmt
+from portpack.archive.reader import open_metadata
+from portpack.archive.sfx import skip_header
+from portpack.conda.info import PackageInfo, read_info
+from portpack.errors import ArchiveError, PackageError, UsageError
+from portpack.streams import looks_like_tar, sniff
+
+if TYPE_CHECKING:
+    import tarfile
+
+# The pixi-pack side (tarfile, zipfile, pixipack_read) is imported where it is used:
+# ``import portpack`` stays cheap for ``portpack unpack``.
+
+_LOWER_BOUND = re.compile(r"^(>=|>|==|=)?\s*([0-9][0-9A-Za-z._+]*?)(\.\*|\*)?$")
+
+
+@dataclass(frozen=True)
+class PackageSummary:
+    """One package of an archive."""
+
+    name: str
+    version: str
+    build: str
+    subdir: str
+    size: int | None
+    """Size of the package file (what a download costs), when known."""
+    installed_size: int | None
+    """Bytes its files take once installed, when known."""
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    """What :func:`inspect` found."""
+
+    archive: str
+    format: str
+    """``portpack`` or ``pixi-pack``."""
+    format_version: str
+    platform: str
+    portpack_version: str | None
+    """The portpack that packed it (None for archives written by pixi-pack)."""
+    pixi_pack_version: str | None
+    packages: list[PackageSummary]
+    download_size: int
+    """Sum of the package files' sizes."""
+    installed_size: int | None
+    """Bytes the environment takes once unpacked (None when a package does not say)."""
+    python_version: str | None
+    glibc: str | None
+    """The oldest glibc the environment accepts (the highest ``__glibc`` lower bound)."""
+    archive_size: int | None = None
+    wheels: list[str] = field(default_factory=list)
+    """PyPI wheels (``wheels/*.whl`` of a portpack archive, ``pypi/*.whl`` of pixi-pack's)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``--json``)."""
+        return asdict(self)
+
+    def to_text(self) -> str:
+        """The human-readable report of ``portpack inspect``."""
+        packed_by = (
+            f"portpack {self.portpack_version}"
+            if self.portpack_version
+            else f"pixi-pack {self.pixi_pack_version or '(version unknown)'}"
+        )
+        size = f", {human_size(self.archive_size)}" if self.archive_size is not None else ""
+        installed = human_size(self.installed_size) if self.installed_size is not None else "?"
+        lines = [
+            f"Archive:      {self.archive} ({self.format} format {self.format_version}{size})",
+            f"Packed by:    {packed_by}",
+            f"Platform:     {self.platform}",
+            f"Python:       {self.python_version or 'none'}",
+            f"Needs glibc:  {'>=' + self.glibc if self.glibc else 'any (no __glibc requirement)'}",
+            f"Packages:     {len(self.packages)}, {human_size(self.download_size)} to download, "
+            f"{installed} installed",
+        ]
+        if self.wheels:
+            lines.append(f"PyPI wheels:  {', '.join(self.wheels)}")
+        rows = [("NAME", "VERSION", "BUILD", "SIZE")] + [
+            (p.name, p.version, p.build, human_size(p.size) if p.size is not None else "?")
+            for p in self.packages
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines.append("")
+        for row in rows:
+            cells = [row[i].ljust(widths[i]) for i in range(3)]
+            lines.append("  " + "  ".join([*cells, row[3].rjust(9)]).rstrip())
+        return "\n".join(lines)
+
+
+def human_size(n: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _lower_bound(spec: str) -> str | None:
+    """The lowest version a conda version spec admits, as far as it bounds it."""
+    best: str | None = None
+    for alternative in spec.split("|"):
+        bound: str | None = None
+        for constraint in alternative.split(","):
+            match = _LOWER_BOUND.match(constraint.strip())
+            if match and (bound is None or _version_key(match[2]) > _version_key(bound)):
+                bound = match[2]
+        if bound is None:
+            return None  # one alternative accepts any version
+        if best is None or _version_key(bound) < _version_key(best):
+            best = bound
+    return best
+
+
+def min_glibc(depends: list[str]) -> str | None:
+    """The highest lower bound among ``__glibc`` dependencies (``"__glibc >=2.17"``)."""
+    best: str | None = None
+    for dep in depends:
+        name, _, spec = dep.strip().partition(" ")
+        if name != "__glibc":
+            continue
+        bound = _lower_bound(spec.strip()) if spec.strip() else None
+        if bound and (best is None or _version_key(bound) > _version_key(best)):
+            best = bound
+    return best
+
+
+def inspect(archive: str | os.PathLike[str] | BinaryIO) -> ArchiveSummary:
+    """Summarize a portpack or pixi-pack archive (a path, ``"-"`` for stdin, or a stream)."""
+    if isinstance(archive, (str, os.PathLike)):
+        name = str(archive)
+        if name == "-":
+            return _inspect_stream(sys.stdin.buffer, "<stdin>", None)
+        try:
+            with open(archive, "rb") as fh:
+                return _inspect_stream(fh, name, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            raise UsageError(f"cannot open archive {name}: {exc.strerror or exc}") from exc
+    return _inspect_stream(archive, str(getattr(archive, "name", "<stream>")), None)
+
+
+def _inspect_stream(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
+    # A self-extracting archive holds a portpack archive after its header.
+    head_stream, head = sniff(skip_header(stream, name))
+    if not looks_like_tar(head):
+        return _portpack_summary(open_metadata(head_stream, name), name, size)
+    try:
+        stream.seek(0)
+    except (AttributeError, OSError, ValueError):
+        raise UsageError(
+            f"{name} is a pixi-pack archive: inspect needs it as a file, not a pipe"
+        ) from None
+    return _pixi_pack_summary(stream, name, size)
+
+
+def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> ArchiveSummary:
+    packages = []
+    for entry in meta.packages:
+        record = entry.record
+        file_size = record.get("size")
+        packages.append(
+            PackageSummary(
+                name=entry.name,
+                version=str(record["version"]),
+                build=str(record["build"]),
+                subdir=str(record.get("subdir", "")),
+                size=file_size
+                if isinstance(file_size, int)
+                else entry.info.zst_size + entry.payload.zst_size,
+                installed_size=entry.installed_size,
+            )
+        )
+    return ArchiveSummary(
+        archive=name,
+        format=fmt.FORMAT_NAME,
+        format_version=str(meta.format_version),
+        platform=meta.platform,
+        portpack_version=meta.portpack_version,
+        pixi_pack_version=None,
+        packages=sorted(packages, key=lambda p: p.name),
+        download_size=sum(p.size or 0 for p in packages),
+        installed_size=meta.installed_size,
+        python_version=_python(packages),
+        glibc=min_glibc([v.spec for v in meta.virtual_requirements]),
+        archive_size=size,
+        wheels=[w.filename for w in meta.wheels],
+    )
+
+
+def _python(packages: list[PackageSummary]) -> str | None:
+    return next((p.version for p in packages if p.name == "python"), None)
+
+
+def _package_info(fileobj: IO[bytes], fn: str, what: str) -> PackageInfo:
+    import zipfile
+
+    from portpack.unpacker import pixipack as pp
+
+    try:
+        if fn.endswith(".conda"):
+            with zipfile.ZipFile(fileobj) as zf:
+                return read_info(pp.conda_info(zf, what), what)
+        return read_info(pp.tar_bz2_info(fileobj, what), what)
+    except zipfile.BadZipFile as exc:
+        raise PackageError(f"package {what} is not a valid .conda file: {exc}") from exc
+
+
+def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
+    import tarfile
+
+    from portpack.unpacker import pixipack as pp
+
+    meta: pp.PixiPackMetadata | None = None
+    repodata: dict[str, dict[str, dict[str, Any]]] = {}
+    found: list[tuple[str, str, int, PackageInfo]] = []
+    wheels: list[str] = []
+    try:
+        with tarfile.open(fileobj=stream, mode="r:") as tar:
+            for member in tar:  # reads headers only, seeking over the data
+                path = member.name.removeprefix("./").rstrip("/")
+                parts = path.split("/")
+                if not member.isfile():
+                    continue
+                if path == pp.METADATA_NAME:
+                    meta = pp.parse_metadata(_read(tar, member, name), name)
+                elif len(parts) == 3 and parts[0] == pp.CHANNEL_DIR:
+                    subdir, fn = parts[1], parts[2]
+                    if fn == pp.REPODATA_NAME:
+                        where = f"{name}: {path}"
+                        repodata[subdir] = pp.parse_repodata(_read(tar, member, name), where)
+                    elif fn.endswith(pp.PACKAGE_EXTENSIONS):
+                        fileobj = tar.extractfile(member)
+                        assert fileobj is not None
+                        info = _package_info(fileobj, fn, f"{subdir}/{fn}")
+                        found.append((subdir, fn, member.size, info))
+                elif len(parts) == 2 and parts[0] == pp.PYPI_DIR and path.endswith(".whl"):
+                    wheels.append(parts[1])
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"{name} is a corrupt tar: {exc}") from exc
+    if meta is None:
+        raise ArchiveError(
+            f"{name} is neither a portpack nor a pixi-pack archive "
+            f"(a tar without {pp.METADATA_NAME})"
+        )
+    packages = []
+    depends: list[str] = []
+    for subdir, fn, file_size, info in found:
+        record = repodata.get(subdir, {}).get(fn, info.index)
+        depends += [str(d) for d in record.get("depends") or []]
+        packages.append(
+            PackageSummary(
+                name=str(record.get("name")),
+                version=str(record.get("version")),
+                build=str(record.get("build")),
+                subdir=subdir,
+                size=file_size,
+                installed_size=info.installed_size,
+            )
+        )
+    return ArchiveSummary(
+        archive=name,
+        format="pixi-pack",
+        format_version=meta.version,
+        platform=meta.platform,
+        portpack_version=meta.portpack_version,
+        pixi_pack_version=meta.pixi_pack_version,
+        packages=sorted(packages, key=lambda p: p.name),
+        download_size=sum(p.size or 0 for p in packages),
+        installed_size=sum(p.installed_size or 0 for p in packages),
+        python_version=_python(packages),
+        glibc=min_glibc(depends),
+        archive_size=size,
+        wheels=sorted(wheels),
+    )
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> bytes:
+    if member.size > fmt.MAX_METADATA_SIZE:
+        raise ArchiveError(f"{name}: {member.name} is larger than allowed")
+    fileobj = tar.extractfile(member)
+    assert fileobj is not None
+    return fileobj.read()
+
+
+__all__ = ["ArchiveSummary", "PackageSummary", "human_size", "inspect", "min_glibc"]

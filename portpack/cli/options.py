@@ -1,0 +1,72 @@
+"""Options and checks the click commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def network_options(func: _F) -> _F:
+    """Options shared by lock and pack: credentials, config file (mirrors), proxies, TLS."""
+    options = [
+        click.option(
+            "--auth-file",
+            type=click.Path(dir_okay=False),
+            help="Credentials in rattler's JSON format, keyed by host (default: "
+            "$RATTLER_AUTH_FILE, else ~/.rattler/credentials.json).",
+        ),
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            help="Config file in pixi/rattler TOML: [mirrors], [proxy-config], "
+            "[concurrency] downloads, [portpack] insecure-hosts and ca-bundle.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(dir_okay=False),
+            help="PEM file of CA certificates to trust (default: $SSL_CERT_FILE, else certifi's).",
+        ),
+        click.option(
+            "--insecure-host",
+            "insecure_hosts",
+            multiple=True,
+            metavar="HOST",
+            help="Do not verify the TLS certificate of HOST (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+INPUT_NAMES = {
+    "manifest": "manifest",
+    "lockfile": "lockfile",
+    "auth_file": "credentials file (--auth-file)",
+    "config": "config file (--config)",
+    "ca_bundle": "CA bundle (--ca-bundle)",
+}
+
+
+def inputs_checked(func: _F, **paths: Any) -> _F:
+    """Check that the files named on the command line exist; return ``func`` to call.
+
+    A missing file is a usage error (exit 2), as a missing archive is for unpack.
+    """
+    from portpack.errors import UsageError
+
+    for key, what in INPUT_NAMES.items():
+        path = paths.get(key)
+        if path is not None and not isinstance(path, (tuple, list)):
+            import os
+
+            if not os.path.exists(path):
+                raise UsageError(f"{what} {path} does not exist")
+            if os.path.isdir(path):
+                raise UsageError(f"{what} {path} is a directory, not a file")
+    return func

@@ -1,0 +1,257 @@
+"""``portpack unpack``: the command line of the unpacker, on the standard library only.
+
+It is also what a self-extracting archive runs on a target without portpack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+from portpack._version import __version__
+from portpack.cli.common import plural, run_reporting_errors
+from portpack.install.activation import DEFAULT_SHELL, SHELLS, source_command
+
+EPILOG = """\
+Examples:
+  portpack unpack env.tar -o /app          # creates /app/env and /app/activate.sh
+  cat env.tar | portpack unpack - -o /app  # from a pipe
+  portpack unpack environment/ -o /app     # a folder written by pack --directory-only
+  . /app/activate.sh                       # then use the environment"""
+SFX_EPILOG = """\
+Examples:
+  sh {prog} -o /app          # creates /app/env and /app/activate.sh
+  sh {prog} -o /srv -e web   # creates /srv/web and /srv/activate.sh
+  . /app/activate.sh         # then use the environment"""
+DESCRIPTION = (
+    "Unpack ARCHIVE into a new conda environment OUTPUT_DIRECTORY/ENV_NAME and write "
+    "OUTPUT_DIRECTORY/activate.sh. ARCHIVE is a portpack or pixi-pack archive, a "
+    "self-extracting archive, or a folder written by 'pack --directory-only'; '-' "
+    "reads standard input [default: environment.tar]."
+)
+SFX_DESCRIPTION = (
+    "Unpack this archive into a new conda environment OUTPUT_DIRECTORY/ENV_NAME and "
+    "write OUTPUT_DIRECTORY/activate.sh."
+)
+
+
+class ClickStyleParser(argparse.ArgumentParser):
+    """An argument parser whose help looks like the help of portpack's click commands
+    (``Usage:``, the description, ``Options:`` as a two-column list, the examples),
+    so that ``portpack unpack`` needs neither click nor its import time."""
+
+    def __init__(self, *args: Any, usage_args: str = "[OPTIONS]", **kwargs: Any) -> None:
+        kwargs["add_help"] = False
+        super().__init__(*args, **kwargs)
+        self.usage_args = usage_args
+        self.add_argument("-h", "--help", action="help", help="Show this message and exit.")
+
+    def format_usage(self) -> str:
+        return f"Usage: {self.prog} {self.usage_args}\n"
+
+    def format_help(self) -> str:
+        width = max(min(_columns(), 100) - 2, 50)
+        out = [self.format_usage()]
+        if self.description:
+            out += ["\n", _wrap(self.description, width, "  ", "  "), "\n"]
+        out += ["\nOptions:\n", _options(self._option_rows(), width)]
+        if self.epilog:
+            out += ["\n", "".join(f"  {line}\n" for line in self.epilog.splitlines())]
+        return "".join(out)
+
+    def _option_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        # -h/--help comes last, as in click's help.
+        for action in [*self._actions[1:], self._actions[0]]:
+            if not action.option_strings:
+                continue  # positional arguments are described in the description
+            first = ", ".join(action.option_strings)
+            if action.nargs != 0:
+                if action.metavar is not None:
+                    first += f" {action.metavar}"
+                elif action.choices is not None:
+                    first += " [" + "|".join(map(str, action.choices)) + "]"
+                else:
+                    first += f" {action.dest.upper()}"
+            rows.append((first, action.help or ""))
+        return rows
+
+
+def _columns() -> int:
+    import shutil  # argparse's own help formatter imports it as well
+
+    return shutil.get_terminal_size().columns
+
+
+def _wrap(text: str, width: int, first: str, rest: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width, initial_indent=first, subsequent_indent=rest)
+
+
+def _options(rows: list[tuple[str, str]], width: int) -> str:
+    """A two-column list laid out as click's ``HelpFormatter.write_dl`` does it."""
+    import textwrap  # only for --help
+
+    first_col = min(max(len(first) for first, _ in rows), 30) + 2
+    text_width = max(width - first_col - 2, 10)
+    out = []
+    for first, text in rows:
+        line = f"  {first}"
+        if len(first) <= first_col - 2:
+            line += " " * (first_col - len(first))
+        else:
+            line += "\n" + " " * (first_col + 2)
+        wrapped = textwrap.wrap(text, text_width) or [""]
+        out.append(line + wrapped[0] + "\n")
+        out += [" " * (first_col + 2) + more + "\n" for more in wrapped[1:]]
+    return "".join(out)
+
+
+def build_parser(
+    prog: str = "portpack unpack", *, self_extracting: bool = False
+) -> argparse.ArgumentParser:
+    """The unpack options, shared with the self-extracting archive (which has no
+    ``archive`` argument: it unpacks itself)."""
+    parser = ClickStyleParser(
+        prog=prog,
+        usage_args="[OPTIONS]" if self_extracting else "[OPTIONS] [ARCHIVE]",
+        description=SFX_DESCRIPTION if self_extracting else DESCRIPTION,
+        epilog=SFX_EPILOG.format(prog=prog) if self_extracting else EPILOG,
+    )
+    if not self_extracting:
+        parser.add_argument("archive", nargs="?", default="environment.tar")
+    parser.add_argument(
+        "-o",
+        "--output-directory",
+        default=".",
+        metavar="DIRECTORY",
+        help="Where to create the environment.  [default: .]",
+    )
+    parser.add_argument(
+        "-e",
+        "--env-name",
+        default="env",
+        metavar="TEXT",
+        help="Name of the environment directory.  [default: env]",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Replace an existing environment once the new one is complete.",
+    )
+    parser.add_argument(
+        "--run-link-scripts",
+        action="store_true",
+        help="Run the packages' post-link scripts (off by default).",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="Refuse symlinks that point outside the environment."
+    )
+    parser.add_argument(
+        "-s",
+        "--shell",
+        default=DEFAULT_SHELL,
+        choices=[*SHELLS, "nushell"],
+        help="Shell of the activation script: activate.sh (bash, zsh), activate.fish, "
+        "activate.xsh (xonsh) or activate.nu.  [default: bash]",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="Print nothing on success, and no progress."
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="List the packages installed (-vv: also show tracebacks of errors).",
+    )
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks of errors.")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"portpack {__version__}",
+        help="Show the version and exit.",
+    )
+    return parser
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGINT/SIGTERM: stop the unpack; a second signal must not cut its clean-up short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is _interrupted:
+            signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _handle_signals() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+        signal.signal(signal.SIGINT, _interrupted)
+
+
+def _leave(exc: SystemExit) -> NoReturn:
+    """Exit with ``exc``'s status, at once if a thread still waits on the input.
+
+    After an error or an interrupt the archive reader may be blocked reading a pipe
+    whose writer is still alive: the clean-up is done and reported, so the process
+    ends here and no interpreter shutdown waits behind that read.
+    """
+    import threading
+
+    code = exc.code if isinstance(exc.code, int) else 1
+    if threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise exc
+
+
+def main(
+    argv: Sequence[str] | None = None, prog: str = "portpack unpack", archive: str | None = None
+) -> int:
+    """Run the unpacker; return the exit status.
+
+    ``archive`` given: unpack that file and take no archive argument (a
+    self-extracting archive runs this with its own path).
+    """
+    args = build_parser(prog, self_extracting=archive is not None).parse_args(argv)
+    if archive is not None:
+        args.archive = archive
+    _handle_signals()
+    from portpack.cli.terminal import TerminalReporter
+    from portpack.unpacker.streaming import unpack
+
+    try:
+        result = run_reporting_errors(
+            lambda: unpack(
+                args.archive,
+                args.output_directory,
+                args.env_name,
+                force=args.force,
+                run_link_scripts=args.run_link_scripts,
+                strict=args.strict,
+                shell=args.shell,
+                reporter=TerminalReporter(args.quiet),
+            ),
+            args.debug or args.verbose > 1,
+        )
+    except SystemExit as exc:
+        _leave(exc)
+    if args.verbose and not args.quiet:
+        for dist in [*result.packages, *result.wheels]:
+            print(f"  {dist}")
+    if not args.quiet:
+        wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
+        print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
+        print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

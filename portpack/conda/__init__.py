@@ -1,0 +1,1 @@
+"""The conda package format: tar streams, info/, package files."""

@@ -1,0 +1,1 @@
+"""Writing one environment: the destination (the only writer) and what it writes."""

@@ -1,0 +1,1 @@
+"""The network: configuration, the one HTTP transport, authentication, fetch + cache."""

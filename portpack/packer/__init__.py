@@ -1,0 +1,1 @@
+"""pack(): resolve, fetch and write an archive."""

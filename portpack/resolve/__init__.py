@@ -1,0 +1,1 @@
+"""From specs and manifests to a lockfile: manifests, the lockfile, the solver."""

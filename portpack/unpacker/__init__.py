@@ -1,0 +1,1 @@
+"""Orchestration of an unpack: preconditions, the portpack and pixi-pack unpackers."""
