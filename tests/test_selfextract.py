@@ -399,15 +399,20 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
     standard library modules they import (at any depth, outside TYPE_CHECKING)."""
     import ast
 
-    package = Path(portpack.__file__).parent
+    root = Path(portpack.__file__).parent.parent
     # (portpack/__init__.py imports the unpack side at the top, the pack side lazily)
-    todo, seen, stdlib = ["sfx", "unpack_cli", "unpacking"], set(), set()
+    todo = ["portpack.archive.sfx", "portpack.cli.unpack", "portpack.unpacker.streaming"]
+    seen: set[str] = set()
+    stdlib: set[str] = set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        tree = ast.parse((package / f"{name}.py").read_text())
+        path = root / (name.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = root / name.replace(".", "/") / "__init__.py"
+        tree = ast.parse(path.read_text())
         skip = {
             id(node)
             for node in ast.walk(tree)
@@ -417,13 +422,14 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    todo.append(node.module.split(".")[0])
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "portpack" or node.module.startswith("portpack."):
+                    for alias in node.names:
+                        sub = f"{node.module}.{alias.name}"
+                        as_module = root / (sub.replace(".", "/") + ".py")
+                        todo.append(sub if as_module.is_file() else node.module)
                 else:
-                    todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                stdlib.add(node.module.split(".")[0])
+                    stdlib.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
                 stdlib.update(alias.name.split(".")[0] for alias in node.names)
     return seen, stdlib & set(sys.stdlib_module_names)
@@ -443,8 +449,14 @@ def test_bootstrap_keeps_the_python_packages_own_libraries() -> None:
 def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
     """The bootstrap leaves parts of the standard library out; none the unpacker needs."""
     modules, stdlib = _unpack_path_imports()
-    assert {"unpacking", "archive_reader", "linker", "sfx"} <= modules
-    assert not {"cli", "packing", "selfextract", "solve"} & modules  # pack side stays out
+    assert {
+        "portpack.unpacker.streaming",
+        "portpack.archive.reader",
+        "portpack.install.linker",
+        "portpack.archive.sfx",
+    } <= modules
+    pack_side = ("portpack.cli.commands", "portpack.packer", "portpack.net", "portpack.resolve")
+    assert not [m for m in modules if m.startswith(pack_side)]  # pack side stays out
     version = (sys.version_info.major, sys.version_info.minor)
     base = Path(sys.base_prefix) / "lib" / f"python{PY}"
     dropped = []
