@@ -355,6 +355,38 @@ def test_wheel_from_index_then_from_cache(
     assert leftovers(tmp_path / "cache2" / "pkgs" / "bootstrap-wheels") == []
 
 
+@pytest.mark.parametrize(
+    ("listed", "error"),
+    [
+        ("file:///etc/hostname", "not an HTTP(S) URL; refusing it"),
+        ("/etc/hostname", "HTTP 404"),  # a path on the index's server, not a local one
+    ],
+)
+def test_wheel_index_cannot_point_at_local_files(
+    zstandard_wheel: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    listed: str,
+    error: str,
+) -> None:
+    """A hostile index naming a local file (with its right sha256) gets nothing read."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    local = Path("/etc/hostname")
+    sha = hashlib.sha256(local.read_bytes()).hexdigest()
+    page = tmp_path / "index" / "zstandard"
+    page.mkdir(parents=True)
+    files = [{"filename": zstandard_wheel.name, "url": listed, "hashes": {"sha256": sha}}]
+    (page / "index.html").write_text(json.dumps({"files": files}))
+    cache = tmp_path / "cache"
+    with serve_directory(tmp_path / "index") as url, pytest.raises(FetchError) as info:
+        bootstrap_wheel.find_zstandard_wheel(ABI, "x86_64", Fetcher(cache), url)
+    assert error in info.value.message
+    assert leftovers(cache / "wheels") == leftovers(cache / "pkgs" / "bootstrap-wheels") == []
+    with pytest.raises(UsageError, match="--wheel-index must be an http"):
+        bootstrap_wheel.find_zstandard_wheel(ABI, "x86_64", Fetcher(cache), str(tmp_path))
+
+
 # -- the wheel index through the network settings of every download ----------------------
 
 

@@ -37,6 +37,7 @@ MAX_INDEX_PAGE = 64 << 20
 #: What a wheel file name from an index may be: it becomes a file name in the cache.
 _WHEEL_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+!-]*\.whl")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_HTTP = ("http", "https")
 _INDEX_HINT = (
     "Check --wheel-index (a PEP 691 JSON simple index; the config file's mirrors, proxies "
     "and credentials apply to it), or give the wheel with --zstandard-wheel FILE."
@@ -110,6 +111,8 @@ def find_zstandard_wheel(
     )
     if cached:
         return cached[0][1]
+    if _scheme(index) not in _HTTP:
+        raise UsageError(f"--wheel-index must be an http:// or https:// URL, not {index!r}")
     url = index.rstrip("/") + "/zstandard/"
     candidates = sorted(
         (glibc, f)
@@ -169,6 +172,12 @@ def _download_wheel(fetcher: Fetcher, index_url: str, chosen: dict[str, Any], wh
     """Fetch the chosen wheel (verified by the index's sha256) into ``wheels``."""
     filename = str(chosen["filename"])
     url = urllib.parse.urljoin(index_url, str(chosen["url"]))
+    if _scheme(url) not in _HTTP:  # an index on the network never reads a local file
+        raise FetchError(
+            f"the wheel index {index_url} gives {url!r} for {filename}, not an HTTP(S) URL; "
+            "refusing it",
+            url=index_url,
+        )
     hashes = chosen.get("hashes")
     sha256 = str(hashes.get("sha256") or "") if isinstance(hashes, dict) else ""
     if not _SHA256.fullmatch(sha256):
@@ -187,6 +196,10 @@ def _download_wheel(fetcher: Fetcher, index_url: str, chosen: dict[str, Any], wh
     )
     (fetched,) = fetcher.fetch_files([request])
     return _publish(fetched, wheels / filename)
+
+
+def _scheme(url: str) -> str:
+    return urllib.parse.urlsplit(url).scheme.lower()
 
 
 def _publish(entry: Path, target: Path) -> Path:
