@@ -446,7 +446,8 @@ def test_https_wheel_index_with_a_private_ca(
     py_lock: Path, zstandard_wheel: Path, tmp_path: Path, no_proxy_env: None
 ) -> None:
     """An https index signed by a private CA: refused with what to do, then accepted
-    with ``ca_bundle`` (``--ca-bundle``); the archive unpacks."""
+    with ``ca_bundle`` (``--ca-bundle``), and the archive unpacks; or with
+    ``--insecure-host`` for that host."""
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
@@ -467,6 +468,12 @@ def test_https_wheel_index_with_a_private_ca(
         assert not (tmp_path / "bad.sh").exists()
         portpack.pack(output=tmp_path / "env.sh", wheel_index=url, ca_bundle=bundle, **options)
         got = [r.name for r in server.requests if r.status == 200]
+        # --insecure-host for this host only: no verification, no CA needed
+        insecure = load_network_config(insecure_hosts=[f"127.0.0.1:{server.port}"])
+        wheel = bootstrap_wheel.find_zstandard_wheel(
+            ABI, "x86_64", Fetcher(tmp_path / "c3", network=insecure), url
+        )
+        assert wheel.read_bytes() == zstandard_wheel.read_bytes()
     assert got == ["", zstandard_wheel.name]  # the index page, then the wheel
     out = run_sh(tmp_path / "env.sh", "-o", str(tmp_path / "o"), "-q", tmpdir=tmp_path / "t")
     assert out.returncode == 0, out.stderr

@@ -319,6 +319,9 @@ def _silence_insecure_warnings(hosts: list[str]) -> None:
     if not hosts:
         warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     for host in hosts:
+        # urllib3 names the host without its port: "host:port" entries silence that host.
+        name, colon, port = host.rpartition(":")
+        bare = name if colon and port.isdigit() else host
         warnings.filterwarnings(
-            "ignore", message=f".*host '{re.escape(host)}'", category=InsecureRequestWarning
+            "ignore", message=f".*host '{re.escape(bare)}'", category=InsecureRequestWarning
         )
