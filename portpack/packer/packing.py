@@ -21,10 +21,12 @@ from portpack._version import __version__
 from portpack.archive import format as fmt
 from portpack.archive.segments import AnalysisCache, AnalyzedPackage, analyze
 from portpack.archive.writer import write_archive, write_directory
-from portpack.errors import UsageError
+from portpack.conda.record import PackageRecord
+from portpack.errors import PackageError, UsageError
 from portpack.net.auth import strip_record
 from portpack.net.config import load_network_config
-from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
+from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, default_cache_dir
+from portpack.packer.convert import as_conda
 from portpack.progress import Reporter
 from portpack.resolve.locking import locked_environment
 
@@ -33,9 +35,9 @@ ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
     from portpack.net.config import NetworkConfig
+    from portpack.packer.bootstrap import Bootstrap
     from portpack.packer.prefix_source import PrefixSource
     from portpack.packer.pypi import PackedWheel, Wheel
-    from portpack.packer.selfextract import Bootstrap
     from portpack.resolve.lockfile import LockedEnvironment, PypiEntry, SourcePackage
 
 
@@ -246,7 +248,8 @@ def pack(
     workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
     make_fetcher = Fetcher if source is None else source.fetcher
     fetcher = make_fetcher(cache, workers, reporter, network=network)
-    fetched = fetcher.fetch_all([*records, *(w.request().record() for w in wheels)])
+    typed = [PackageRecord.from_json(r, "the lock", PackageError) for r in records]
+    fetched = fetcher.fetch_all(typed, [w.request() for w in wheels])
     fetched, wheel_files = fetched[: len(records)], fetched[len(records) :]
     scratch = _scratch_dir(cache) if wheels else None
     if archive_format == "pixi-pack":  # pixi-pack's plain tar of the package files
@@ -276,18 +279,18 @@ def pack(
     elif not create_executable:
         _write(output, metadata, packages, compressed, reporter=reporter)
     else:
-        from portpack.packer.selfextract import DEFAULT_WHEEL_INDEX, prepare_bootstrap
+        from portpack.packer.bootstrap import prepare_bootstrap
+        from portpack.packer.bootstrap_wheel import DEFAULT_WHEEL_INDEX
 
         bootstrap = prepare_bootstrap(
             platform,
-            records,
+            typed,
             packages,
-            cache_dir=cache,
+            fetcher=fetcher,
             channels=channels,
             bootstrap_python=bootstrap_python,
             zstandard_wheel=zstandard_wheel,
             wheel_index=wheel_index or DEFAULT_WHEEL_INDEX,
-            reporter=reporter,
             with_wheels=bool(wheels),
         )
         try:
@@ -383,7 +386,7 @@ def _resolve(
         reporter,
     )
     if create_executable:
-        from portpack.packer.selfextract import check_platform
+        from portpack.packer.bootstrap import check_platform
 
         if archive_format != "portpack":
             raise UsageError("--create-executable makes portpack archives only")
