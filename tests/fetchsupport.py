@@ -45,7 +45,7 @@ class LockTemplate:
         return path
 
     def records(self, path: Path) -> list[dict[str, Any]]:
-        return read_lock(path, "default", "linux-64").records
+        return [r.to_json() for r in read_lock(path, "default", "linux-64").records]
 
 
 def cache_entries(cache: Path) -> list[Path]:

@@ -72,7 +72,8 @@ def archives(glibc_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         platforms=["linux-64"],
         output=work / "l.lock",
     )
-    _, records = locked_records((), lockfile=lock, platform="linux-64")
+    _, locked = locked_records((), lockfile=lock, platform="linux-64")
+    records = [r.to_json() for r in locked]
     cache = work / "cache"
     portpack.pack(lockfile=lock, output=work / "env.tar", cache_dir=cache)
     portpack.pack(

@@ -41,7 +41,7 @@ from portpack._version import __version__
 from portpack.archive import format as fmt
 from portpack.archive.segments import AnalyzedPackage, analyze
 from portpack.archive.sfx import MAGIC, SHEBANG
-from portpack.errors import FetchError, PackageError, UsageError
+from portpack.errors import FetchError, PackageError, SolveError, UsageError
 from portpack.progress import Reporter
 
 #: Where zstandard wheels come from (a PEP 691 JSON "simple" index).
@@ -221,10 +221,12 @@ def fetch_bootstrap_python(
             "or channels to solve one from"
         )
     from portpack.net.fetch import Fetcher
-    from portpack.resolve.lockfile import records_to_json
+    from portpack.resolve.lockfile import package_records
     from portpack.resolve.solve import solve
 
-    solved = records_to_json(solve([spec_or_file], channels, platform))
+    solution = solve([spec_or_file], channels, platform)
+    where = f"the bootstrap python {spec_or_file!r}"
+    solved = [r.to_json() for r in package_records(solution, where, SolveError)]
     found = [r for r in solved if r.get("name") == "python"]
     if not found:
         raise UsageError(f"solving {spec_or_file!r} gave no python package")
