@@ -423,7 +423,7 @@ def test_a_lock_write_that_fails_midway_leaves_the_old_lock(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(rattler.LockFile, "to_path", half_then_full)
-    with pytest.raises(UsageError, match="env.lock"):
+    with pytest.raises(UsageError, match=r"env\.lock"):
         portpack.lock(["actpkg"], channels=[str(fixture_channel)], output=out)
     assert out.read_text() == "the old lock\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env.lock"]
