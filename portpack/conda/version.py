@@ -21,13 +21,16 @@ Constraints (the version part of a match spec) support:
 - ``=V`` and ``V.*`` / ``V*`` (fuzzy: the version starts with V's components), ``!=V.*``
   (does not start with them), ``~=V`` (``>=V`` and starts with V less its last component);
 - a bare ``V`` (exact, as in a ``name V`` dependency) and ``*`` (any version);
+- ``>=V.*``, read as ``>=V`` (as conda and rattler read it);
 - ``,`` (and) binding tighter than ``|`` (or), and parentheses.
 
 Spaces around operators and separators are tolerated.  Refused with an error naming the
-constraint: an empty constraint or part, an unknown operator, a wildcard anywhere but at
-the end (conda's regular-expression versions), ``>=V.*`` aside a wildcard after another
-relational operator (``==V.*``, ``<V.*``...: conda and rattler read them differently),
-empty version segments (``2..17``), and characters a conda version cannot hold.
+constraint: an empty constraint or part, an unknown operator, two constraints separated
+by a space, a wildcard anywhere but at the end (conda's regular-expression versions), a
+wildcard after ``==``, ``>``, ``<``, ``<=`` or ``~=`` (conda and rattler read them
+differently), empty version segments (``2..17``), and characters a conda version cannot
+hold.  :func:`split_dependency` reads ``name [version [build]]`` dependencies (the
+build is not checked); the bracket form ``name[version=...]`` is refused.
 """
 
 from __future__ import annotations
