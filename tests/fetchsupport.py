@@ -46,7 +46,7 @@ class LockTemplate:
         return path
 
     def records(self, path: Path) -> list[dict[str, Any]]:
-        return read_lock(path, "default", "linux-64").records
+        return [r.to_json() for r in read_lock(path, "default", "linux-64").records]
 
 
 def typed(records: Sequence[dict[str, Any]]) -> list[PackageRecord]:

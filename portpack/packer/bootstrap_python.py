@@ -15,7 +15,7 @@ import zstandard
 
 from portpack.archive.segments import AnalyzedPackage, analyze
 from portpack.conda.record import PackageRecord
-from portpack.errors import PackageError, PortpackError, UsageError
+from portpack.errors import PackageError, PortpackError, SolveError, UsageError
 from portpack.packer.convert import as_conda
 
 if TYPE_CHECKING:
@@ -94,14 +94,15 @@ def fetch_bootstrap_python(
             "the environment has no python; give --bootstrap-python FILE (a python .conda) "
             "or channels to solve one from"
         )
-    from portpack.resolve.lockfile import records_to_json
+    from portpack.resolve.lockfile import package_records
     from portpack.resolve.solve import solve
 
-    solved = records_to_json(solve([spec_or_file], channels, platform, network=fetcher.network))
-    found = [r for r in solved if r.get("name") == "python"]
+    solution = solve([spec_or_file], channels, platform, network=fetcher.network)
+    where = f"the bootstrap python {spec_or_file!r}"
+    found = [r for r in package_records(solution, where, SolveError) if r.name == "python"]
     if not found:
         raise UsageError(f"solving {spec_or_file!r} gave no python package")
-    record = PackageRecord.from_json(found[0], f"solving {spec_or_file!r}", PackageError)
+    record = found[0]
     if python_version(record) < MIN_PYTHON:
         raise UsageError(
             f"the bootstrap python must be 3.10 or newer; {spec_or_file!r} gave {record.version}"

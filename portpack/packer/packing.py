@@ -367,7 +367,7 @@ def _resolve(
         virtual_packages=virtual_packages,
         network=network,
     )
-    platform, records = locked.platform, locked.records
+    platform = locked.platform
     conda_files = [p for p in inject if not str(p).endswith(".whl")]
     if sources is not None:
         locked = _set_aside_sources(locked, conda_files, sources)
@@ -559,7 +559,8 @@ def _checked_records(
     where = f"environment {locked.environment!r} for {locked.platform}"
     injected = local_records(conda_files, locked.platform) if conda_files else []
     check_sources(locked.sources, injected, where)
-    records = add_local(locked.records, injected, reporter) if injected else locked.records
+    locked_records = [r.to_json() for r in locked.records]  # typed records end here, for now
+    records = add_local(locked_records, injected, reporter) if injected else locked_records
     if not records:
         if locked.pypi:
             names = ", ".join(p.name for p in locked.pypi)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from portpack._platform import current_platform
+from portpack.conda.record import PackageRecord
 from portpack.errors import (
     FetchError,
     PackageError,
@@ -336,7 +337,10 @@ def read_prefix(
     records = install_order([i.record for i in by_name])
     return PrefixSource(
         prefix=root,
-        locked=LockedEnvironment(platform, records),
+        locked=LockedEnvironment(
+            platform,
+            [PackageRecord.from_json(r, f"{root}/{META_DIR}", PackageError) for r in records],
+        ),
         contents=contents,
         package_dirs=package_dirs(root),
         _tarball_dirs={_key(i.record): i.tarball_dirs for i in installed},
