@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -556,3 +557,49 @@ def test_no_subpackage_shadows_a_public_function() -> None:
     assert not clashes, "modules or subpackages named like a public function:\n" + "\n".join(
         clashes
     )
+
+
+# -- the map in docs/how-it-works.md ----------------------------------------------------
+
+HOW_IT_WORKS = ROOT / "docs" / "how-it-works.md"
+
+
+def _section(title: str) -> str:
+    text = HOW_IT_WORKS.read_text(encoding="utf-8")
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_map_names_every_module_once() -> None:
+    """docs/how-it-works.md has one line per module, under its package, and no other."""
+    listed, package = [], "portpack"
+    for line in _section("The map").splitlines():
+        heading = re.match(r"\*\*`(\w+)/`\*\*", line)
+        if heading or line.startswith("**Basics**"):
+            package = f"portpack.{heading.group(1)}" if heading else "portpack"
+        elif item := re.match(r"- `(\w+)\.py`:", line):
+            listed.append(f"{package}.{item.group(1)}")
+    top = _section("The map").split("**Top**", 1)[-1]
+    listed += [f"portpack.{n}" for n in ("__main__",) if f"`{n}.py`" in top]
+    listed += ["portpack"] if "`__init__.py`" in top else []
+    wanted = [n for n, m in modules().items() if not (m.is_package and n != "portpack")]
+    problems = [f"not in the map: {n}" for n in sorted(set(wanted) - set(listed))]
+    problems += [f"in the map, not in portpack/: {n}" for n in sorted(set(listed) - set(wanted))]
+    problems += [
+        f"twice in the map: {n}" for n in sorted({n for n in listed if listed.count(n) > 1})
+    ]
+    assert not problems, f"{HOW_IT_WORKS.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def test_the_documented_layers_are_the_tested_ones() -> None:
+    rows = [
+        r for r in _section("The layering rule").splitlines() if re.match(r"\| (\d+|top) \|", r)
+    ]
+    documented = [
+        [
+            name.removesuffix(".py").rstrip("/")
+            for name in re.findall(r"`([^`]+)`", row.split("|")[2])
+        ]
+        for row in rows
+    ]
+    tested = [members for _, members in LAYERS]
+    assert documented == tested, f"the layer table of {HOW_IT_WORKS.name} is not LAYERS"
