@@ -603,3 +603,110 @@ def test_the_documented_layers_are_the_tested_ones() -> None:
     ]
     tested = [members for _, members in LAYERS]
     assert documented == tested, f"the layer table of {HOW_IT_WORKS.name} is not LAYERS"
+
+
+#: Pages that name modules and functions; each name must exist in the code.
+PAGES_NAMING_CODE = (HOW_IT_WORKS, ROOT / "CONTRIBUTING.md")
+#: `paths.json`, `portpack.lock`, ...: file names, not code.
+FILE_SUFFIXES = frozenset(
+    [
+        "py",
+        "json",
+        "toml",
+        "yml",
+        "yaml",
+        "sh",
+        "lock",
+        "tar",
+        "md",
+        "conda",
+        "bz2",
+        "zst",
+        "whl",
+        "txt",
+        "xsh",
+        "fish",
+        "nu",
+    ]
+)
+
+
+def _top_level(body: list[ast.stmt]) -> dict[str, ast.AST]:
+    """What a module or class body defines (through if/try/with blocks too)."""
+    names: dict[str, ast.AST] = {}
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update((t.id, node) for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(((a.asname or a.name).split(".")[0], node) for a in node.names)
+        for block in ("body", "orelse", "finalbody", "handlers"):
+            if isinstance(node, (ast.If, ast.Try, ast.With)) and hasattr(node, block):
+                names.update(_top_level(getattr(node, block)))
+    return names
+
+
+def _resolve(reference: str) -> str | None:
+    """The problem with a dotted name such as ``net.fetch.Fetcher.fetch_all``, if any;
+    names that do not start with a portpack module (``Destination.write``) are skipped."""
+    parts = reference.removeprefix("portpack.").split(".")
+    by_basename = {}
+    for name in modules():
+        by_basename.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    owners = [
+        n
+        for n, m in modules().items()
+        if isinstance(_top_level(m.tree.body).get(parts[0]), (ast.ClassDef, ast.FunctionDef))
+    ]
+    if f"portpack.{parts[0]}" in modules():
+        start = "portpack"
+    elif len(by_basename.get(parts[0], [])) == 1:
+        start = by_basename[parts[0]][0].rsplit(".", 1)[0]
+    elif len(owners) == 1 and len(parts) > 1:  # Destination.write: the one Destination
+        module, rest = owners[0], parts
+        return _lookup(module, rest)
+    else:
+        return None
+    module, rest = start, parts
+    while rest and f"{module}.{rest[0]}" in modules():
+        module, rest = f"{module}.{rest[0]}", rest[1:]
+    return _lookup(module, rest)
+
+
+def _lookup(module: str, attrs: list[str]) -> str | None:
+    body = modules()[module].tree.body
+    for attr in attrs:
+        node = _top_level(body).get(attr)
+        if node is None:
+            return f"{module} has no {attr!r}"
+        body = getattr(node, "body", [])
+    return None
+
+
+def _defined_anywhere() -> set[str]:
+    return {
+        node.name
+        for m in modules().values()
+        for node in ast.walk(m.tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+
+
+def test_the_docs_name_only_code_that_exists() -> None:
+    problems = []
+    for page in PAGES_NAMING_CODE:
+        text = page.read_text(encoding="utf-8")
+        where = page.relative_to(ROOT)
+        for ref in sorted(set(re.findall(r"`((?:\w+\.)+\w+)(?:\(\))?`", text))):
+            if ref.rsplit(".", 1)[-1] not in FILE_SUFFIXES and (problem := _resolve(ref)):
+                problems.append(f"{where}: `{ref}`: {problem}")
+        for name in sorted(set(re.findall(r"`(\w+)\(\)`", text)) - _defined_anywhere()):
+            problems.append(f"{where}: `{name}()`: no such function in portpack/")
+        for path in sorted(set(re.findall(r"`([\w/]+\.py)`", text))):
+            basenames = {m.path.name for m in modules().values()}
+            exists = (ROOT / path).is_file() or (PACKAGE / path).is_file()
+            if not exists and not ("/" not in path and path in basenames):
+                problems.append(f"{where}: `{path}`: no such file")
+    assert not problems, "names in the docs that the code does not have:\n" + "\n".join(problems)
