@@ -332,20 +332,22 @@ sys.meta_path.insert(0, Refuse())
 """
 
 RUN_UNPACK_SIDE = """
+import importlib
 import json
-from pathlib import Path
 
-import portpack.archive.summary
-import portpack.cli.unpack
-import portpack.install.verify
-import portpack.unpacker.pixipack
-import portpack.unpacker.streaming
+entries, archive, pixi_archive, out = sys.argv[2:6]
+for entry in entries.split(","):
+    importlib.import_module(entry)
 
-archive, pixi_archive, out = sys.argv[2:5]
-status = portpack.cli.unpack.main([archive, "-o", out + "/one", "-q"])
-report = portpack.install.verify.verify(out + "/one/env")
-pixi = portpack.unpacker.streaming.unpack(pixi_archive, out + "/two")
-summary = portpack.archive.summary.inspect(archive)
+from portpack.archive.summary import inspect
+from portpack.cli.unpack import main
+from portpack.install.verify import verify
+from portpack.unpacker.streaming import unpack
+
+status = main([archive, "-o", out + "/one", "-q"])
+report = verify(out + "/one/env")
+pixi = unpack(pixi_archive, out + "/two")
+summary = inspect(archive)
 print(json.dumps({
     "status": status,
     "verified": [report.checked, report.ok],
@@ -391,7 +393,8 @@ def test_unpack_side_runs_without_the_pack_side_libraries(
     # -S and an explicit path: no .pth file (the editable install's finder) runs first.
     path = [str(ROOT), *(p for p in sys.path if p)]
     out = subprocess.run(
-        [sys.executable, "-S", "-c", REFUSER + RUN_UNPACK_SIDE, ",".join(UNAVAILABLE)]
+        [sys.executable, "-S", "-c", REFUSER + RUN_UNPACK_SIDE]
+        + [",".join(UNAVAILABLE), ",".join(UNPACK_SIDE_ENTRIES)]
         + [str(tmp_path / n) for n in ("env.tar", "pixi.tar", "out")],
         capture_output=True,
         text=True,
