@@ -202,13 +202,11 @@ def write_pixi_pack_dir(
     as pixi-pack 0.7.6+ does; the folder appears only once it is complete."""
     import shutil
 
-    from portpack.archive.directory import new_directory
-
     members = layout(platform, records, files, wheels)
     reporter = reporter or Reporter()
     reporter.on_transfer_start("Writing", *_totals(members))
     try:
-        with new_directory(output) as root:
+        with outside.atomic_directory(output) as root:
             for name, content in members:
                 path = root / name
                 if content is None:

@@ -178,6 +178,8 @@ class Output:
             return
         if self.directory_only:
             outside.check_directory(self.path)
+            if os.path.isdir(self.path) and os.listdir(self.path):
+                raise UsageError(f"{os.path.abspath(self.path)} already exists and is not empty")
         else:
             outside.check_file(self.path)
 
