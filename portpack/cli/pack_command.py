@@ -216,9 +216,8 @@ def _options(given: dict[str, Any], dry_run: bool) -> PackOptions:
     given["specs"], given["manifest"], given["lockfile"] = _positional_project(
         given["specs"], given["manifest"], given["lockfile"]
     )
-    inputs_checked(PackOptions, **given)
     given["output"] = None if dry_run else _target(given)
-    return PackOptions.from_keywords(given)
+    return inputs_checked(PackOptions.from_keywords, **given)(given)
 
 
 def _target(given: dict[str, Any]) -> str | BinaryIO:
