@@ -19,8 +19,9 @@ alternating the order:
 ``local file``
     ``portpack.unpack`` of the archive already on disk (no network; the floor).
 
-Wall time is the median over ``--runs``; peak RSS is the child's (GNU time's ``%M``
-when installed, else ``os.wait4``); peak extra disk is what the child wrote outside the
+Wall and CPU (user + system) time are medians over ``--runs`` (on a shared machine CPU
+time is the steadier of the two); peak RSS is the child's (GNU time's ``%M`` when
+installed, else ``os.wait4``); peak extra disk is what the child wrote outside the
 prefix (the downloaded file).  The page cache is warm: the archive is read by the
 server from memory in every variant.
 """
@@ -35,13 +36,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR))  # for corpus.py
 
-from compare import run_measured  # noqa: E402  (benchmarks/ is not a package)
+GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
 # argv = [mode, url or path, output dir, scratch dir]; prints {"extra_disk": bytes}.
 _CHILD = r"""
@@ -109,40 +112,73 @@ def find_archive(args: argparse.Namespace, work: Path) -> Path:
     return archive
 
 
-def run_once(mode: str, source: str, work: Path) -> tuple[float, float, int]:
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    """User + system seconds of the child (steadier than wall time on a busy machine)."""
+    rss_mb: float
+    extra_disk: int
+
+
+def measure(command: list[str]) -> tuple[Sample, str]:
+    """Run ``command``; its wall and CPU time, peak RSS and standard output.
+
+    Peak RSS and CPU time come from GNU time when installed (a child forked from this
+    process would inherit its RSS as a floor), else from ``os.wait4``.
+    """
+    with tempfile.NamedTemporaryFile("r") as stats, tempfile.TemporaryFile() as out:
+        wrapped = [GNU_TIME, "-f", "%M %U %S", "-o", stats.name, *command] if GNU_TIME else command
+        start = time.perf_counter()
+        proc = subprocess.Popen(wrapped, stdout=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"{command[:3]} failed (exit {os.waitstatus_to_exitcode(status)})")
+        rss_kb, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+        if GNU_TIME:
+            fields = stats.read().split()[-3:]
+            rss_kb, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
+        out.seek(0)
+        return Sample(wall, cpu, rss_kb / 1024, 0), out.read().decode()
+
+
+def run_once(mode: str, source: str, work: Path) -> Sample:
     out = Path(tempfile.mkdtemp(dir=work, prefix=f"{mode}-"))
     scratch = out / "scratch"
     scratch.mkdir()
     try:
-        sample, stdout = run_measured(
+        sample, stdout = measure(
             [sys.executable, "-c", _CHILD, mode, source, str(out), str(scratch)]
         )
-        extra = int(json.loads(stdout.strip().splitlines()[-1])["extra_disk"])
+        sample.extra_disk = int(json.loads(stdout.strip().splitlines()[-1])["extra_disk"])
         if not (out / "env" / "conda-meta").is_dir():
             raise RuntimeError(f"{mode}: no environment was made")
     finally:
         shutil.rmtree(out)
-    return sample.wall, sample.rss_mb, extra
+    return sample
 
 
-def table(results: dict[str, list[tuple[float, float, int]]], size: int) -> str:
+def table(results: dict[str, list[Sample]], size: int) -> str:
     streamed = results["streamed"]
-    base_wall = statistics.median(s[0] for s in streamed)
-    base_rss = max(s[1] for s in streamed)
+    base_wall = statistics.median(s.wall for s in streamed)
+    base_cpu = statistics.median(s.cpu for s in streamed)
+    base_rss = max(s.rss_mb for s in streamed)
     lines = [
-        f"archive: {size / 1e6:.1f} MB, {len(streamed)} runs each (median wall, max peak RSS)",
+        f"archive: {size / 1e6:.1f} MB, {len(streamed)} runs each (medians; max peak RSS)",
         "",
-        "| variant | wall (s) | min-max (s) | peak RSS (MB) | peak extra disk (MB) "
-        "| streamed / this (wall) | streamed / this (RSS) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | wall (s) | min-max (s) | CPU (s) | peak RSS (MB) | peak extra disk (MB) "
+        "| streamed / this: wall | CPU | RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, samples in results.items():
-        walls = [s[0] for s in samples]
-        wall, rss = statistics.median(walls), max(s[1] for s in samples)
-        disk = max(s[2] for s in samples)
+        walls = [s.wall for s in samples]
+        wall, cpu = statistics.median(walls), statistics.median(s.cpu for s in samples)
+        rss, disk = max(s.rss_mb for s in samples), max(s.extra_disk for s in samples)
         lines.append(
-            f"| {MODES[mode]} | {wall:.2f} | {min(walls):.2f}-{max(walls):.2f} | {rss:.0f} "
-            f"| {disk / 1e6:.1f} | {base_wall / wall:.2f} | {base_rss / rss:.2f} |"
+            f"| {MODES[mode]} | {wall:.2f} | {min(walls):.2f}-{max(walls):.2f} | {cpu:.2f} "
+            f"| {rss:.0f} | {disk / 1e6:.1f} | {base_wall / wall:.2f} | {base_cpu / cpu:.2f} "
+            f"| {base_rss / rss:.2f} |"
         )
     return "\n".join(lines)
 
@@ -159,14 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     archive = find_archive(args, work)
     server = Server(archive.parent)
     url = server.url + archive.name
-    results: dict[str, list[tuple[float, float, int]]] = {mode: [] for mode in MODES}
+    results: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     try:
         for run in range(args.runs):
             order = list(MODES) if run % 2 == 0 else list(reversed(MODES))
             for mode in order:
                 source = str(archive) if mode == "local" else url
                 results[mode].append(run_once(mode, source, work))
-                print(f"run {run + 1} {mode}: {results[mode][-1][0]:.2f} s", flush=True)
+                last = results[mode][-1]
+                print(f"run {run + 1} {mode}: {last.wall:.2f} s, CPU {last.cpu:.2f} s", flush=True)
     finally:
         server.close()
     print()

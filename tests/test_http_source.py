@@ -212,6 +212,41 @@ def test_a_refused_connection_gives_up_after_the_retries(tmp_path: Path) -> None
     assert len(recorder.retries) == 2
 
 
+def test_a_pixi_pack_archive_streams_and_resumes_too(
+    served: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    lock = next(served.parent.glob("pixi.lock"))
+    www = tmp_path_factory.mktemp("pixi-www")
+    archive = www / "env.tar"
+    portpack.pack(
+        lockfile=lock,
+        output=archive,
+        cache_dir=served.parent / "cache",
+        archive_format="pixi-pack",
+    )
+    out = tmp_path / "out"
+    expected = snapshot(portpack.unpack(archive, out, "env").prefix, skip=(*HISTORY, "conda-meta/"))
+    expected_records = {
+        r["fn"]: r
+        for r in (json.loads(p.read_text()) for p in (out / "env" / "conda-meta").glob("*.json"))
+    }
+    shutil.rmtree(out / "env")
+    with FaultServer(www) as server:
+        server.fail("env.tar", Drop(archive.stat().st_size // 2))
+        prefix = unpack_url(server.url + "env.tar", out)
+        assert [r.status for r in server.requests_for("env.tar")] == [200, 206]
+    # conda-meta records carry the archive's URL (``<archive>#channel/...``), which is
+    # the one thing that differs; the rest of each record must be the same.
+    assert diff(expected, snapshot(prefix, skip=(*HISTORY, "conda-meta/"))) == []
+    for record in (out / "env" / "conda-meta").glob("*.json"):
+        ours = json.loads(record.read_text())
+        assert ours.pop("url").endswith("env.tar#channel/" + ours["subdir"] + "/" + ours["fn"])
+        assert ours["fn"] in expected_records
+        theirs = dict(expected_records[ours["fn"]])
+        theirs.pop("url")
+        assert ours == theirs
+
+
 # -- servers without range support, wrong lengths -------------------------------------
 
 
