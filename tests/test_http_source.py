@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import ssl
 from collections.abc import Callable, Iterator
@@ -305,9 +306,12 @@ def test_a_missing_file_names_the_url(server: FaultServer) -> None:
         open_url(server.url + "nothing.tar")
 
 
-def test_only_http_urls_are_accepted() -> None:
-    with pytest.raises(UsageError, match="not an http:// or https:// URL: ftp://"):
-        open_url("ftp://example.org/env.tar")
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/env.tar", "http:///env.tar", "http://example.org:99999/env.tar"]
+)
+def test_only_http_urls_with_a_host_are_accepted(url: str) -> None:
+    with pytest.raises(UsageError, match=f"not an http:// or https:// URL: {re.escape(url)}"):
+        open_url(url)
 
 
 # -- TLS ------------------------------------------------------------------------------
@@ -480,9 +484,12 @@ def test_redirects_are_bounded(server: FaultServer) -> None:
         open_url(server.url + "env.tar")
 
 
-def test_a_redirect_to_another_scheme_is_refused(server: FaultServer) -> None:
-    server.fail("env.tar", Redirect("file:///etc/passwd"))
-    with pytest.raises(FetchError, match="redirected to file:///etc/passwd, which is not http"):
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://127.0.0.1:http/env.tar"])
+def test_a_redirect_to_anything_but_an_http_url_is_refused(
+    server: FaultServer, location: str
+) -> None:
+    server.fail("env.tar", Redirect(location))
+    with pytest.raises(FetchError, match=f"redirected to {re.escape(location)}, which is not"):
         open_url(server.url + "env.tar")
 
 

@@ -29,12 +29,18 @@ import random
 import re
 import ssl
 import time
-import urllib.parse
 from typing import TYPE_CHECKING
 
 from portpack.errors import UsageError
 from portpack.progress import Reporter
-from portpack.remote.http_request import MAX_REDIRECTS, Body, Retry, Settings, request
+from portpack.remote.http_request import (
+    MAX_REDIRECTS,
+    Body,
+    Retry,
+    Settings,
+    request,
+    valid_http_url,
+)
 from portpack.remote.netrc_auth import Credentials, redact, redact_url
 
 if TYPE_CHECKING:
@@ -73,8 +79,7 @@ def open_url(
     :class:`~portpack.errors.UsageError`.  ``reporter`` hears of retries
     (``on_download_retry``) and of the bytes read (``on_transfer_progress``).
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not valid_http_url(url):
         raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
     if timeout <= 0 or retries < 0 or backoff < 0:
         raise UsageError("timeout must be positive, retries and backoff not negative")

@@ -124,11 +124,22 @@ def _send(settings: Settings, url: str, extra: dict[str, str], cred: Credential 
 
 def _follow(settings: Settings, url: str, location: str) -> str:
     target = urllib.parse.urljoin(url, location)
-    if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+    if not valid_http_url(target):
         raise settings.error(
-            f"{redact_url(url)} redirected to {redact_url(target)}, which is not http(s)"
+            f"{redact_url(url)} redirected to {redact_url(target)}, which is not an "
+            "http(s) URL with a host"
         )
     return target
+
+
+def valid_http_url(url: str) -> bool:
+    """True for an ``http://`` or ``https://`` URL with a host and a valid port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _status_error(
