@@ -9,7 +9,8 @@ Used by the fetcher tests and ``benchmarks/bench_fetch.py``.  Features:
   connection mid-body), :class:`Short` (close cleanly before ``Content-Length``),
   :class:`Wrong` (different bytes of the same length), :class:`Stall` (silence before
   the body, or before anything), :class:`Trickle` (a slow body that keeps coming) and
-  :class:`Redirect` (optionally with a body that never ends).
+  :class:`Redirect` (optionally with a body that never ends), :class:`Length` (a
+  ``Content-Length`` that does not match the body).
 * Or faults chosen per request by a function (:attr:`FaultServer.chooser`), given the
   file name and how many requests for it came before (for seeded chaos).
 * Credentials required for every request (:class:`Bearer`, :class:`Basic`,
@@ -104,7 +105,15 @@ class Redirect:
     endless: bool = False
 
 
-Fault = Status | Drop | Short | Wrong | Stall | Trickle | Redirect
+@dataclass(frozen=True)
+class Length:
+    """Declare a ``Content-Length`` ``delta`` bytes off the body really sent (which is
+    the whole rest of the file), then close the connection."""
+
+    delta: int
+
+
+Fault = Status | Drop | Short | Wrong | Stall | Trickle | Redirect | Length
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         record.status = code
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size - start))
+        declared = size - start + (fault.delta if isinstance(fault, Length) else 0)
+        self.send_header("Content-Length", str(declared))
         self.send_header("ETag", etag)
         if fs.ranges:
             self.send_header("Accept-Ranges", "bytes")
@@ -317,7 +327,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             raise _Abort
-        if isinstance(fault, Short):
+        if isinstance(fault, Short | Length):
             self.close_connection = True
 
 

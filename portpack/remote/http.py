@@ -1,0 +1,264 @@
+"""Read an archive from an ``http://`` or ``https://`` URL as a forward-only stream.
+
+:func:`open_url` returns a read-only binary stream that ``portpack.unpack`` reads like
+a file: nothing is written to disk.  On the standard library only (``http.client``,
+``ssl``), because it runs on targets without pip.
+
+* TLS is verified against the system store (which honours ``SSL_CERT_FILE`` and
+  ``SSL_CERT_DIR``), or against ``ca_bundle`` alone when one is given.
+* Credentials (:mod:`portpack.remote.netrc_auth`) are chosen per request for the
+  request's own host, so a redirect to another host carries none of the first host's;
+  they never appear in an error (URLs are named with their secrets masked).
+* A cut connection (reset, timeout, a body shorter than its ``Content-Length``) is
+  resumed with ``Range: bytes=N-`` and ``If-Range`` (the strong ETag, else
+  ``Last-Modified``); the ``206``'s ``Content-Range`` must start at ``N`` and name the
+  same total.  A ``200`` to that request (no range support, or the file changed) is an
+  error once bytes were handed to the reader, since they cannot be taken back.
+* Every wait is bounded: connect and each read by ``timeout``, consecutive failed
+  attempts by ``retries`` (with capped, jittered exponential backoff), all requests of
+  one stream by :data:`MAX_REQUESTS`, redirects by :data:`MAX_REDIRECTS`.
+* A body longer than its ``Content-Length`` is refused, not cut short silently.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import random
+import re
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+from portpack.errors import UsageError
+from portpack.progress import Reporter
+from portpack.remote.http_request import (
+    MAX_REDIRECTS,
+    Body,
+    Retry,
+    Settings,
+    request,
+    valid_http_url,
+)
+from portpack.remote.netrc_auth import Credentials, redact, redact_url
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for a connection, and for each read."""
+DEFAULT_RETRIES = 5
+"""Failed attempts in a row (no byte arrived in between) that are retried."""
+DEFAULT_BACKOFF = 0.5
+"""Seconds before the first retry; doubled per failure in a row, up to :data:`BACKOFF_CAP`."""
+BACKOFF_CAP = 30.0
+MAX_REQUESTS = 200
+"""Requests one stream makes at most, whatever the progress between them."""
+__all__ = ["MAX_REDIRECTS", "HttpStream", "open_url"]
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+def open_url(
+    url: str,
+    *,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    auth_file: str | os.PathLike[str] | None = None,
+    netrc_file: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    reporter: Reporter | None = None,
+) -> HttpStream:
+    """Open the archive at ``url`` for reading forward (see the module docstring).
+
+    The first response is awaited here, so a wrong URL, missing credentials or an
+    untrusted certificate raise :class:`~portpack.errors.FetchError` at once; bad
+    options (an unreadable CA bundle, auth or netrc file) raise
+    :class:`~portpack.errors.UsageError`.  ``reporter`` hears of retries
+    (``on_download_retry``) and of the bytes read (``on_transfer_progress``).
+    """
+    if not valid_http_url(url):
+        raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
+    if timeout <= 0 or retries < 0 or backoff < 0:
+        raise UsageError("timeout must be positive, retries and backoff not negative")
+    settings = Settings(
+        url,
+        _ssl_context(ca_bundle),
+        Credentials(auth_file=auth_file, netrc_file=netrc_file),
+        timeout,
+        retries,
+        backoff,
+    )
+    stream = HttpStream(settings, reporter or Reporter())
+    try:
+        stream._next_response()
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def _ssl_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    if ca_bundle is None:
+        return ssl.create_default_context()  # the system store, or SSL_CERT_FILE/SSL_CERT_DIR
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"cannot use CA bundle {os.fspath(ca_bundle)}: {reason}") from None
+
+
+class HttpStream(io.RawIOBase):
+    """The body of one URL, read forward; reconnects and resumes by itself."""
+
+    def __init__(self, settings: Settings, reporter: Reporter) -> None:
+        super().__init__()
+        self._s = settings
+        self._reporter = reporter
+        self.name = settings.name
+        """The URL, with its credentials masked (what errors and unpack name)."""
+        self.size: int | None = None
+        """The archive's length in bytes, once a response declared it."""
+        self._body: Body | None = None
+        self._delivered = 0
+        self._validator: tuple[str, str] | None = None
+        self._failures = 0
+        self._requests = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def position(self) -> int:
+        """Bytes handed to the reader so far."""
+        return self._delivered
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._done and len(view):
+            if self._body is None:
+                self._next_response()
+                continue
+            try:
+                n = self._body.readinto(view)
+            except Retry as exc:
+                self._drop(exc)
+                continue
+            if n:
+                self._delivered += n
+                self._failures = 0
+                self._reporter.on_transfer_progress(n)
+                return n
+            if self.size is not None and self._delivered < self.size:
+                self._drop(Retry(f"the body ended after {self._delivered} of {self.size} bytes"))
+                continue
+            self._body.close()
+            self._body = None
+            self._done = True
+        return 0
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+        super().close()
+
+    # -- attempts -------------------------------------------------------------------
+
+    def _drop(self, failure: Retry) -> None:
+        """Give up the current response and wait before the next attempt."""
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+        self._failures += 1
+        if self._failures > self._s.retries:
+            raise self._s.error(
+                f"cannot download {self._s.name}: {failure.reason} "
+                f"(gave up after {self._failures} attempts in a row)"
+            )
+        delay = min(BACKOFF_CAP, self._s.backoff * 2 ** (self._failures - 1))
+        delay *= random.uniform(0.5, 1.0)
+        if failure.delay is not None:
+            delay = min(BACKOFF_CAP, max(delay, failure.delay))
+        reason = redact(failure.reason, self._s.credentials.secrets())
+        self._reporter.on_download_retry(self._s.name, reason, delay)
+        time.sleep(delay)
+
+    def _next_response(self) -> None:
+        """Request the rest of the body (all of it while nothing was handed out)."""
+        while True:
+            self._requests += 1
+            if self._requests > MAX_REQUESTS:
+                raise self._s.error(
+                    f"cannot download {self._s.name}: {MAX_REQUESTS} requests did not finish it"
+                )
+            headers = {}
+            if self._delivered:
+                headers["Range"] = f"bytes={self._delivered}-"
+                if self._validator is not None:
+                    headers["If-Range"] = self._validator[1]
+            try:
+                body = request(self._s, headers)
+                self._accept(body)
+            except Retry as exc:
+                self._drop(exc)
+                continue
+            self._body = body
+            return
+
+    def _accept(self, body: Body) -> None:
+        """Check a response continues the stream where it stopped, and learn its length."""
+        try:
+            if body.status == 200:
+                if self._delivered:
+                    raise self._s.error(
+                        f"cannot resume {self._s.name} after {self._delivered} bytes: the "
+                        "server sent the whole file again (it ignores Range requests, or the "
+                        "file changed), and the bytes already read cannot be taken back",
+                        hint="Download the archive first, or serve it from a server with "
+                        "range support.",
+                    )
+                self.size = body.declared
+                self._validator = _validator(body.response)
+            else:  # 206, to our Range request
+                start, total = _content_range(self._s, body)
+                if start != self._delivered or (self.size is not None and total != self.size):
+                    raise self._s.error(
+                        f"cannot resume {self._s.name}: asked for bytes from "
+                        f"{self._delivered} of {self.size}, the server sent "
+                        f"{body.response.getheader('Content-Range')}"
+                    )
+                self.size = total
+        except BaseException:
+            body.close()
+            raise
+
+
+def _validator(response: http.client.HTTPResponse) -> tuple[str, str] | None:
+    """What ``If-Range`` may carry: a strong ETag, else ``Last-Modified``."""
+    etag = response.getheader("ETag")
+    if etag and not etag.startswith("W/"):
+        return "ETag", etag
+    modified = response.getheader("Last-Modified")
+    return ("Last-Modified", modified) if modified else None
+
+
+def _content_range(settings: Settings, body: Body) -> tuple[int, int | None]:
+    value = body.response.getheader("Content-Range") or ""
+    match = _CONTENT_RANGE.match(value)
+    if match is None:
+        raise settings.error(
+            f"{settings.name} answered a range request with an invalid Content-Range {value!r}"
+        )
+    first, last = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if last < first or (total is not None and last >= total):
+        raise settings.error(f"{settings.name} sent an impossible Content-Range {value!r}")
+    if body.declared is not None and body.declared != last - first + 1:
+        raise settings.error(
+            f"{settings.name}: Content-Length {body.declared} does not match "
+            f"Content-Range {value!r}"
+        )
+    return first, total
