@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("basics", ["errors", "progress", "streams", "paths", "outside", "_platform", "_version"]),
     ("conda", ["conda"]),  # the conda package format: tar stream, info/, record, files
     ("archive", ["archive"]),  # portpack and pixi-pack archive formats
+    ("remote", ["remote"]),  # archives from HTTP(S) and OCI registries (standard library)
     ("install", ["install"]),  # writing one environment (destination: the only writer)
     ("unpacker", ["unpacker"]),  # orchestration: unpack(), pixi-pack, preconditions
     ("net", ["net"]),  # config, transport, auth, fetch + cache
