@@ -20,9 +20,7 @@ from typing import Any, BinaryIO
 
 from portpack import outside
 from portpack._version import __version__
-from portpack.errors import PackageError
-from portpack.progress import Reporter
-from portpack.unpacker.pixipack import (
+from portpack.archive.pixipack import (
     CHANNEL_DIR,
     ENVIRONMENT_FILE,
     FORMAT_VERSION,
@@ -30,6 +28,8 @@ from portpack.unpacker.pixipack import (
     PYPI_DIR,
     REPODATA_NAME,
 )
+from portpack.errors import PackageError
+from portpack.progress import Reporter
 
 #: The modification time tar-rs writes in its deterministic mode (as pixi-pack does).
 MTIME = 1153704088

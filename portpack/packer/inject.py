@@ -136,14 +136,13 @@ def check_complete(records: list[dict[str, Any]]) -> None:
 
 
 def install_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` with dependencies before dependents (rattler's topological order)."""
-    import rattler
+    """``records`` with dependencies before dependents (:mod:`portpack.conda.order`)."""
+    from portpack.conda.order import install_order as order
+    from portpack.conda.record import PackageRecord
 
-    by_name = {str(r["name"]): r for r in records}
-    ordered = rattler.PackageRecord.sort_topologically(
-        [_package_record(r) for r in by_name.values()]
-    )
-    return [by_name[p.name.normalized] for p in ordered]
+    # The packer's records are JSON here: typed at this boundary.
+    typed = [PackageRecord.from_json(r, "the environment", PackageError) for r in records]
+    return [record.to_json() for record in order(typed)]
 
 
 def _package_record(record: dict[str, Any]) -> Any:
