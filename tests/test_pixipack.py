@@ -34,13 +34,13 @@ from pixipack_archive import (
 )
 
 import portpack
-from portpack.errors import ArchiveError, PackageError, PreconditionError
-from portpack.install.verify import verify
-from portpack.progress import RecordingReporter
-from portpack.resolve.locking import locked_records
 from portpack.conda.order import install_order
 from portpack.conda.record import PackageRecord
+from portpack.errors import ArchiveError, PackageError, PreconditionError
+from portpack.install.verify import verify
 from portpack.packer import inject
+from portpack.progress import RecordingReporter
+from portpack.resolve.locking import locked_records
 from support.channel import ENV_SPECS, RATTLER_COMPATIBLE, index_channel
 from support.extract import extract_all
 from support.pkgwriter import PackageSpec, info_entries, write_conda

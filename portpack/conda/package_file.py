@@ -10,7 +10,7 @@ naming the package.
 Other readers of a ``.conda``, each for a reason (one comment at each says which):
 ``archive/segments.py`` locates the stored zstd members' byte ranges (to copy them
 into an archive undecoded), the packer converts ``.tar.bz2`` with
-conda-package-handling (``net/fetch.py``).
+conda-package-handling (``packer/convert.py``).
 """
 
 from __future__ import annotations

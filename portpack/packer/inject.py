@@ -11,13 +11,18 @@ else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missi
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portpack.errors import IncompleteEnvironmentError, LockfileError, PackageError, UsageError
+from portpack.errors import (
+    ArchiveError,
+    IncompleteEnvironmentError,
+    LockfileError,
+    PackageError,
+    UsageError,
+)
 from portpack.progress import Reporter
 
 if TYPE_CHECKING:
@@ -59,24 +64,17 @@ def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> lis
 
 
 def _index_json(path: Path, given: str) -> dict[str, Any]:
-    """The package's ``info/index.json`` (read by streaming, as conda does)."""
+    """The package's ``info/index.json``, read by the one package reader (its name,
+    version and build checked as at unpack time)."""
     # Not py-rattler's RepoDataRecord.from_package_archive: its async runtime makes
     # the interpreter crash at exit now and then (py-rattler 0.28).
-    from conda_package_streaming.package_streaming import (  # type: ignore[import-untyped]
-        stream_conda_info,
-    )
+    from portpack.conda.package_file import PackageFile
 
     try:
-        for tar, member in stream_conda_info(str(path)):
-            if member.name == "info/index.json":
-                handle = tar.extractfile(member)
-                doc = json.load(handle) if handle is not None else None
-                if not isinstance(doc, dict) or not {"name", "version", "build"} <= set(doc):
-                    break
-                return doc
-    except Exception as exc:  # zip, tar, zstd and bz2 errors of a broken file
+        with open(path, "rb") as fh, PackageFile(fh, path.name, given) as package:
+            return package.info().index
+    except (PackageError, ArchiveError, OSError) as exc:
         raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
-    raise PackageError(f"--inject {given}: cannot read the package: no valid info/index.json")
 
 
 def _digests(path: Path) -> dict[str, Any]:
