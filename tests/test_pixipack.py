@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -504,9 +505,7 @@ def test_written_wheels_hook_lists_pip_section(tmp_path: Path) -> None:
 
 
 def typed(records: list[dict[str, Any]]) -> list[PackageRecord]:
-    return [
-        PackageRecord.from_json({"version": "1", "build": "0", **r}, "test") for r in records
-    ]
+    return [PackageRecord.from_json({"version": "1", "build": "0", **r}, "test") for r in records]
 
 
 def order(records: list[dict[str, Any]]) -> list[str]:
@@ -601,3 +600,63 @@ def test_install_order_ignores_missing_and_virtual_dependencies() -> None:
     # The records themselves come back, all fields kept.
     ordered = install_order(typed(records))
     assert [r.to_json()["depends"] for r in ordered] == [["also-missing"], records[0]["depends"]]
+
+
+# -- the package reader ----------------------------------------------------------------
+
+
+def _rezip(
+    conda: Path, out: Path, change: Callable[[zipfile.ZipInfo, bytes], bytes | None]
+) -> Path:
+    """A copy of a .conda with each member passed through ``change`` (None drops it)."""
+    with zipfile.ZipFile(conda) as src, zipfile.ZipFile(out, "w") as dst:
+        for zinfo in src.infolist():
+            data = change(zinfo, src.read(zinfo))
+            if data is not None:
+                dst.writestr(zinfo, data)
+    return out
+
+
+def _unsupported_method(path: Path) -> Path:
+    """Mark every member as compressed with a method zipfile does not know (99)."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+            start = at + 4
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["not-a-zip", "no-info", "no-payload", "bad-zstd", "unsupported-method", "bad-bz2"],
+)
+def test_broken_package_files_are_one_error_naming_the_package(
+    tmp_path: Path, breakage: str
+) -> None:
+    from portpack.conda.package_file import PackageFile
+
+    spec = PackageSpec("brokenpkg", "1.0", files={"share/x.txt": "x\n"})
+    good = write_conda(tmp_path / "good", spec)
+    bad = tmp_path / (good.name if breakage != "bad-bz2" else "brokenpkg-1.0-0.tar.bz2")
+    if breakage == "not-a-zip":
+        bad.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    elif breakage in ("no-info", "no-payload"):
+        gone = "info-" if breakage == "no-info" else "pkg-"
+        _rezip(good, bad, lambda z, d: None if z.filename.startswith(gone) else d)
+    elif breakage == "bad-zstd":
+        _rezip(good, bad, lambda z, d: d[:8] + b"\xff" * 64 if z.filename.endswith(".zst") else d)
+    elif breakage == "unsupported-method":
+        _unsupported_method(_rezip(good, bad, lambda z, d: d))
+    else:
+        bad.write_bytes(b"BZh91AY&SY" + b"\x00" * 100)
+    with (
+        pytest.raises(PackageError, match=r"^package brokenpkg-1\.0[: ]") as caught,
+        open(bad, "rb") as fh,
+        PackageFile(fh, bad.name, "brokenpkg-1.0") as package,
+    ):
+        package.info()
+        b"".join(package.payload())
+    assert "\n" not in str(caught.value)

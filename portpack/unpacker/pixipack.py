@@ -172,8 +172,12 @@ class PixiPackUnpacker:
         assert self._spool_dir is not None
         path = self._spool_dir / safe_relpath(fn, f"{self.name}: {fn}")
         digest = hashlib.sha256()
-        with open(path, "wb") as fh:
-            for piece in reader.pieces(member.size):
+        try:
+            fh = open(path, "wb")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            raise outside.output_error(exc, path, "cannot spool a package to") from None
+        with fh:
+            for piece in reader.pieces(member.size):  # an input error is the archive's
                 digest.update(piece)
                 try:
                     fh.write(piece)
