@@ -14,6 +14,7 @@ formats. rattler's result is compared directly where it is the same in every run
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,45 @@ def test_last_package_decides_file_or_directory(
             assert (ours / path).read_text() == SETS[which][name][original or path]
             if original is not None:
                 assert path == f"__clobbers__/{name}/{original}"
+
+
+def member_packages(archive: Path) -> list[str]:
+    """The package names of a pixi-pack archive, in the order its tar holds them."""
+    with tarfile.open(archive) as tar:
+        names = [m.name.rsplit("/", 1)[-1] for m in tar if m.name.endswith(".conda")]
+    return [name.rsplit("-", 2)[0] for name in names]
+
+
+@pytest.mark.parametrize("which", list(SETS))
+def test_pixi_pack_archive_gives_the_tree_of_the_portpack_archive(
+    channel: Path, tmp_path: Path, which: str
+) -> None:
+    # The pixi-pack archive holds its packages sorted by file name, the portpack archive
+    # in install order: the clobbers are settled at the end to the same result.
+    names = list(SETS[which])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    portpack_prefix = unpack(channel, names, tmp_path / "a", "portpack")
+    pixi_prefix = unpack(channel, names, tmp_path / "b", "pixi-pack")
+    install_order = metadata_packages(tmp_path / "a" / "env.tar")
+    assert member_packages(tmp_path / "b" / "env.tar") != install_order
+    assert (
+        diff(snapshot(portpack_prefix, skip=INTENDED), snapshot(pixi_prefix, skip=INTENDED)) == []
+    )
+    assert records(pixi_prefix) == records(portpack_prefix)
+    # Nothing but the environment and its activation script beside it (no spool left).
+    assert sorted(p.name for p in pixi_prefix.parent.iterdir()) == sorted(
+        p.name for p in portpack_prefix.parent.iterdir()
+    )
+
+
+def metadata_packages(archive: Path) -> list[str]:
+    """The packages of a portpack archive's metadata, in install order."""
+    from portpack.archive.reader import ArchiveReader
+
+    with open(archive, "rb") as fh:
+        reader = ArchiveReader(fh, str(archive))
+        try:
+            return [entry.name for entry in reader.metadata.packages]
+        finally:
+            reader.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pixipack_archive import build_pixi_pack
 import portpack
 from portpack.archive.sfx import MAGIC, SHEBANG
 from portpack.archive.summary import min_glibc
+from portpack.cli.render import summary_text
 from portpack.errors import ArchiveError
 from portpack.resolve.locking import locked_records
 from support.channel import index_channel
@@ -178,7 +180,7 @@ def test_pixi_pack_archive_summary_matches_portpacks(archives: dict[str, Any]) -
     )
     assert (theirs.python_version, theirs.glibc) == (ours.python_version, "2.28")
     assert theirs.wheels == ["six-1.16.0-py2.py3-none-any.whl"]
-    text = theirs.to_text()
+    text = summary_text(theirs)
     assert "pixi-pack 0.7.2" in text and "PyPI wheels:  six-1.16.0-py2.py3-none-any.whl" in text
 
 
@@ -198,6 +200,28 @@ def test_pixi_pack_archive_from_a_pipe_is_a_clear_error(archives: dict[str, Any]
     )
     assert proc.returncode == 2
     assert b"pixi-pack archive: inspect needs it as a file" in proc.stderr
+
+
+def test_the_library_reads_a_stream_and_takes_dash_for_a_file_name(
+    archives: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``"-"`` means standard input only to the command line: the library never reads it."""
+
+    class NoStdin:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the library used sys.stdin.{name}")
+
+    monkeypatch.setattr(sys, "stdin", NoStdin())
+    for kind in ("portpack", "theirs"):
+        data = archives[kind].read_bytes()
+        expected = portpack.inspect(archives[kind])
+        from_stream = portpack.inspect(io.BytesIO(data))
+        assert from_stream.packages == expected.packages and from_stream.archive == "<stream>"
+        (tmp_path / "-").write_bytes(data)
+        monkeypatch.chdir(tmp_path)
+        from_dash = portpack.inspect("-")
+        assert from_dash.packages == expected.packages and from_dash.archive == "-"
+        assert from_dash.archive_size == len(data)
 
 
 def test_bad_input_is_one_paragraph_naming_the_file(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from portpack.conda.package_file import MAX_INFO_SIZE as MAX_INFO_SIZE  # info/ is held in memory
 from portpack.conda.record import check_package_fields
 from portpack.errors import ArchiveError
 
@@ -34,8 +35,6 @@ PAYLOAD_MEMBER = "pkg.tar"
 WHEELS_DIR = "wheels"
 #: Metadata larger than this is refused before parsing (protects the unpacker's memory).
 MAX_METADATA_SIZE = 256 << 20
-#: An ``info/`` tar larger than this is refused (it is held in memory).
-MAX_INFO_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)

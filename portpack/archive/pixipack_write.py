@@ -19,10 +19,7 @@ from typing import Any, BinaryIO
 
 from portpack import outside
 from portpack._version import __version__
-from portpack.conda.record import dist
-from portpack.errors import PackageError
-from portpack.progress import Reporter
-from portpack.unpacker.pixipack import (
+from portpack.archive.pixipack import (
     CHANNEL_DIR,
     ENVIRONMENT_FILE,
     FORMAT_VERSION,
@@ -30,6 +27,9 @@ from portpack.unpacker.pixipack import (
     PYPI_DIR,
     REPODATA_NAME,
 )
+from portpack.conda.record import dist
+from portpack.errors import PackageError
+from portpack.progress import Reporter
 
 #: The modification time tar-rs writes in its deterministic mode (as pixi-pack does).
 MTIME = 1153704088

@@ -186,6 +186,7 @@ def _checker(info: PackageInfo, what: str) -> Callable[[Iterator[bytes]], list[b
 
 
 def _locate(path: Path, what: str) -> tuple[ByteRange, ByteRange]:
+    # Not conda.package_file: packing copies the members verbatim (their ranges, hashed).
     try:
         with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
             found: dict[str, ByteRange] = {}

@@ -10,23 +10,25 @@ directory and its small info member).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from portpack.archive import format as fmt
+from portpack.archive import pixipack as pp
 from portpack.archive.reader import open_metadata
 from portpack.archive.sfx import skip_header
-from portpack.conda.info import PackageInfo, read_info
+from portpack.conda.info import PackageInfo
+from portpack.conda.package_file import PackageFile
+from portpack.conda.record import PackageRecord
 from portpack.conda.version import Version, parse_constraint, split_dependency
-from portpack.errors import ArchiveError, PackageError, UsageError
+from portpack.errors import ArchiveError, UsageError
 from portpack.streams import looks_like_tar, sniff
 
 if TYPE_CHECKING:
     import tarfile
 
-# The pixi-pack side (tarfile, zipfile, pixipack_read) is imported where it is used:
+# tarfile and zipfile (the pixi-pack side) are imported where they are used:
 # ``import portpack`` stays cheap for ``portpack unpack``.
 
 
@@ -72,49 +74,6 @@ class ArchiveSummary:
         """A JSON-ready dict (``--json``)."""
         return asdict(self)
 
-    def to_text(self) -> str:
-        """The human-readable report of ``portpack inspect``."""
-        packed_by = (
-            f"portpack {self.portpack_version}"
-            if self.portpack_version
-            else f"pixi-pack {self.pixi_pack_version or '(version unknown)'}"
-        )
-        size = f", {human_size(self.archive_size)}" if self.archive_size is not None else ""
-        installed = human_size(self.installed_size) if self.installed_size is not None else "?"
-        lines = [
-            f"Archive:      {self.archive} ({self.format} format {self.format_version}{size})",
-            f"Packed by:    {packed_by}",
-            f"Platform:     {self.platform}",
-            f"Python:       {self.python_version or 'none'}",
-            f"Needs glibc:  {'>=' + self.glibc if self.glibc else 'any (no __glibc requirement)'}",
-            f"Packages:     {len(self.packages)}, {human_size(self.download_size)} to download, "
-            f"{installed} installed",
-        ]
-        if self.wheels:
-            lines.append(f"PyPI wheels:  {', '.join(self.wheels)}")
-        rows = [("NAME", "VERSION", "BUILD", "SIZE")] + [
-            (p.name, p.version, p.build, human_size(p.size) if p.size is not None else "?")
-            for p in self.packages
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines.append("")
-        for row in rows:
-            cells = [row[i].ljust(widths[i]) for i in range(3)]
-            lines.append("  " + "  ".join([*cells, row[3].rjust(9)]).rstrip())
-        return "\n".join(lines)
-
-
-def human_size(n: int | None) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
 
 def min_glibc(depends: Iterable[str], where: str = "an archive") -> str | None:
     """The highest lower bound among ``__glibc`` dependencies (``"__glibc >=2.17"``).
@@ -136,11 +95,13 @@ def min_glibc(depends: Iterable[str], where: str = "an archive") -> str | None:
 
 
 def inspect(archive: str | os.PathLike[str] | BinaryIO) -> ArchiveSummary:
-    """Summarize a portpack or pixi-pack archive (a path, ``"-"`` for stdin, or a stream)."""
+    """Summarize a portpack or pixi-pack archive: a path or a binary stream.
+
+    A pixi-pack archive is read with seeks (over its package data): as a stream it must
+    be seekable.
+    """
     if isinstance(archive, (str, os.PathLike)):
         name = str(archive)
-        if name == "-":
-            return _inspect_stream(sys.stdin.buffer, "<stdin>", None)
         try:
             with open(archive, "rb") as fh:
                 return _inspect_stream(fh, name, os.fstat(fh.fileno()).st_size)
@@ -201,52 +162,49 @@ def _python(packages: list[PackageSummary]) -> str | None:
     return next((p.version for p in packages if p.name == "python"), None)
 
 
-def _package_info(fileobj: IO[bytes], fn: str, what: str) -> PackageInfo:
-    import zipfile
-
-    from portpack.unpacker import pixipack as pp
-
-    try:
-        if fn.endswith(".conda"):
-            with zipfile.ZipFile(fileobj) as zf:
-                return read_info(pp.conda_info(zf, what), what)
-        return read_info(pp.tar_bz2_info(fileobj, what), what)
-    except zipfile.BadZipFile as exc:
-        raise PackageError(f"package {what} is not a valid .conda file: {exc}") from exc
-
-
-def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
-    import tarfile
-
-    from portpack.unpacker import pixipack as pp
+@dataclass
+class _PixiPackParts:
+    """What walking a pixi-pack archive's tar headers found."""
 
     meta: pp.PixiPackMetadata | None = None
-    repodata: dict[str, dict[str, dict[str, Any]]] = {}
-    found: list[tuple[str, str, int, PackageInfo]] = []
-    wheels: list[str] = []
+    repodata: dict[str, dict[str, PackageRecord]] = field(default_factory=dict)
+    packages: list[tuple[pp.Part, int, PackageInfo]] = field(default_factory=list)
+    """Each package file: where it is, its size and its ``info/``."""
+    wheels: list[str] = field(default_factory=list)
+
+
+def _walk_pixi_pack(stream: BinaryIO, name: str) -> _PixiPackParts:
+    import tarfile
+
+    found = _PixiPackParts()
     try:
         with tarfile.open(fileobj=stream, mode="r:") as tar:
             for member in tar:  # reads headers only, seeking over the data
-                path = member.name.removeprefix("./").rstrip("/")
-                parts = path.split("/")
+                part = pp.classify(member.name, member.isdir())
                 if not member.isfile():
                     continue
-                if path == pp.METADATA_NAME:
-                    meta = pp.parse_metadata(_read(tar, member, name), name)
-                elif len(parts) == 3 and parts[0] == pp.CHANNEL_DIR:
-                    subdir, fn = parts[1], parts[2]
-                    if fn == pp.REPODATA_NAME:
-                        where = f"{name}: {path}"
-                        repodata[subdir] = pp.parse_repodata(_read(tar, member, name), where)
-                    elif fn.endswith(pp.PACKAGE_EXTENSIONS):
-                        fileobj = tar.extractfile(member)
-                        assert fileobj is not None
-                        info = _package_info(fileobj, fn, f"{subdir}/{fn}")
-                        found.append((subdir, fn, member.size, info))
-                elif len(parts) == 2 and parts[0] == pp.PYPI_DIR and path.endswith(".whl"):
-                    wheels.append(parts[1])
+                if part.kind == "metadata":
+                    found.meta = pp.parse_metadata(_read(tar, member, name), name)
+                elif part.kind == "repodata":
+                    where = f"{name}: {part.path}"
+                    data = _read(tar, member, name)
+                    found.repodata[part.subdir] = pp.parse_repodata(data, where)
+                elif part.kind == "package":
+                    fileobj = tar.extractfile(member)
+                    assert fileobj is not None
+                    what = f"{part.subdir}/{part.fn}"
+                    with PackageFile(fileobj, part.fn, what) as package:
+                        found.packages.append((part, member.size, package.info()))
+                elif part.kind == "wheel":
+                    found.wheels.append(part.fn)
     except tarfile.TarError as exc:
         raise ArchiveError(f"{name} is a corrupt tar: {exc}") from exc
+    return found
+
+
+def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> ArchiveSummary:
+    found = _walk_pixi_pack(stream, name)
+    meta = found.meta
     if meta is None:
         raise ArchiveError(
             f"{name} is neither a portpack nor a pixi-pack archive "
@@ -254,15 +212,17 @@ def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> Archive
         )
     packages = []
     depends: list[str] = []
-    for subdir, fn, file_size, info in found:
-        record = repodata.get(subdir, {}).get(fn, info.index)
-        depends += [str(d) for d in record.get("depends") or []]
+    for part, file_size, info in found.packages:
+        record = found.repodata.get(part.subdir, {}).get(part.fn)
+        if record is None:  # no repodata.json: the package's own index.json
+            record = PackageRecord.from_json(info.index, f"{name}: package {part.path}")
+        depends += record.depends
         packages.append(
             PackageSummary(
-                name=str(record.get("name")),
-                version=str(record.get("version")),
-                build=str(record.get("build")),
-                subdir=subdir,
+                name=record.name,
+                version=record.version,
+                build=record.build,
+                subdir=part.subdir,
                 size=file_size,
                 installed_size=info.installed_size,
             )
@@ -280,7 +240,7 @@ def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> Archive
         python_version=_python(packages),
         glibc=min_glibc(depends, name),
         archive_size=size,
-        wheels=sorted(wheels),
+        wheels=sorted(found.wheels),
     )
 
 
@@ -292,4 +252,4 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> bytes:
     return fileobj.read()
 
 
-__all__ = ["ArchiveSummary", "PackageSummary", "human_size", "inspect", "min_glibc"]
+__all__ = ["ArchiveSummary", "PackageSummary", "inspect", "min_glibc"]

@@ -62,8 +62,12 @@ def inspect(archive: str, as_json: bool, debug: bool) -> None:
     and installed sizes, the python version and the oldest glibc it runs on.
     """
     import json
+    import sys
 
     from portpack.archive.summary import inspect as do_inspect
+    from portpack.cli.render import summary_text
 
-    summary = run_reporting_errors(lambda: do_inspect(archive), debug)
-    click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary.to_text())
+    # "-": standard input (named "<stdin>" in the summary and in errors).
+    source = sys.stdin.buffer if archive == "-" else archive
+    summary = run_reporting_errors(lambda: do_inspect(source), debug)
+    click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary_text(summary))

@@ -29,6 +29,7 @@ def as_conda(path: Path, cache_dir: Path, what: str) -> Path:
     target = out_dir / f"{stem if stem.endswith(source) else f'{stem}.{source}'}.conda"
     if target.is_file():
         return target
+    # Writes a .conda (conda.package_file only reads one): conda-package-handling's converter.
     from conda_package_handling import api as cph
 
     out_dir.mkdir(parents=True, exist_ok=True)

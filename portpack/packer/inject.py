@@ -11,14 +11,19 @@ else :class:`~portpack.errors.IncompleteEnvironmentError` lists everything missi
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portpack.conda.record import PackageRecord
-from portpack.errors import IncompleteEnvironmentError, LockfileError, PackageError, UsageError
+from portpack.errors import (
+    ArchiveError,
+    IncompleteEnvironmentError,
+    LockfileError,
+    PackageError,
+    UsageError,
+)
 from portpack.progress import Reporter
 
 if TYPE_CHECKING:
@@ -55,24 +60,17 @@ def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> lis
 
 
 def _index_json(path: Path, given: str) -> dict[str, Any]:
-    """The package's ``info/index.json`` (read by streaming, as conda does)."""
+    """The package's ``info/index.json``, read by the one package reader (its name,
+    version and build checked as at unpack time)."""
     # Not py-rattler's RepoDataRecord.from_package_archive: its async runtime makes
     # the interpreter crash at exit now and then (py-rattler 0.28).
-    from conda_package_streaming.package_streaming import (  # type: ignore[import-untyped]
-        stream_conda_info,
-    )
+    from portpack.conda.package_file import PackageFile
 
     try:
-        for tar, member in stream_conda_info(str(path)):
-            if member.name == "info/index.json":
-                handle = tar.extractfile(member)
-                doc = json.load(handle) if handle is not None else None
-                if not isinstance(doc, dict) or not {"name", "version", "build"} <= set(doc):
-                    break
-                return doc
-    except Exception as exc:  # zip, tar, zstd and bz2 errors of a broken file
+        with open(path, "rb") as fh, PackageFile(fh, path.name, given) as package:
+            return package.info().index
+    except (PackageError, ArchiveError, OSError) as exc:
         raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
-    raise PackageError(f"--inject {given}: cannot read the package: no valid info/index.json")
 
 
 def _digests(path: Path) -> dict[str, Any]:
@@ -106,12 +104,10 @@ def inject(
 
 
 def ordered(records: list[PackageRecord]) -> list[PackageRecord]:
-    """``records`` in install order (dependencies first), by :func:`install_order`.
+    """``records`` in install order (dependencies first): :mod:`portpack.conda.order`."""
+    from portpack.conda.order import install_order
 
-    The boundary with :func:`install_order`, which takes and gives records as JSON.
-    """
-    by_name = {r.name: r for r in records}
-    return [by_name[str(r["name"])] for r in install_order([r.to_json() for r in records])]
+    return install_order(records)
 
 
 def check_complete(records: list[PackageRecord]) -> None:
@@ -137,17 +133,6 @@ def check_complete(records: list[PackageRecord]) -> None:
             missing=missing,
             hint="Inject the missing packages too (--inject FILE), or add them to the lock.",
         )
-
-
-def install_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` with dependencies before dependents (rattler's topological order)."""
-    import rattler
-
-    by_name = {str(r["name"]): r for r in records}
-    ordered = rattler.PackageRecord.sort_topologically(
-        [_package_record(r) for r in by_name.values()]
-    )
-    return [by_name[p.name.normalized] for p in ordered]
 
 
 def _package_record(record: dict[str, Any]) -> Any:
