@@ -222,12 +222,7 @@ class RegistryClient:
         if response.status != 200:
             error = self.fail(response, what)
             if isinstance(error, NotFoundError) and "does not exist" not in error.message:
-                kind = "manifest" if reference.startswith("sha256:") else "tag"
-                error = NotFoundError(
-                    f"{what}: the {kind} {reference} does not exist in {self.repository} "
-                    f"on {self.ref.netloc}",
-                    url=what,
-                )
+                error = self._missing(reference, what)
             raise error
         data = response.read_small(MAX_MANIFEST_SIZE)
         digest = sha256_digest(data)
@@ -243,6 +238,41 @@ class RegistryClient:
             raise RegistryError(f"{what}: the manifest is not a JSON object", url=what)
         media = doc.get("mediaType") or (response.header("Content-Type") or "").split(";")[0]
         return Manifest(digest, str(media), data, doc)
+
+    def tags(self, limit: int = 100) -> list[str] | None:
+        """Up to ``limit`` tags of the repository; None if the repository does not exist."""
+        what = f"{self.ref}: listing tags"
+        response = self.call("GET", self.url(f"tags/list?n={limit}"), scope=self.scope(), what=what)
+        if response.status == 404:
+            response.read_small()
+            return None
+        if response.status != 200:
+            raise self.fail(response, what)
+        try:
+            tags = json.loads(response.read_small(MAX_MANIFEST_SIZE)).get("tags") or []
+        except (ValueError, AttributeError):
+            return []
+        return [str(t) for t in tags][:limit]
+
+    def _missing(self, reference: str, what: str) -> NotFoundError:
+        """A missing tag or manifest: say whether the repository exists, and its tags."""
+        try:
+            tags = self.tags()
+        except RegistryError:
+            tags = []
+        if tags is None:
+            return NotFoundError(
+                f"{what}: the repository {self.repository} does not exist on {self.ref.netloc}",
+                url=what,
+            )
+        kind = "manifest" if reference.startswith("sha256:") else "tag"
+        shown = ", ".join(sorted(tags)[:20]) + (", ..." if len(tags) > 20 else "")
+        return NotFoundError(
+            f"{what}: the {kind} {reference} does not exist in {self.repository} "
+            f"on {self.ref.netloc}",
+            url=what,
+            hint=f"Its tags: {shown}." if tags else None,
+        )
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or its digest); return its digest."""
@@ -466,6 +496,8 @@ class BlobStream:
             raise self._error(f"does not match its digest (its bytes hash to {got})")
 
     def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
         if self._buffer:
             if n < 0:
                 data, self._buffer = self._buffer, b""

@@ -490,6 +490,8 @@ class ArtifactStream:
         return self._client.open_blob(digest, size)
 
     def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
         if self._head:
             if n < 0:
                 data, self._head = self._head + self._read_rest(), b""
