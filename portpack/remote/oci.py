@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from portpack.remote._http import (
     Response,
     Transport,
 )
+from portpack.remote.oci_blob import BlobStream, is_digest
 from portpack.remote.oci_ref import OciRef, is_loopback
 from portpack.remote.registry_auth import Authenticator, CredentialSource
 
@@ -40,10 +42,8 @@ ACCEPT = ", ".join(
 )
 #: Manifests larger than this are refused (registries cap them at 4 MiB).
 MAX_MANIFEST_SIZE = 4 << 20
-#: Blobs up to this size are read whole and checked before their first byte is handed out.
-SMALL_BLOB = 1 << 20
 _MAX_REDIRECTS = 5
-_CHUNK = 1 << 20
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,7 @@ class RegistryClient:
     def get_manifest(self, reference: str | None = None) -> Manifest:
         """The manifest (or index) a tag or digest names; a digest is checked."""
         reference = reference or self.ref.reference
+        _check_reference(reference, self.ref)
         what = f"oci://{self.ref.netloc}/{self.repository}{_sep(reference)}{reference}"
         response = self.call(
             "GET",
@@ -276,6 +277,7 @@ class RegistryClient:
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or its digest); return its digest."""
+        _check_reference(reference, self.ref)
         what = f"oci://{self.ref.netloc}/{self.repository}{_sep(reference)}{reference}"
         response = self.call(
             "PUT",
@@ -300,6 +302,7 @@ class RegistryClient:
 
     def blob_size(self, digest: str) -> int | None:
         """The size of the blob if the repository has it, else None (``HEAD``)."""
+        _check_reference(digest, self.ref, digest_only=True)
         what = f"{self.ref}: blob {digest}"
         response = self.call("HEAD", self.url(f"blobs/{digest}"), scope=self.scope(), what=what)
         response.close()
@@ -316,6 +319,7 @@ class RegistryClient:
 
     def blob_response(self, digest: str, start: int = 0) -> Response:
         """``GET`` the blob (from byte ``start``), following redirects to storage."""
+        _check_reference(digest, self.ref, digest_only=True)
         what = f"{self.ref}: blob {digest}"
         headers = {"Range": f"bytes={start}-"} if start else {}
         url = self.url(f"blobs/{digest}")
@@ -418,105 +422,11 @@ class RegistryClient:
         return joined
 
 
-class BlobStream:
-    """A blob's bytes, checked against its digest and size as they are read.
-
-    A small blob is read whole and checked before its first byte is returned; a large
-    one is checked at its end, when :meth:`read` raises instead of returning ``b""``.
-    A connection cut mid-blob is resumed with a ``Range`` request (bounded retries).
-    """
-
-    def __init__(self, client: RegistryClient, digest: str, size: int) -> None:
-        if not digest.startswith("sha256:"):
-            raise RegistryError(f"{client.ref}: unsupported digest {digest!r} (sha256 only)")
-        self._client = client
-        self.digest = digest
-        self.size = size
-        self._hash = hashlib.sha256()
-        self._count = 0
-        self._response: Response | None = None
-        self._buffer = b""
-        self._done = False
-        self._resumes = 0
-        if size <= SMALL_BLOB:
-            self._buffer = self._read_whole()
-
-    def _error(self, why: str) -> BlobIntegrityError:
-        return BlobIntegrityError(
-            f"{self._client.ref}: blob {self.digest} of repository "
-            f"{self._client.repository} {why}; nothing of it was kept",
-            url=str(self._client.ref),
-        )
-
-    def _read_whole(self) -> bytes:
-        parts = []
-        while chunk := self._next(_CHUNK):
-            parts.append(chunk)
-        self._finish()
-        return b"".join(parts)
-
-    def _next(self, n: int) -> bytes:
-        """Up to ``n`` more raw bytes (hashed), resuming a cut connection."""
-        while True:
-            if self._response is None:
-                self._response = self._client.blob_response(self.digest, self._count)
-                if self._count and self._response.status != 206:
-                    self._response.close(reuse=False)
-                    self._response = None
-                    raise self._error("was cut off and the registry cannot resume it")
-            want = max(1, min(n, self.size - self._count + 1))
-            try:
-                data = self._response.raw.read(want)
-            except NETWORK_ERRORS:
-                self._response.close(reuse=False)
-                self._response = None
-                self._resumes += 1
-                if self._resumes > self._client.transport.retries:
-                    raise self._error(f"was cut off {self._resumes} times") from None
-                continue
-            if not data:
-                self._response.close()
-                self._response = None
-                return b""
-            self._count += len(data)
-            if self._count > self.size:
-                raise self._error(f"is longer than the {self.size} bytes its descriptor gives")
-            self._hash.update(data)
-            return data
-
-    def _finish(self) -> None:
-        self._done = True
-        if self._response is not None:
-            self._response.close(reuse=False)
-            self._response = None
-        if self._count != self.size:
-            raise self._error(f"ended after {self._count} of its {self.size} bytes")
-        got = "sha256:" + self._hash.hexdigest()
-        if got != self.digest:
-            raise self._error(f"does not match its digest (its bytes hash to {got})")
-
-    def read(self, n: int = -1) -> bytes:
-        if n == 0:
-            return b""
-        if self._buffer:
-            if n < 0:
-                data, self._buffer = self._buffer, b""
-            else:
-                data, self._buffer = self._buffer[:n], self._buffer[n:]
-            return data
-        if self._done:
-            return b""
-        data = self._next(_CHUNK if n < 0 else n)
-        if not data:
-            self._finish()
-        return data
-
-    def close(self) -> None:
-        if self._response is not None:
-            self._response.close(reuse=False)
-            self._response = None
-        self._done = True
-        self._buffer = b""
+def _check_reference(reference: str, ref: OciRef, digest_only: bool = False) -> None:
+    """Only digests and tags go into a URL path (a hostile manifest may name others)."""
+    if is_digest(reference) or (not digest_only and _TAG.fullmatch(reference)):
+        return
+    raise RegistryError(f"{ref}: invalid reference {reference[:80]!r}", url=str(ref))
 
 
 def _sep(reference: str) -> str:

@@ -17,17 +17,16 @@ against its digest, into any reader of archives (the unpacker).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import zstandard
 
 from portpack.archive import format as fmt
-from portpack.conda.tarstream import BLOCK, parse_header, parse_pax
+from portpack.conda.tarstream import BLOCK
 from portpack.errors import ArchiveError, UsageError
 from portpack.remote._http import Body, RegistryError
 from portpack.remote.oci import (
@@ -35,62 +34,34 @@ from portpack.remote.oci import (
     DOCKER_MANIFEST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
-    BlobStream,
     Manifest,
     RegistryClient,
     TransferStats,
     sha256_digest,
 )
+from portpack.remote.oci_blob import BlobStream, is_digest
+from portpack.remote.oci_layout import (
+    ARTIFACT_TYPE,
+    CONFIG_MEDIA_TYPE,
+    FRAME_MEDIA_TYPE,
+    INFO_MEDIA_TYPE,
+    MAX_FRAME_DECODED,
+    MEMBER_ANNOTATION,
+    PAYLOAD_MEDIA_TYPE,
+    PLATFORM_ANNOTATION,
+    WHEEL_MEDIA_TYPE,
+    ArchiveCursor,
+    LayerSpec,
+    check_frame,
+    layer_plan,
+    metadata_of,
+)
 from portpack.remote.oci_ref import OciRef, parse_oci_ref
 from portpack.remote.registry_auth import CredentialSource
 
-ARTIFACT_TYPE = "application/vnd.portpack.environment.v1"
-CONFIG_MEDIA_TYPE = "application/vnd.portpack.metadata.v1+json"
-FRAME_MEDIA_TYPE = "application/vnd.portpack.frame.v1+zstd"
-INFO_MEDIA_TYPE = "application/vnd.portpack.package.info.v1+zstd"
-PAYLOAD_MEDIA_TYPE = "application/vnd.portpack.package.payload.v1+zstd"
-WHEEL_MEDIA_TYPE = "application/vnd.portpack.wheel.v1+zstd"
-#: The tar member a layer holds, or whose header a frame layer holds.
-MEMBER_ANNOTATION = "org.portpack.member"
-PLATFORM_ANNOTATION = "org.portpack.platform"
-END_MEMBER = "(end of archive)"
-#: A frame between segments holds at most padding and a pax + ustar header.
-_MAX_FRAME_DECODED = 4 * BLOCK
+#: A frame layer after the first is no larger than this.
 _MAX_FRAME_LAYER = 1 << 16
-_FEED = 256
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One layer as the metadata predicts it."""
-
-    media_type: str
-    member: str
-    segment: fmt.Segment | None = None
-    """The verbatim segment (its digest and size are known); None for a frame."""
-    pad: int = 0
-    """Zero bytes a frame starts with (the previous member's padding)."""
-
-
-def layer_plan(meta: fmt.Metadata) -> list[LayerSpec]:
-    """The layers of the artifact of an archive with ``meta``, in order."""
-    out = [LayerSpec(FRAME_MEDIA_TYPE, fmt.METADATA_NAME)]
-    pad = 0
-    for entry in meta.packages:
-        info = fmt.member_name(entry.stem, fmt.INFO_MEMBER)
-        payload = fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER)
-        out.append(LayerSpec(FRAME_MEDIA_TYPE, info, pad=pad))
-        out.append(LayerSpec(INFO_MEDIA_TYPE, info, entry.info))
-        out.append(LayerSpec(FRAME_MEDIA_TYPE, payload, pad=-entry.info.size % BLOCK))
-        out.append(LayerSpec(PAYLOAD_MEDIA_TYPE, payload, entry.payload))
-        pad = -entry.payload.size % BLOCK
-    for wheel in meta.wheels:
-        out.append(LayerSpec(FRAME_MEDIA_TYPE, wheel.member, pad=pad))
-        out.append(LayerSpec(WHEEL_MEDIA_TYPE, wheel.member, wheel.segment))
-        pad = -wheel.size % BLOCK
-    out.append(LayerSpec(FRAME_MEDIA_TYPE, END_MEMBER, pad=pad))
-    return out
 
 
 @dataclass(frozen=True)
@@ -119,138 +90,6 @@ class PushResult:
     @property
     def skipped_bytes(self) -> int:
         return self.stats.skipped_bytes + self.stats.mounted_bytes
-
-
-# -- reading the archive once, front to back ------------------------------------------
-
-
-class _Cursor:
-    """The archive's raw bytes, read forward; frames are found by decoding them."""
-
-    def __init__(self, stream: BinaryIO, name: str) -> None:
-        self._stream = stream
-        self.name = name
-        self._pending = b""
-        self.offset = 0
-        try:
-            self._seekable = bool(stream.seekable()) and stream.tell() == 0
-        except (AttributeError, OSError, ValueError):
-            self._seekable = False
-
-    def _read(self, n: int) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending[:n], self._pending[n:]
-        else:
-            data = self._stream.read(n)
-        self.offset += len(data)
-        return data
-
-    def frame(self, limit: int) -> tuple[bytes, bytes]:
-        """The raw bytes and decoded content of the zstd frame that starts here."""
-        start = self.offset
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        raw: list[bytes] = []
-        decoded: list[bytes] = []
-        size = 0
-        while not dobj.eof:
-            piece = self._read(_FEED)  # small pieces bound what one call can expand to
-            if not piece:
-                raise ArchiveError(f"{self.name} is truncated at byte {self.offset}")
-            try:
-                out = dobj.decompress(piece)
-            except zstandard.ZstdError as exc:
-                raise ArchiveError(
-                    f"{self.name}: corrupt zstd frame at byte {start}: {exc}"
-                ) from exc
-            raw.append(piece)
-            decoded.append(out)
-            size += len(out)
-            if size > limit:
-                raise ArchiveError(f"{self.name}: the frame at byte {start} is larger than allowed")
-        data = b"".join(raw)
-        if dobj.unused_data:
-            unused = dobj.unused_data
-            self._pending = unused + self._pending
-            self.offset -= len(unused)
-            data = data[: len(data) - len(unused)]
-        return data, b"".join(decoded)
-
-    def segment(self, seg: fmt.Segment, what: str) -> tuple[Body, bool]:
-        """A body of the segment's bytes here (checked against its digest as sent).
-
-        Returns ``(body, replayable)``.  Call :meth:`past` once the body was sent or
-        not needed.
-        """
-        start = self.offset
-
-        def chunks() -> Iterator[bytes]:
-            if self._seekable:
-                self._stream.seek(start)
-                self._pending, self.offset = b"", start
-            digest = hashlib.sha256()
-            left = seg.zst_size
-            while left:
-                data = self._read(min(left, _CHUNK))
-                if not data:
-                    raise ArchiveError(f"{self.name} is truncated inside {what}")
-                digest.update(data)
-                left -= len(data)
-                yield data
-            if digest.hexdigest() != seg.zst_sha256:
-                raise ArchiveError(
-                    f"{self.name}: {what} (archive bytes {start}-{start + seg.zst_size}) does "
-                    "not match the digest recorded at pack time; the archive is corrupt"
-                )
-
-        self._segment = (start, chunks)
-        return Body(seg.zst_size, chunks, replayable=self._seekable), self._seekable
-
-    def past(self, seg: fmt.Segment, sent: bool) -> None:
-        """Move past the segment (read and checked unless it was sent or can be sought)."""
-        start, chunks = self._segment
-        if self._seekable:
-            self._stream.seek(start + seg.zst_size)
-            self._pending, self.offset = b"", start + seg.zst_size
-        elif not sent:
-            for _ in chunks():
-                pass
-
-    def at_end(self) -> bool:
-        return not self._read(1)
-
-
-def _check_frame(decoded: bytes, spec: LayerSpec, size: int | None, where: str) -> None:
-    """A frame between segments holds the padding and the expected member's header."""
-    pad = spec.pad
-    if spec.member == END_MEMBER:
-        if len(decoded) != pad + 2 * BLOCK or decoded.strip(b"\0"):
-            raise ArchiveError(f"{where}: corrupt end of archive")
-        return
-    if len(decoded) < pad + BLOCK or decoded[:pad].strip(b"\0") or (len(decoded) - pad) % BLOCK:
-        raise ArchiveError(f"{where}: corrupt member header for {spec.member}")
-    block = decoded[pad:]
-    member = parse_header(block[-BLOCK:], where)
-    name, msize = member.name, member.size
-    if len(block) > BLOCK:
-        pax_hdr = parse_header(block[:BLOCK], where)
-        pax = parse_pax(block[BLOCK : BLOCK + pax_hdr.size], where)
-        name, msize = pax.get("path", name), int(pax.get("size", msize))
-    if name != spec.member or msize != size:
-        raise ArchiveError(
-            f"{where}: expected member {spec.member!r} of {size} bytes, found {name!r}"
-        )
-
-
-def _metadata_of(decoded: bytes, name: str) -> bytes:
-    """The ``portpack.json`` bytes in the decoded first frame."""
-    if len(decoded) < BLOCK:
-        raise ArchiveError(f"{name} is not a portpack archive (too short)")
-    header = parse_header(decoded[:BLOCK], name)
-    if header.name != fmt.METADATA_NAME or BLOCK + header.size > len(decoded):
-        raise ArchiveError(
-            f"{name} is not a portpack archive: it does not start with {fmt.METADATA_NAME}"
-        )
-    return decoded[BLOCK : BLOCK + header.size]
 
 
 # -- push -----------------------------------------------------------------------------
@@ -291,15 +130,17 @@ def push_archive(
             except OSError as exc:
                 raise UsageError(f"cannot read {archive}: {exc.strerror or exc}") from exc
             with fh:
-                return _push(_Cursor(fh, str(archive)), client, mount_from)
-        return _push(_Cursor(archive, getattr(archive, "name", "<stream>")), client, mount_from)
+                return _push(ArchiveCursor(fh, str(archive)), client, mount_from)
+        return _push(
+            ArchiveCursor(archive, getattr(archive, "name", "<stream>")), client, mount_from
+        )
     finally:
         client.close()
 
 
-def _push(cursor: _Cursor, client: RegistryClient, mount_from: str | None) -> PushResult:
+def _push(cursor: ArchiveCursor, client: RegistryClient, mount_from: str | None) -> PushResult:
     raw, decoded = cursor.frame(fmt.MAX_METADATA_SIZE + 4 * BLOCK)
-    config = _metadata_of(decoded, cursor.name)
+    config = metadata_of(decoded, cursor.name)
     meta = fmt.Metadata.from_json(config)
     plan = layer_plan(meta)
     layers = [_push_small(client, raw, plan[0], mount_from)]
@@ -307,8 +148,8 @@ def _push(cursor: _Cursor, client: RegistryClient, mount_from: str | None) -> Pu
     for spec in plan[1:]:
         where = f"{cursor.name} at byte {cursor.offset}"
         if spec.segment is None:
-            raw, decoded = cursor.frame(spec.pad + _MAX_FRAME_DECODED)
-            _check_frame(decoded, spec, sizes.get(spec.member), where)
+            raw, decoded = cursor.frame(spec.pad + MAX_FRAME_DECODED)
+            check_frame(decoded, spec, sizes.get(spec.member), where)
             layers.append(_push_small(client, raw, spec, mount_from))
             continue
         seg = spec.segment
@@ -408,7 +249,10 @@ def _portpack_manifest(client: RegistryClient, manifest: Manifest) -> Manifest:
                 f"{len(ours)} of them portpack environments: name one by its digest "
                 "(oci://HOST/REPO@sha256:...)"
             )
-        manifest = client.get_manifest(str(ours[0].get("digest")))
+        digest = ours[0].get("digest")
+        if not is_digest(digest):
+            raise RegistryError(f"{where}: the index lists an invalid digest", url=where)
+        manifest = client.get_manifest(str(digest))
     artifact = manifest.doc.get("artifactType")
     config = manifest.doc.get("config")
     config_type = config.get("mediaType") if isinstance(config, dict) else None
@@ -426,6 +270,8 @@ def _portpack_manifest(client: RegistryClient, manifest: Manifest) -> Manifest:
     if manifest.media_type != MANIFEST_MEDIA_TYPE:
         raise UsageError(f"{where}: unsupported manifest type {manifest.media_type!r}")
     size = config.get("size") if isinstance(config, dict) else None
+    if not is_digest(config.get("digest") if isinstance(config, dict) else None):
+        raise RegistryError(f"{where}: the config descriptor has an invalid digest", url=where)
     if type(size) is not int or not 0 < size <= fmt.MAX_METADATA_SIZE:
         raise RegistryError(f"{where}: the config descriptor has an invalid size", url=where)
     return manifest
@@ -449,7 +295,7 @@ def _check_layers(
         size = layer.get("size") if isinstance(layer, dict) else None
         media = layer.get("mediaType") if isinstance(layer, dict) else None
         limit = fmt.MAX_METADATA_SIZE if i == 0 else _MAX_FRAME_LAYER
-        ok = isinstance(digest, str) and type(size) is int and media == spec.media_type
+        ok = is_digest(digest) and type(size) is int and media == spec.media_type
         if ok and spec.segment is not None:
             ok = digest == "sha256:" + spec.segment.zst_sha256 and size == spec.segment.zst_size
         elif ok:
@@ -538,12 +384,22 @@ def _check_first(head: bytes, config: bytes, name: str) -> None:
         decoded = zstandard.ZstdDecompressor().decompressobj().decompress(head)
     except zstandard.ZstdError as exc:
         raise ArchiveError(f"{name}: the first layer is no zstd frame: {exc}") from exc
-    if _metadata_of(decoded, name) != config:
+    if metadata_of(decoded, name) != config:
         raise ArchiveError(
             f"{name}: the artifact's config and the metadata in its first layer differ"
         )
 
 
-def iter_layers(stream: ArtifactStream) -> Iterable[bytes]:
-    """The archive's bytes in chunks."""
-    return iter(lambda: stream.read(_CHUNK), b"")
+__all__ = [
+    "ARTIFACT_TYPE",
+    "CONFIG_MEDIA_TYPE",
+    "FRAME_MEDIA_TYPE",
+    "INFO_MEDIA_TYPE",
+    "PAYLOAD_MEDIA_TYPE",
+    "WHEEL_MEDIA_TYPE",
+    "ArtifactStream",
+    "PushResult",
+    "layer_plan",
+    "open_artifact",
+    "push_archive",
+]
