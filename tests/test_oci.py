@@ -28,6 +28,7 @@ from portpack.remote._http import (
     Body,
     NotFoundError,
     RegistryAuthError,
+    RegistryError,
 )
 from portpack.remote.oci import MANIFEST_MEDIA_TYPE, RegistryClient, sha256_digest
 from portpack.remote.oci_archive import (
@@ -40,7 +41,7 @@ from portpack.remote.oci_archive import (
 )
 from portpack.remote.oci_ref import parse_oci_ref
 from portpack.remote.registry_auth import CredentialSource, parse_challenge
-from support.ociregistry import Registry, TokenServer, require_registry
+from support.ociregistry import FaultProxy, Registry, TokenServer, require_registry
 from treesnap import diff, snapshot
 
 USER, PASSWORD = "alice", "s3cret-Pa55word"
@@ -581,3 +582,51 @@ def test_challenge_parsing() -> None:
         "scope": "repository:a/b:pull,push",
     }
     assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
+
+
+# -- a registry that fails now and then ---------------------------------------------
+
+
+@pytest.fixture
+def flaky(registry: Registry) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(registry)
+    yield proxy
+    proxy.stop()
+
+
+def test_5xx_answers_are_retried_and_a_cut_blob_is_resumed_with_range(
+    flaky: FaultProxy, archives: tuple[Path, Path], no_credentials: Path
+) -> None:
+    v14, _ = archives
+    flaky.fail = {("POST", "uploads"): 2, ("PUT", "manifests"): 1, ("HEAD", "blobs"): 1}
+    result = push_archive(v14, flaky.ref("envs/flaky:1.4"))
+    assert result.uploaded_blobs == result.layers + 1
+    assert flaky.fail == {("POST", "uploads"): 0, ("PUT", "manifests"): 0, ("HEAD", "blobs"): 0}
+    flaky.fail = {("GET", "manifests"): 2}
+    flaky.cut_after = 50_000
+    _, data = pull_bytes(flaky.ref("envs/flaky:1.4"))
+    assert data == v14.read_bytes()
+    assert flaky.cut_after is None  # the cut happened ...
+    assert any(r == "bytes=50000-" for _, _, r in flaky.log)  # ... and was resumed there
+
+
+def test_blob_redirects_to_storage_are_followed(
+    flaky: FaultProxy, archives: tuple[Path, Path], no_credentials: Path
+) -> None:
+    v14, _ = archives
+    push_archive(v14, flaky.ref("envs/redirected:1.4"))
+    flaky.redirect_blobs = True
+    assert pull_bytes(flaky.ref("envs/redirected:1.4"))[1] == v14.read_bytes()
+    assert any(path.startswith("/storage/v2/") for _, path, _ in flaky.log)
+
+
+def test_a_registry_that_keeps_failing_gives_a_clear_error(
+    flaky: FaultProxy, archives: tuple[Path, Path], no_credentials: Path
+) -> None:
+    push_archive(archives[0], flaky.ref("envs/down:1.4"))
+    flaky.fail = {("GET", "manifests"): 100}
+    with pytest.raises(RegistryError) as excinfo:
+        open_artifact(flaky.ref("envs/down:1.4"))
+    assert str(excinfo.value).startswith(f"oci://{flaky.netloc}/envs/down:1.4")
+    assert "HTTP 503" in str(excinfo.value)
+    assert flaky.fail[("GET", "manifests")] == 100 - 5  # one try and 4 retries: bounded

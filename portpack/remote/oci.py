@@ -346,6 +346,9 @@ class RegistryClient:
                 response = self.call("GET", url, scope=self.scope(), what=what, headers=headers)
             else:  # storage: its URL carries its own authorization, ours is not sent
                 response = self.transport.request("GET", url, dict(headers), what=what)
+        if response.status in (301, 302, 303, 307, 308):
+            response.read_small()
+            raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects", url=url)
         if response.status not in (200, 206):
             raise self.fail(response, what)
         return response

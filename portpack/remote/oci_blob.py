@@ -66,7 +66,15 @@ class BlobStream:
         """Up to ``n`` more raw bytes (hashed), resuming a cut connection."""
         while True:
             if self._response is None:
-                self._response = self._client.blob_response(self.digest, self._count)
+                try:
+                    self._response = self._client.blob_response(self.digest, self._count)
+                except RegistryError:
+                    if not self._count:
+                        raise
+                    raise self._error(
+                        f"ended after {self._count} of its {self.size} bytes and could "
+                        "not be resumed"
+                    ) from None
                 if self._count and self._response.status != 206:
                     self._response.close(reuse=False)
                     self._response = None
@@ -80,6 +88,13 @@ class BlobStream:
                 self._resumes += 1
                 if self._resumes > self._client.transport.retries:
                     raise self._error(f"was cut off {self._resumes} times") from None
+                continue
+            if not data and self._count < self.size:  # the connection ended early
+                self._response.close(reuse=False)
+                self._response = None
+                self._resumes += 1
+                if self._resumes > self._client.transport.retries:
+                    raise self._error(f"ended after {self._count} of its {self.size} bytes")
                 continue
             if not data:
                 self._response.close()

@@ -232,3 +232,117 @@ class TokenServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
+
+
+class FaultProxy:
+    """A front on 127.0.0.1 that forwards to a registry and injects faults on request.
+
+    * ``fail[(method, kind)] = n``: answer the next ``n`` such requests with 503
+      (``kind`` is ``"manifests"``, ``"blobs"`` or ``"uploads"``);
+    * ``cut_after = k``: cut the next large blob ``GET`` (no ``Range``) after ``k``
+      bytes of its body, once;
+    * ``redirect_blobs``: answer blob ``GET`` with 307 to ``/storage/...`` on the
+      proxy (as registries send clients to their storage), served from the registry.
+    ``log`` records ``(method, path, Range header)`` of every request.
+    """
+
+    def __init__(self, upstream: Registry) -> None:
+        self.upstream = upstream
+        self.fail: dict[tuple[str, str], int] = {}
+        self.cut_after: int | None = None
+        self.redirect_blobs = False
+        self.log: list[tuple[str, str, str | None]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy._handle(self, "GET")
+
+            def do_HEAD(self) -> None:
+                proxy._handle(self, "HEAD")
+
+            def do_POST(self) -> None:
+                proxy._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                proxy._handle(self, "PUT")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.netloc = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def ref(self, path: str) -> str:
+        return f"oci://{self.netloc}/{path}"
+
+    def _kind(self, path: str) -> str:
+        return "uploads" if "/blobs/uploads/" in path else path.split("/")[-2]
+
+    def _take_fault(self, method: str, path: str) -> bool:
+        with self._lock:
+            key = (method, self._kind(path))
+            if self.fail.get(key, 0) > 0:
+                self.fail[key] -= 1
+                return True
+            return False
+
+    def _handle(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
+        rng = h.headers.get("Range")
+        self.log.append((method, h.path, rng))
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        if self._take_fault(method, h.path):
+            h.send_response(503)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        path = h.path
+        is_blob_get = method == "GET" and "/blobs/sha256:" in path
+        if is_blob_get and self.redirect_blobs and not path.startswith("/storage/"):
+            h.send_response(307)
+            h.send_header("Location", "/storage" + path)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if path.startswith("/storage/"):
+            path = path[len("/storage") :]
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("content-length",)}
+        conn.request(
+            method, path, body=body if method in ("POST", "PUT") else None, headers=headers
+        )
+        answer = conn.getresponse()
+        data = answer.read()
+        conn.close()
+        h.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                h.send_header(name, value)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if method == "HEAD":
+            return
+        cut = self.cut_after
+        if is_blob_get and rng is None and cut is not None and len(data) > cut:
+            self.cut_after = None
+            h.wfile.write(data[:cut])
+            h.wfile.flush()
+            h.close_connection = True
+            import socket as socket_module
+
+            h.connection.shutdown(socket_module.SHUT_RDWR)
+            return
+        h.wfile.write(data)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
