@@ -668,3 +668,17 @@ def test_a_registry_that_keeps_failing_gives_a_clear_error(
     assert str(excinfo.value).startswith(f"oci://{flaky.netloc}/envs/down:1.4")
     assert "HTTP 503" in str(excinfo.value)
     assert flaky.fail[("GET", "manifests")] == 100 - 5  # one try and 4 retries: bounded
+
+
+def test_opening_an_artifact_reads_only_its_manifest_and_config(
+    flaky: FaultProxy, archives: tuple[Path, Path], no_credentials: Path
+) -> None:
+    v14, _ = archives
+    result = push_archive(v14, flaky.ref("envs/inspected:1.4"))
+    flaky.log.clear()
+    meta, stream = open_artifact(flaky.ref("envs/inspected:1.4"))
+    stream.close()
+    assert stream.digest == result.digest
+    assert [p.name for p in meta.packages] == ["alpha", "beta", "gamma"]
+    gets = [path.split("/")[-2] for method, path, _ in flaky.log if method == "GET"]
+    assert gets == ["manifests", "blobs"]  # the tag, then the config blob

@@ -325,11 +325,9 @@ class ArtifactStream:
         """The manifest's digest."""
         self._current: BlobStream | None = None
         self._index = 0
-        first = self._open(0)
-        head = first.read()
-        _check_first(head, config, self.name)
-        self._head = head
-        self._index = 1
+        self._config = config
+        self._head = b""
+        """The first layer, read and checked at the first read (inspect never needs it)."""
 
     def _open(self, index: int) -> BlobStream:
         digest, size = self._layers[index]
@@ -338,6 +336,10 @@ class ArtifactStream:
     def read(self, n: int = -1) -> bytes:
         if n == 0:
             return b""
+        if self._index == 0:
+            head = self._open(0).read()
+            _check_first(head, self._config, self.name)
+            self._head, self._index = head, 1
         if self._head:
             if n < 0:
                 data, self._head = self._head + self._read_rest(), b""
