@@ -120,10 +120,12 @@ class Transport:
                 raise RegistryError(f"cannot read the CA bundle {self._ca_bundle}: {exc}") from exc
         return self._context
 
-    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _connect(self, scheme: str, netloc: str, fresh: bool) -> http.client.HTTPConnection:
         conn = self._idle.pop((scheme, netloc), None)
-        if conn is not None:
+        if conn is not None and not fresh:
             return conn
+        if conn is not None:
+            conn.close()
         parsed = urllib.parse.urlsplit(f"{scheme}://{netloc}")
         host, port = parsed.hostname or "", parsed.port
         new: http.client.HTTPConnection
@@ -144,7 +146,10 @@ class Transport:
         """One attempt: send the request and return the answer's status and headers."""
         parsed = urllib.parse.urlsplit(url)
         target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
-        conn = self._connect(parsed.scheme, parsed.netloc)
+        # A body that cannot be sent again gets a new connection: an idle one the server
+        # has closed would fail it after its bytes were taken from the pipe.
+        fresh = body is not None and not body.replayable
+        conn = self._connect(parsed.scheme, parsed.netloc, fresh)
         try:
             conn.putrequest(method, target or "/", skip_accept_encoding=True)
             for name, value in headers.items():
