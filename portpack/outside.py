@@ -268,6 +268,35 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             remove_tree(private)
 
 
+@contextmanager
+def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a private directory to fill; it becomes ``target`` (missing, or an empty
+    folder) when the block ends, never replacing what appeared there meanwhile.
+    A failure removes it, and the parents made."""
+    path = Path(os.path.abspath(target))
+    st = _lstat(path)
+    if st is not None and (not stat.S_ISDIR(st.st_mode) or any(path.iterdir())):
+        what = "not empty" if stat.S_ISDIR(st.st_mode) else "not a folder"
+        raise UsageError(f"{path} already exists and is {what}")
+    created, tmp = CreatedDirs(), None
+    try:
+        created.make(path.parent)
+        tmp = make_private_dir(path.parent, path.name)
+        yield tmp
+        tmp.chmod(0o755)
+        try:
+            if st is not None:
+                path.rmdir()  # the empty folder given (fails if no longer empty)
+            rename_noreplace(tmp, path)
+        except OSError as exc:  # it changed meanwhile: it is left as it is
+            raise output_error(exc, path, "cannot move the folder written to") from None
+    except BaseException:
+        if tmp is not None:
+            remove_tree(tmp)
+        created.remove()
+        raise
+
+
 def write_text(target: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:
     """Write ``text`` to ``target`` atomically (see :func:`atomic_file`)."""
     with atomic_file(target, mode) as fh:

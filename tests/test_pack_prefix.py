@@ -439,6 +439,19 @@ def test_a_record_file_name_with_a_slash_is_refused(env: Path, tmp_path: Path) -
         pack(env, tmp_path)
 
 
+def test_a_record_whose_version_would_name_a_path_is_refused_before_fetching(
+    env: Path, tmp_path: Path
+) -> None:
+    record_path = next((env / "conda-meta").glob("hello-c-*.json"))
+    record = json.loads(record_path.read_text())
+    record["version"] = "1.0/../../x"  # becomes conda-meta/<name>-<version>-<build>.json
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(portpack.UnsafeArchiveError, match=r"hello-c-.*'version'"):
+        pack(env, tmp_path)
+    assert not (tmp_path / "portpack-cache").exists()
+    assert not (tmp_path / "repacked.tar").exists()
+
+
 def test_a_fifo_where_the_record_says_its_package_is_is_never_read(
     env: Path, server: FaultServer, tmp_path: Path
 ) -> None:

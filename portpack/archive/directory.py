@@ -21,13 +21,11 @@ gives, and a symlink on the way is refused).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
@@ -311,47 +309,3 @@ def open_directory(path: str | os.PathLike[str]) -> BinaryIO:
         folder.close()
         raise
     return io.BufferedReader(_ChunkStream(chunks, folder), _CHUNK)
-
-
-# -- writing a folder -----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def new_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A hidden sibling of ``target`` to fill; renamed to ``target`` when the block ends.
-
-    ``target`` may be missing or an empty folder; anything else is refused.  On an
-    error (or an interrupt) the half-written folder is removed.
-    """
-    from portpack import outside
-    from portpack.errors import UsageError
-
-    path = Path(os.path.abspath(target))
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise UsageError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        raise UsageError(f"{path} already exists and is not empty")
-    created = outside.CreatedDirs()  # removed again (if still empty) on failure
-    try:
-        created.make(path.parent)
-        tmp = outside.make_private_dir(path.parent, path.name)
-        try:
-            yield tmp
-            tmp.chmod(0o755)
-            if path.is_dir():
-                try:
-                    path.rmdir()
-                except OSError:
-                    raise UsageError(f"{path} is no longer empty; it was left as it is") from None
-            try:
-                outside.rename_noreplace(tmp, path)  # never replaces what appeared meanwhile
-            except FileExistsError:
-                raise UsageError(
-                    f"{path} appeared while the folder was being written; it was left as it is"
-                ) from None
-        except BaseException:
-            outside.remove_tree(tmp)
-            raise
-    except BaseException:
-        created.remove()
-        raise

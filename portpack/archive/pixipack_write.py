@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO
 
 from portpack import outside
 from portpack._version import __version__
+from portpack.conda.record import dist
 from portpack.errors import PackageError
 from portpack.progress import Reporter
 from portpack.unpacker.pixipack import (
@@ -40,14 +40,10 @@ Member = tuple[str, bytes | Path | None]
 """An archive member: its name and its content (bytes, a file, or None for a directory)."""
 
 
-def _dist(record: dict[str, Any]) -> str:
-    return f"{record['name']}-{record['version']}-{record['build']}"
-
-
 def _subdir(record: dict[str, Any]) -> str:
     subdir = record.get("subdir")
     if not isinstance(subdir, str) or not subdir or "/" in subdir:
-        raise PackageError(f"package {_dist(record)} has no valid subdir in the lock")
+        raise PackageError(f"package {dist(record)} has no valid subdir in the lock")
     return subdir
 
 
@@ -110,7 +106,7 @@ def layout(
     for record, path in zip(records, files, strict=True):
         fn = str(record["fn"])
         if "/" in fn or not fn.endswith((".conda", ".tar.bz2")):
-            raise PackageError(f"package {_dist(record)} has an invalid file name {fn!r}")
+            raise PackageError(f"package {dist(record)} has an invalid file name {fn!r}")
         by_subdir.setdefault(_subdir(record), {})[fn] = path
     for subdir, members in by_subdir.items():
         chosen = [r for r in records if _subdir(r) == subdir]
@@ -184,14 +180,11 @@ def write_pixi_pack_to(
     wheels: Sequence[Path] = (),
     reporter: Reporter | None = None,
 ) -> str:
-    """Write the archive to a path (atomically), ``"-"`` (stdout) or a stream; name it."""
+    """Write the archive to a path (atomically) or a binary stream; name what was written."""
     if not isinstance(output, (str, os.PathLike)):
         write_pixi_pack(output, platform, records, files, wheels, reporter)
+        output.flush()
         return "<stream>"
-    if str(output) == "-":
-        write_pixi_pack(sys.stdout.buffer, platform, records, files, wheels, reporter)
-        sys.stdout.buffer.flush()
-        return "-"
     with outside.atomic_file(output, 0o644) as fh:
         write_pixi_pack(fh, platform, records, files, wheels, reporter)
     return str(output)
@@ -209,13 +202,11 @@ def write_pixi_pack_dir(
     as pixi-pack 0.7.6+ does; the folder appears only once it is complete."""
     import shutil
 
-    from portpack.archive.directory import new_directory
-
     members = layout(platform, records, files, wheels)
     reporter = reporter or Reporter()
     reporter.on_transfer_start("Writing", *_totals(members))
     try:
-        with new_directory(output) as root:
+        with outside.atomic_directory(output) as root:
             for name, content in members:
                 path = root / name
                 if content is None:

@@ -163,13 +163,14 @@ def write_directory(
     archive would hold) in ``<member>.zst``: see docs/archive-format.md.  The folder
     appears only once it is complete.
     """
-    from portpack.archive.directory import new_directory, stored_name
+    from portpack import outside
+    from portpack.archive.directory import stored_name
 
     reporter = reporter or Reporter()
     reporter.on_transfer_start("Writing", *_totals(metadata))
     with contextlib.ExitStack() as stack:
         stack.callback(reporter.on_transfer_complete)
-        root = stack.enter_context(new_directory(target))
+        root = stack.enter_context(outside.atomic_directory(target))
         (root / fmt.METADATA_NAME).write_bytes(metadata.to_json())
         for entry, pkg in zip(metadata.packages, packages, strict=True):
             (root / fmt.PACKAGES_DIR / entry.stem).mkdir(parents=True)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from portpack.cli.common import plural, run_reporting_errors
 from portpack.cli.options import CONTEXT, inputs_checked, network_options
+
+if TYPE_CHECKING:
+    from portpack.packer.options import PackOptions
+    from portpack.progress import Reporter
 
 
 @click.command(
@@ -146,7 +151,7 @@ Examples:
 @network_options
 @click.option(
     "--virtual-package",
-    "virtual",
+    "virtual_packages",
     multiple=True,
     metavar="__NAME=VER[=BUILD]",
     help="Assume this virtual package while solving.",
@@ -169,34 +174,7 @@ Examples:
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def pack(
-    specs: Sequence[str],
-    channels: Sequence[str],
-    manifest: str | None,
-    lockfile: str | None,
-    environment: str,
-    platform: str | None,
-    output: str | None,
-    cache_dir: str | None,
-    create_executable: bool,
-    bootstrap_python: str | None,
-    zstandard_wheel: str | None,
-    wheel_index: str | None,
-    relock: bool,
-    concurrency: int | None,
-    inject: Sequence[str],
-    ignore_pypi_non_wheel: bool,
-    no_cache: bool,
-    prefix: str | None,
-    unowned: str | None,
-    virtual: Sequence[str],
-    archive_format: str,
-    directory_only: bool,
-    dry_run: bool,
-    as_json: bool,
-    quiet: bool,
-    verbose: int,
-    debug: bool,
-    **network: Any,
+    dry_run: bool, as_json: bool, quiet: bool, verbose: int, debug: bool, **given: Any
 ) -> None:
     """Fetch the locked packages and write one zstd-compressed archive.
 
@@ -204,88 +182,55 @@ def pack(
     project directory whose pixi.lock is packed.
     """
     from portpack.cli.terminal import TerminalReporter
-    from portpack.packer.packing import pack as do_pack
+    from portpack.packer.packing import pack_with
 
     debug = debug or verbose > 1
-    specs, manifest, lockfile = run_reporting_errors(
-        lambda: _positional_project(specs, manifest, lockfile), debug
-    )
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
+    options = run_reporting_errors(lambda: _options(given, dry_run), debug)
+    reporter = TerminalReporter(quiet)
     if dry_run:
-        _dry_run(
-            as_json,
-            debug,
-            specs,
-            channels=channels,
-            manifest=manifest,
-            lockfile=lockfile,
-            environment=environment,
-            platform=platform,
-            relock=relock,
-            virtual_packages=virtual,
-            archive_format=archive_format,
-            reporter=TerminalReporter(quiet),
-            inject=inject,
-            ignore_pypi_non_wheel=ignore_pypi_non_wheel,
-            prefix=prefix,
-            unowned=unowned,
-            create_executable=create_executable,
-            bootstrap_python=bootstrap_python,
-            zstandard_wheel=zstandard_wheel,
-            wheel_index=wheel_index,
-            **network,
-        )
+        _dry_run(options, reporter, as_json, debug)
         return
-    if output is None:
-        output = (
-            "environment"
-            if directory_only
-            else "environment.sh"
-            if create_executable
-            else "environment.tar"
-        )
-
-    result = run_reporting_errors(
-        lambda: inputs_checked(do_pack, manifest=manifest, lockfile=lockfile, **network)(
-            specs,
-            channels=channels,
-            manifest=manifest,
-            lockfile=lockfile,
-            environment=environment,
-            platform=platform,
-            output=output,
-            cache_dir=cache_dir,
-            relock=relock,
-            concurrency=concurrency,
-            virtual_packages=virtual,
-            archive_format=archive_format,
-            reporter=TerminalReporter(quiet),
-            inject=inject,
-            ignore_pypi_non_wheel=ignore_pypi_non_wheel,
-            no_cache=no_cache,
-            prefix=prefix,
-            unowned=unowned,
-            create_executable=create_executable,
-            bootstrap_python=bootstrap_python,
-            zstandard_wheel=zstandard_wheel,
-            wheel_index=wheel_index,
-            directory_only=directory_only,
-            **network,
-        ),
-        debug,
-    )
+    result = run_reporting_errors(lambda: pack_with(options, reporter), debug)
+    to_stdout = options.output.stream is not None  # messages go to stderr then
     if verbose and not quiet:
         for dist in [*result.packages, *result.wheels]:
-            click.echo(f"  {dist}", err=output == "-")
+            click.echo(f"  {dist}", err=to_stdout)
     if not quiet:
         wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
-        where = "standard output" if output == "-" else result.output
+        where = "standard output" if to_stdout else result.output
         click.echo(
             f"Packed {plural(len(result.packages), 'package')}{wheels} for {result.platform} "
             f"into {where}",
-            err=output == "-",
+            err=to_stdout,
         )
+
+
+def _options(given: dict[str, Any], dry_run: bool) -> PackOptions:
+    """The command line's options, checked, with its two conventions resolved: a
+    positional project (see :func:`_positional_project`) and ``-o -`` (standard output)."""
+    from portpack.packer.options import PackOptions
+
+    given = dict(given)
+    given["specs"], given["manifest"], given["lockfile"] = _positional_project(
+        given["specs"], given["manifest"], given["lockfile"]
+    )
+    given["output"] = None if dry_run else _target(given)
+    return inputs_checked(PackOptions.from_keywords, **given)(given)
+
+
+def _target(given: dict[str, Any]) -> str | BinaryIO:
+    """Where ``-o`` says to write: a path (the default depends on the kind of output),
+    or standard output for ``-``."""
+    output = given["output"]
+    if output == "-":
+        return sys.stdout.buffer
+    if output is not None:
+        return str(output)
+    if given["directory_only"]:
+        return "environment"
+    return "environment.sh" if given["create_executable"] else "environment.tar"
 
 
 def _positional_project(
@@ -322,13 +267,13 @@ def _positional_project(
     return specs, manifest, lockfile
 
 
-def _dry_run(as_json: bool, debug: bool, specs: Sequence[str], **options: Any) -> None:
+def _dry_run(options: PackOptions, reporter: Reporter, as_json: bool, debug: bool) -> None:
     """``pack --dry-run``: print the plan (a table, or JSON); exit 1 if pack would refuse."""
     import json
 
-    from portpack.packer.packing import plan
+    from portpack.packer.plan import plan_with
 
-    result = run_reporting_errors(lambda: plan(specs, **options), debug)
+    result = run_reporting_errors(lambda: plan_with(options, reporter), debug)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

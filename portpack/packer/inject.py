@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from portpack.conda.record import PackageRecord
 from portpack.errors import IncompleteEnvironmentError, LockfileError, PackageError, UsageError
 from portpack.progress import Reporter
 
@@ -26,11 +27,7 @@ if TYPE_CHECKING:
 _EXTENSIONS = (".conda", ".tar.bz2")
 
 
-def _dist(record: dict[str, Any]) -> str:
-    return f"{record['name']}-{record['version']}-{record['build']}"
-
-
-def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> list[dict[str, Any]]:
+def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> list[PackageRecord]:
     """Records for local package files, checked to be for ``platform`` or ``noarch``."""
     records = []
     seen: dict[str, Path] = {}
@@ -41,20 +38,19 @@ def local_records(paths: Sequence[str | os.PathLike[str]], platform: str) -> lis
         if not path.name.endswith(_EXTENSIONS):
             raise UsageError(f"--inject {given}: not a conda package (.conda or .tar.bz2)")
         doc = _index_json(path, str(given))
-        doc.update(_digests(path))
-        doc["fn"] = path.name
-        doc["url"] = path.as_uri()
-        doc["channel"] = None
-        subdir = str(doc.get("subdir") or "noarch")
+        doc.update(_digests(path), fn=path.name, url=path.as_uri(), channel=None)
+        record = PackageRecord.from_json(doc, f"--inject {given}", PackageError)
+        subdir = record.subdir or "noarch"
         if subdir not in (platform, "noarch"):
             raise UsageError(
-                f"--inject {given}: package {_dist(doc)} is for {subdir}, not {platform}"
+                f"--inject {given}: package {record.dist} is for {subdir}, not {platform}"
             )
-        name = str(doc["name"])
-        if name in seen:
-            raise UsageError(f"--inject {given}: package {name} is injected twice ({seen[name]})")
-        seen[name] = path
-        records.append(doc)
+        if record.name in seen:
+            raise UsageError(
+                f"--inject {given}: package {record.name} is injected twice ({seen[record.name]})"
+            )
+        seen[record.name] = path
+        records.append(record)
     return records
 
 
@@ -89,42 +85,50 @@ def _digests(path: Path) -> dict[str, Any]:
 
 
 def inject(
-    records: list[dict[str, Any]],
-    injected: list[dict[str, Any]],
+    records: list[PackageRecord],
+    injected: list[PackageRecord],
     reporter: Reporter | None = None,
-) -> list[dict[str, Any]]:
+) -> list[PackageRecord]:
     """The locked records with ``injected`` added (replacing same-named ones), validated
     and in install order (dependencies first)."""
     reporter = reporter or Reporter()
-    by_name = {str(r["name"]): r for r in injected}
+    by_name = {r.name: r for r in injected}
     kept = []
     for record in records:
-        replacement = by_name.get(str(record["name"]))
+        replacement = by_name.get(record.name)
         if replacement is None:
             kept.append(record)
         else:
-            reporter.warning(f"injected {_dist(replacement)} replaces the locked {_dist(record)}")
+            reporter.warning(f"injected {replacement.dist} replaces the locked {record.dist}")
     combined = kept + injected
     check_complete(combined)
-    return install_order(combined)
+    return ordered(combined)
 
 
-def check_complete(records: list[dict[str, Any]]) -> None:
+def ordered(records: list[PackageRecord]) -> list[PackageRecord]:
+    """``records`` in install order (dependencies first), by :func:`install_order`.
+
+    The boundary with :func:`install_order`, which takes and gives records as JSON.
+    """
+    by_name = {r.name: r for r in records}
+    return [by_name[str(r["name"])] for r in install_order([r.to_json() for r in records])]
+
+
+def check_complete(records: list[PackageRecord]) -> None:
     """Raise :class:`IncompleteEnvironmentError` listing every unsatisfied dependency."""
     import rattler
 
-    package_records = {str(r["name"]): _package_record(r) for r in records}
+    package_records = {r.name: _rattler_record(r) for r in records}
     missing: list[tuple[str, str]] = []
     for record in records:
-        for dep in record.get("depends", []):
-            dep = str(dep)
+        for dep in record.depends:
             if dep.startswith("__"):
                 continue  # virtual packages: checked on the target at unpack time
             spec = rattler.MatchSpec(dep)
             name = spec.name.normalized if spec.name is not None else ""
             candidate = package_records.get(name)
             if candidate is None or not spec.matches(candidate):
-                missing.append((_dist(record), dep))
+                missing.append((record.dist, dep))
     if missing:
         lines = "".join(f"\n  - {dist} needs {dep}" for dist, dep in missing)
         raise IncompleteEnvironmentError(
@@ -160,27 +164,42 @@ def _package_record(record: dict[str, Any]) -> Any:
     )
 
 
+def _rattler_record(record: PackageRecord) -> Any:
+    """The fields of ``record`` a match spec is matched against, as rattler's record."""
+    import rattler
+
+    return rattler.PackageRecord(
+        name=record.name,
+        version=record.version,
+        build=rattler.BuildString(record.build),
+        build_number=record.build_number,
+        subdir=record.subdir or "noarch",
+        depends=list(record.depends),
+        constrains=list(record.constrains),
+    )
+
+
 def unbuilt_sources(
-    sources: Sequence[SourcePackage], injected: Sequence[dict[str, Any]]
+    sources: Sequence[SourcePackage], injected: Sequence[PackageRecord]
 ) -> list[tuple[SourcePackage, str]]:
     """Source packages of a lock that no injected package provides, with the reason.
 
     A package injected under the source package's name (and, if the lock gives one,
     its version) stands for the build pixi would make.
     """
-    by_name = {str(r["name"]): r for r in injected}
+    by_name = {r.name: r for r in injected}
     missing = []
     for source in sources:
         record = by_name.get(source.name)
         if record is None:
             missing.append((source, "not built"))
-        elif source.version is not None and str(record["version"]) != source.version:
-            missing.append((source, f"--inject gives version {record['version']}"))
+        elif source.version is not None and record.version != source.version:
+            missing.append((source, f"--inject gives version {record.version}"))
     return missing
 
 
 def check_sources(
-    sources: Sequence[SourcePackage], injected: Sequence[dict[str, Any]], where: str
+    sources: Sequence[SourcePackage], injected: Sequence[PackageRecord], where: str
 ) -> None:
     """Raise :class:`LockfileError` naming each source package no injected file provides."""
     missing = unbuilt_sources(sources, injected)
@@ -195,12 +214,12 @@ def check_sources(
     )
 
 
-def check_noarch_python(records: Sequence[dict[str, Any]]) -> None:
+def check_noarch_python(records: Sequence[PackageRecord]) -> None:
     """Refuse ``noarch: python`` packages in an environment without a ``python`` package:
     they can only be installed into a python's site-packages."""
-    if any(str(r.get("name")) == "python" for r in records):
+    if any(r.name == "python" for r in records):
         return
-    noarch = [_dist(r) for r in records if r.get("noarch") == "python"]
+    noarch = [r.dist for r in records if r.noarch == "python"]
     if noarch:
         raise IncompleteEnvironmentError(
             f"the environment has noarch python packages but no python package to install "

@@ -19,11 +19,12 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 import zstandard
 
 from portpack.archive import format as fmt
+from portpack.conda.record import PackageRecord
 from portpack.errors import PackageError, UsageError
 from portpack.net.fetch import FileRequest
 from portpack.progress import Reporter
@@ -148,9 +149,9 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def check_python(records: Sequence[dict[str, Any]], wheels: Sequence[Wheel]) -> None:
+def check_python(records: Sequence[PackageRecord], wheels: Sequence[Wheel]) -> None:
     """Wheels need a ``python`` package in the environment to be installed into."""
-    if wheels and not any(r.get("name") == "python" for r in records):
+    if wheels and not any(r.name == "python" for r in records):
         names = ", ".join(w.filename for w in wheels)
         raise UsageError(
             f"the environment has PyPI wheels ({names}) but no python package to install them into",
