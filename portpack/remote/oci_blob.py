@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from portpack.remote._http import NETWORK_ERRORS, BlobIntegrityError, RegistryError, Response
+from portpack.remote._http import (
+    NETWORK_ERRORS,
+    BlobIntegrityError,
+    RegistryError,
+    Response,
+    Transport,
+)
+from portpack.remote.oci_ref import OciRef
 
-if TYPE_CHECKING:
-    from portpack.remote.oci import RegistryClient
+
+class BlobSource(Protocol):
+    """What a blob stream needs of a registry client (:class:`~.oci.RegistryClient`)."""
+
+    ref: OciRef
+    repository: str
+    transport: Transport
+
+    def blob_response(self, digest: str, start: int = 0) -> Response:
+        """``GET`` the blob from byte ``start`` (a 206 answer when ``start`` > 0)."""
+        ...
+
 
 #: Blobs up to this size are read whole and checked before their first byte is handed out.
 SMALL_BLOB = 1 << 20
@@ -30,7 +47,7 @@ class BlobStream:
     A connection cut mid-blob is resumed with a ``Range`` request (bounded retries).
     """
 
-    def __init__(self, client: RegistryClient, digest: str, size: int) -> None:
+    def __init__(self, client: BlobSource, digest: str, size: int) -> None:
         if not is_digest(digest):
             raise RegistryError(
                 f"{client.ref}: unsupported digest {digest[:80]!r} (sha256 only)",
