@@ -1,0 +1,259 @@
+"""A small HTTP/1.1 client on :mod:`http.client` for registries (standard library only).
+
+TLS is verified against the system store (``SSL_CERT_FILE`` is honoured by
+:mod:`ssl`) or a given CA bundle.  Every wait is bounded: connecting and each read
+have a timeout.  Requests are retried a bounded number of times, with backoff, on
+5xx and 429 answers and on cut connections, when their body can be sent again.
+One connection per origin is kept and reused.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from portpack.errors import FetchError
+
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = 60.0
+RETRIES = 4
+#: Longest wait between two attempts (also caps a server's Retry-After).
+MAX_BACKOFF = 20.0
+#: Error bodies and small documents are read at most this far.
+SMALL_BODY = 1 << 16
+_CHUNK = 1 << 20
+#: What a cut or refused connection raises.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, socket.timeout, ssl.SSLError are OSErrors
+    http.client.HTTPException,
+)
+
+
+class RegistryError(FetchError):
+    """A registry answered with an error, could not be reached or sent bad data."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry wants credentials that were not given or refused them."""
+
+
+class NotFoundError(RegistryError):
+    """The repository, tag, manifest or blob does not exist."""
+
+
+class BlobIntegrityError(RegistryError):
+    """A blob's bytes do not match its digest or size."""
+
+
+@dataclass
+class Body:
+    """A request body of known size; ``chunks`` is called again for each attempt."""
+
+    size: int
+    chunks: Callable[[], Iterable[bytes]]
+    replayable: bool = True
+
+    @classmethod
+    def of(cls, data: bytes) -> Body:
+        return cls(len(data), lambda: [data])
+
+
+@dataclass
+class Response:
+    """An answer; read :attr:`raw` (streaming) or :meth:`read_small`, then :meth:`close`."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    raw: http.client.HTTPResponse
+    url: str
+    _release: Callable[[bool], None] = field(repr=False)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def read_small(self, limit: int = SMALL_BODY) -> bytes:
+        """The body, refused if longer than ``limit``; closes the response."""
+        try:
+            data = self.raw.read(limit + 1)
+        except NETWORK_ERRORS as exc:
+            self.close(reuse=False)
+            raise RegistryError(f"{self.url}: connection lost: {exc}", url=self.url) from exc
+        self.close()
+        if len(data) > limit:
+            raise RegistryError(f"{self.url}: answer larger than {limit} bytes", url=self.url)
+        return data
+
+    def close(self, reuse: bool = True) -> None:
+        self._release(reuse and self.raw.isclosed())
+
+
+class Transport:
+    """Sends requests to one or more origins, reusing one connection per origin."""
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        retries: int = RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._ca_bundle = ca_bundle
+        self._context: ssl.SSLContext | None = None
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retries = retries
+        self._sleep = sleep
+        self._idle: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            try:
+                self._context = ssl.create_default_context(cafile=self._ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise RegistryError(f"cannot read the CA bundle {self._ca_bundle}: {exc}") from exc
+        return self._context
+
+    def _connect(self, scheme: str, netloc: str, fresh: bool) -> http.client.HTTPConnection:
+        conn = self._idle.pop((scheme, netloc), None)
+        if conn is not None and not fresh:
+            return conn
+        if conn is not None:
+            conn.close()
+        parsed = urllib.parse.urlsplit(f"{scheme}://{netloc}")
+        host, port = parsed.hostname or "", parsed.port
+        new: http.client.HTTPConnection
+        if scheme == "https":
+            new = http.client.HTTPSConnection(
+                host, port, timeout=self.connect_timeout, context=self.context()
+            )
+        else:
+            new = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        new.connect()
+        if new.sock is not None:
+            new.sock.settimeout(self.read_timeout)
+        return new
+
+    def send(
+        self, method: str, url: str, headers: dict[str, str], body: Body | None = None
+    ) -> Response:
+        """One attempt: send the request and return the answer's status and headers."""
+        parsed = urllib.parse.urlsplit(url)
+        target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        # A body that cannot be sent again gets a new connection: an idle one the server
+        # has closed would fail it after its bytes were taken from the pipe.
+        fresh = body is not None and not body.replayable
+        conn = self._connect(parsed.scheme, parsed.netloc, fresh)
+        try:
+            conn.putrequest(method, target or "/", skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(body.size))
+            elif method in ("PUT", "POST", "PATCH"):
+                conn.putheader("Content-Length", "0")
+            conn.endheaders()
+            if body is not None:
+                _send_body(conn, body)
+            raw = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        key = (parsed.scheme, parsed.netloc)
+
+        def release(reuse: bool) -> None:
+            if reuse and not raw.will_close:
+                old = self._idle.pop(key, None)
+                if old is not None:
+                    old.close()
+                self._idle[key] = conn
+            else:
+                conn.close()
+
+        if method == "HEAD":
+            raw.read()
+        return Response(raw.status, raw.headers, raw, url, release)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body | None = None,
+        *,
+        what: str,
+        retries: int | None = None,
+    ) -> Response:
+        """Send with bounded retries on 5xx, 429 and cut connections.
+
+        A body that cannot be sent again (read from a pipe) is not retried once sent.
+        ``what`` names the operation in errors (never a credential).
+        """
+        attempt = 0
+        limit = self.retries if retries is None else retries
+        while True:
+            attempt += 1
+            last = attempt > limit or (body is not None and not body.replayable)
+            try:
+                response = self.send(method, url, headers, body)
+            except NETWORK_ERRORS as exc:
+                if last:
+                    raise RegistryError(
+                        f"{what}: cannot reach {_origin(url)}: {_reason(exc)}", url=url
+                    ) from exc
+                self._sleep(_backoff(attempt, None))
+                continue
+            if (response.status >= 500 or response.status == 429) and not last:
+                retry_after = response.header("Retry-After")
+                response.raw.read(SMALL_BODY)
+                response.close()
+                self._sleep(_backoff(attempt, retry_after))
+                continue
+            return response
+
+    def close(self) -> None:
+        for conn in self._idle.values():
+            conn.close()
+        self._idle.clear()
+
+
+def _send_body(conn: http.client.HTTPConnection, body: Body) -> None:
+    sent = 0
+    for chunk in body.chunks():
+        sent += len(chunk)
+        if sent > body.size:
+            raise RegistryError(f"internal error: body longer than {body.size} bytes")
+        conn.send(chunk)
+    if sent != body.size:
+        raise RegistryError(f"internal error: body of {sent} bytes, {body.size} announced")
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after.strip()), MAX_BACKOFF)
+    return min(0.25 * 2.0 ** (attempt - 1), MAX_BACKOFF)
+
+
+def _origin(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({exc.verify_message})"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def read_chunks(response: Response, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """The body of ``response`` in chunks (network errors propagate)."""
+    while data := response.raw.read(chunk):
+        yield data
