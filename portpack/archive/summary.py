@@ -21,6 +21,7 @@ from portpack.archive.sfx import skip_header
 from portpack.conda.info import PackageInfo, read_info
 from portpack.errors import ArchiveError, PackageError, UsageError
 from portpack.streams import looks_like_tar, sniff
+from portpack.units import human_bytes
 
 if TYPE_CHECKING:
     import tarfile
@@ -106,15 +107,8 @@ class ArchiveSummary:
 
 
 def human_size(n: int | None) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+    """``1536`` -> ``1.5 KiB`` (:func:`portpack.units.human_bytes`); unknown: ``?``."""
+    return "?" if n is None else human_bytes(n)
 
 
 def _version_key(version: str) -> tuple[int, ...]:

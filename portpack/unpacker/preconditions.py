@@ -8,6 +8,7 @@ import re
 from portpack._platform import UNPACKABLE_PLATFORMS, current_platform, host_glibc_version
 from portpack.archive import format as fmt
 from portpack.errors import PreconditionError
+from portpack.units import human_bytes
 
 _CONSTRAINT = re.compile(r"^(>=|<=|==|!=|>|<|=)?\s*([0-9][0-9A-Za-z.*_+]*)$")
 
@@ -80,22 +81,10 @@ def check_disk_space(installed_size: int, target_dir: str) -> None:
     free = stats.f_bavail * stats.f_frsize
     if free < installed_size:
         raise PreconditionError(
-            f"{target_dir} has {human_size(free)} free but the environment needs "
-            f"{human_size(installed_size)} ({installed_size} bytes)",
+            f"{target_dir} has {human_bytes(free)} free but the environment needs "
+            f"{human_bytes(installed_size)} ({installed_size} bytes)",
             hint="Free some space or unpack elsewhere.",
         )
-
-
-def human_size(size: int) -> str:
-    """``1536`` -> ``"1.5 KiB"``; ``0`` -> ``"0 bytes"``."""
-    if size < 1024:
-        return f"{size} bytes"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        value /= 1024
-        if value < 1024 or unit == "PiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def version_matches(version: str, spec: str) -> bool:
