@@ -395,19 +395,22 @@ def test_noexec_temporary_directory_is_explained(env_sh: Path, tmp_path: Path) -
 
 
 def _unpack_path_imports() -> tuple[set[str], set[str]]:
-    """Modules of portpack reachable from the self-extractor's entry, and the top-level
-    standard library modules they import (at any depth, outside TYPE_CHECKING)."""
+    """Modules of portpack reachable from the self-extractor's entry (the sh header runs
+    ``portpack.cli.unpack.self_extracting_main``), and the top-level standard library
+    modules they import (at any depth, outside TYPE_CHECKING)."""
     import ast
 
-    package = Path(portpack.__file__).parent
-    # (portpack/__init__.py imports the unpack side at the top, the pack side lazily)
-    todo, seen, stdlib = ["sfx", "unpack_cli", "unpacking"], set(), set()
+    root = Path(portpack.__file__).parent.parent
+    todo, seen, stdlib = ["portpack.cli.unpack", "portpack.unpacker.streaming"], set(), set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        tree = ast.parse((package / f"{name}.py").read_text())
+        path = root / name.replace(".", "/")
+        tree = ast.parse(
+            (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+        )
         skip = {
             id(node)
             for node in ast.walk(tree)
@@ -417,15 +420,20 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    todo.append(node.module.split(".")[0])
-                else:
-                    todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                stdlib.add(node.module.split(".")[0])
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] != "portpack":
+                    stdlib.add(node.module.split(".")[0])
+                    continue
+                todo.append(node.module)
+                for alias in node.names:  # ``from portpack.archive import format``
+                    if (root / node.module.replace(".", "/") / f"{alias.name}.py").is_file():
+                        todo.append(f"{node.module}.{alias.name}")
             elif isinstance(node, ast.Import):
-                stdlib.update(alias.name.split(".")[0] for alias in node.names)
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "portpack":
+                        todo.append(alias.name)
+                    else:
+                        stdlib.add(alias.name.split(".")[0])
     return seen, stdlib & set(sys.stdlib_module_names)
 
 
@@ -443,8 +451,19 @@ def test_bootstrap_keeps_the_python_packages_own_libraries() -> None:
 def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
     """The bootstrap leaves parts of the standard library out; none the unpacker needs."""
     modules, stdlib = _unpack_path_imports()
-    assert {"unpacking", "archive_reader", "linker", "sfx"} <= modules
-    assert not {"cli", "packing", "selfextract", "solve"} & modules  # pack side stays out
+    assert {
+        "portpack.unpacker.streaming",
+        "portpack.archive.reader",
+        "portpack.install.linker",
+        "portpack.archive.sfx",
+    } <= modules
+    pack_side = {
+        "portpack.cli.commands",
+        "portpack.packer.packing",
+        "portpack.packer.selfextract",
+        "portpack.resolve.solve",
+    }
+    assert not pack_side & modules  # pack side stays out
     version = (sys.version_info.major, sys.version_info.minor)
     base = Path(sys.base_prefix) / "lib" / f"python{PY}"
     dropped = []

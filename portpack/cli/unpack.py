@@ -1,6 +1,7 @@
 """``portpack unpack``: the command line of the unpacker, on the standard library only.
 
-It is also what a self-extracting archive runs on a target without portpack.
+It is also what a self-extracting archive runs on a target without portpack
+(:func:`self_extracting_main`).
 """
 
 from __future__ import annotations
@@ -251,6 +252,20 @@ def main(
         print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
+
+
+def self_extracting_main(argv: Sequence[str] | None = None) -> int:
+    """Run inside a self-extracting archive: ``argv`` is the file's path, then its options.
+
+    The archive's sh header (``portpack/sfx_header.sh``) calls this with the bootstrap
+    Python after extracting it.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("portpack: error: the self-extracting archive's path is missing", file=sys.stderr)
+        return 2
+    path = args[0]
+    return main(args[1:], prog=os.path.basename(path) or path, archive=path)
 
 
 if __name__ == "__main__":
