@@ -19,8 +19,8 @@ from portpack.archive import format as fmt
 from portpack.archive.reader import open_metadata
 from portpack.archive.sfx import skip_header
 from portpack.conda.info import PackageInfo, read_info
+from portpack.conda.tarstream import looks_like_tar, sniff
 from portpack.errors import ArchiveError, PackageError, UsageError
-from portpack.streams import looks_like_tar, sniff
 from portpack.units import human_bytes
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from portpack.archive.directory import is_archive_directory, open_directory
 from portpack.archive.reader import ArchiveReader
 from portpack.archive.sfx import skip_header
 from portpack.conda.info import read_info
+from portpack.conda.tarstream import looks_like_tar, sniff
 from portpack.errors import ArchiveError, InstallError, UsageError
 from portpack.install.activation import (
     DEFAULT_SHELL,
@@ -36,7 +37,6 @@ from portpack.install.destination import Destination
 from portpack.install.linker import LinkContext, LinkedPackage, link_package
 from portpack.install.noarch import PythonInfo
 from portpack.progress import Reporter
-from portpack.streams import looks_like_tar, sniff
 from portpack.unpacker import preconditions
 
 if TYPE_CHECKING:
