@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -75,11 +74,13 @@ def unpack(
     shell: str = DEFAULT_SHELL,
     reporter: Reporter | None = None,
 ) -> UnpackResult:
-    """Unpack ``archive`` (a path, ``"-"`` for stdin, or a binary stream) into
+    """Unpack ``archive`` (a path or a binary stream, read front to back) into
     ``output_dir/env_name`` and write the activation script for ``shell`` into
     ``output_dir`` (``activate.sh`` for bash and zsh).
 
-    ``archive`` is a portpack archive or a pixi-pack archive (a plain tar).
+    ``archive`` is a portpack archive, a self-extracting one, a folder written by
+    ``pack --directory-only`` or a pixi-pack archive (a plain tar). The path ``-`` is
+    a file named ``-``: the command line reads standard input itself and passes a stream.
     Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
     then leaves no partial environment behind.
     """
@@ -208,7 +209,7 @@ def _totals(meta: fmt.Metadata) -> tuple[int, int]:
 
 def _size_of(archive: str | os.PathLike[str] | BinaryIO) -> int | None:
     """The size of an archive file, None for a pipe, a stream or a folder."""
-    if not isinstance(archive, (str, os.PathLike)) or str(archive) == "-":
+    if not isinstance(archive, (str, os.PathLike)):
         return None
     try:
         info = os.stat(archive)
@@ -279,20 +280,14 @@ def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple
 
 def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
     if isinstance(archive, (str, os.PathLike)):
-        if str(archive) == "-":
-            # Unbuffered, not sys.stdin.buffer: an interrupted unpack may exit while the
-            # reader thread still waits in read(), and a BufferedReader's lock held by
-            # that thread makes the interpreter abort at exit ("could not acquire lock
-            # for <stdin> at interpreter shutdown").
-            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
-            return stack.enter_context(stdin), "<stdin>"
         if is_archive_directory(archive):  # written by pack --directory-only
             return stack.enter_context(open_directory(archive)), str(archive)
         try:
             return stack.enter_context(open(archive, "rb", buffering=0)), str(archive)
         except OSError as exc:
             raise UsageError(f"cannot open archive {archive}: {exc.strerror or exc}") from exc
-    return archive, getattr(archive, "name", "<stream>")
+    name = getattr(archive, "name", None)
+    return archive, name if isinstance(name, str) else "<stream>"
 
 
 def _check_target(prefix: Path, force: bool) -> _Target:
