@@ -176,15 +176,15 @@ def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> Archiv
     packages = []
     for entry in meta.packages:
         record = entry.record
-        file_size = record.get("size")
+        file_size = record.size
         packages.append(
             PackageSummary(
                 name=entry.name,
-                version=str(record["version"]),
-                build=str(record["build"]),
-                subdir=str(record.get("subdir", "")),
+                version=record.version,
+                build=record.build,
+                subdir=record.subdir,
                 size=file_size
-                if isinstance(file_size, int)
+                if file_size is not None
                 else entry.info.zst_size + entry.payload.zst_size,
                 installed_size=entry.installed_size,
             )

@@ -21,7 +21,8 @@ from portpack._version import __version__
 from portpack.archive import format as fmt
 from portpack.archive.segments import AnalysisCache, AnalyzedPackage, analyze
 from portpack.archive.writer import write_archive, write_directory
-from portpack.errors import UsageError
+from portpack.conda.record import PackageRecord
+from portpack.errors import PackageError, UsageError
 from portpack.net.auth import strip_record
 from portpack.net.config import load_network_config
 from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
@@ -651,7 +652,10 @@ def build_metadata(
     for record, pkg in zip(records, packages, strict=True):
         entry = fmt.PackageEntry(
             stem=_stem(str(record["fn"])),
-            record=strip_record(record),  # no credentials in the archive or conda-meta
+            # no credentials in the archive or conda-meta
+            record=PackageRecord.from_json(
+                strip_record(record), "the locked records", PackageError
+            ),
             info=pkg.info_segment,
             payload=pkg.payload_segment,
             installed_size=pkg.info.installed_size,

@@ -22,6 +22,7 @@ from portpack.archive.directory import is_archive_directory, open_directory
 from portpack.archive.reader import ArchiveReader
 from portpack.archive.sfx import skip_header
 from portpack.conda.info import read_info
+from portpack.conda.record import PackageRecord
 from portpack.conda.tarstream import looks_like_tar, sniff
 from portpack.errors import ArchiveError, InstallError, UsageError
 from portpack.install.activation import (
@@ -132,14 +133,17 @@ def _unpack(
                 name,
                 target,
                 _Finish(run_link_scripts, shell),
-                lambda dest: pixipack_read.install(
-                    stream,
+                lambda dest: _typed(
+                    pixipack_read.install(
+                        stream,
+                        name,
+                        dest,
+                        str(prefix),
+                        strict=strict,
+                        reporter=reporter,
+                        wheel_installer=_pixi_pack_wheels(str(prefix), reporter, wheels),
+                    ),
                     name,
-                    dest,
-                    str(prefix),
-                    strict=strict,
-                    reporter=reporter,
-                    wheel_installer=_pixi_pack_wheels(str(prefix), reporter, wheels),
                 ),
             )
         else:
@@ -162,7 +166,15 @@ def _unpack(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-Installed = list[tuple[dict[str, Any], LinkedPackage]]
+Installed = list[tuple[PackageRecord, LinkedPackage]]
+
+
+def _typed(records: list[tuple[dict[str, Any], LinkedPackage]], name: str) -> Installed:
+    """pixipack returns its records as JSON: typed here, at the boundary."""
+    return [
+        (PackageRecord.from_json(record, f"{name}, the record of {pkg.dist}"), pkg)
+        for record, pkg in records
+    ]
 
 
 @dataclass
@@ -500,10 +512,10 @@ def _write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Pa
     return outside.write_text(out / script_name(shell), activation_script(str(prefix), shell))
 
 
-def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
+def _run_link_scripts(prefix: Path, records: list[PackageRecord]) -> None:
     """Run ``bin/.<name>-post-link.sh`` of each package, as conda does (opt-in)."""
     for record in records:
-        name = str(record["name"])
+        name = record.name
         script = prefix / "bin" / f".{name}-post-link.sh"
         if not script.is_file():
             continue
@@ -511,8 +523,8 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
         env.update(
             PREFIX=str(prefix),
             PKG_NAME=name,
-            PKG_VERSION=str(record["version"]),
-            PKG_BUILDNUM=str(record.get("build_number", 0)),
+            PKG_VERSION=record.version,
+            PKG_BUILDNUM=str(record.build_number),
             PATH=f"{prefix}/bin:{env.get('PATH', '')}",
         )
         import subprocess  # only for --run-link-scripts: keeps start-up short
@@ -527,8 +539,7 @@ def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
         )
         if result.returncode:
             raise InstallError(
-                f"the post-link script of package {name}-{record['version']}-"
-                f"{record['build']} failed "
+                f"the post-link script of package {record.dist} failed "
                 f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
                 hint="The new environment was removed and what was at its place before "
                 "was kept. Unpack without --run-link-scripts to skip the script.",
