@@ -15,7 +15,8 @@ Measured (median of ``--runs``, each into an empty cache):
     disk, sha256 checked, renamed into the cache.
 ``sequential``
     one keep-alive connection, one file after the other, streamed to disk with the
-    same sha256 check (httpx).  Run once: it is slow and steady.
+    same sha256 check (the standard library's ``http.client``).  Run once: it is slow and
+    steady.
 ``ideal``
     ``total bytes / min(loopback bandwidth, concurrency x cap)`` plus one round of
     latency per request each connection makes (``ceil(count / concurrency)`` rounds):
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -38,14 +40,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from portpack.conda.record import PackageRecord  # noqa: E402
 from portpack.net.fetch import Fetcher  # noqa: E402
 
 MB = 1 << 20
@@ -99,7 +102,8 @@ def with_urls(records: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
 def run_portpack(records: list[dict[str, Any]], concurrency: int, work: Path) -> float:
     cache = Path(tempfile.mkdtemp(dir=work, prefix="cache-"))
     start = time.perf_counter()
-    Fetcher(cache, concurrency).fetch_all(records)
+    typed = [PackageRecord.from_json(r, "the benchmark") for r in records]
+    Fetcher(cache, concurrency).fetch_all(typed)
     elapsed = time.perf_counter() - start
     shutil.rmtree(cache)
     return elapsed
@@ -108,21 +112,36 @@ def run_portpack(records: list[dict[str, Any]], concurrency: int, work: Path) ->
 def run_sequential(records: list[dict[str, Any]], work: Path) -> float:
     out = Path(tempfile.mkdtemp(dir=work, prefix="seq-"))
     start = time.perf_counter()
-    with httpx.Client(timeout=60, trust_env=False) as client:
+    conn = _connection(records[0]["url"])
+    try:
         for record in records:
             digest = hashlib.sha256()
-            with (
-                client.stream("GET", record["url"]) as response,
-                open(out / record["fn"], "wb") as fh,
-            ):
-                response.raise_for_status()
-                for chunk in response.iter_raw():
+            with open(out / record["fn"], "wb") as fh:
+                for chunk in _get(conn, record["url"]):
                     digest.update(chunk)
                     fh.write(chunk)
             assert digest.hexdigest() == record["sha256"]
+    finally:
+        conn.close()
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     return elapsed
+
+
+def _connection(url: str) -> http.client.HTTPConnection:
+    """One keep-alive connection to the server of ``url``."""
+    parsed = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=60)
+
+
+def _get(conn: http.client.HTTPConnection, url: str) -> Iterator[bytes]:
+    """The body of ``url`` on ``conn``, as it arrives."""
+    conn.request("GET", urllib.parse.urlsplit(url).path)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"{url}: HTTP {response.status}")
+    while chunk := response.read(256 << 10):  # closes the response at its end
+        yield chunk
 
 
 def loopback_bandwidth(work: Path, size: int) -> float:
@@ -133,14 +152,15 @@ def loopback_bandwidth(work: Path, size: int) -> float:
     server = Server(big, 0.0, None)
     try:
         best = 0.0
-        with httpx.Client(timeout=60, trust_env=False) as client:
+        url = f"{server.url}noarch/big.bin"
+        conn = _connection(url)
+        try:
             for _ in range(5):
                 start = time.perf_counter()
-                got = 0
-                with client.stream("GET", f"{server.url}noarch/big.bin") as response:
-                    for chunk in response.iter_raw():
-                        got += len(chunk)
+                got = sum(len(chunk) for chunk in _get(conn, url))
                 best = max(best, got / (time.perf_counter() - start))
+        finally:
+            conn.close()
         return best
     finally:
         server.close()

@@ -2,7 +2,8 @@
 
 Used by the fetcher tests and ``benchmarks/bench_fetch.py``.  Features:
 
-* HTTP/1.1 with keep-alive, ``Range: bytes=N-`` requests (206) and ``ETag``.
+* HTTP/1.1 with keep-alive, ``Range: bytes=N-`` requests (206) and ``ETag``; a path
+  ending in ``/`` is answered with that directory's ``index.html``.
 * Faults queued per file name, one consumed per request (:meth:`FaultServer.fail`):
   :class:`Status` (e.g. 500, or 429 with ``Retry-After``), :class:`Drop` (reset the
   connection mid-body), :class:`Short` (close cleanly before ``Content-Length``),
@@ -214,6 +215,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._status(record, fault.code, extra=extra)
             return
         file = (fs.root / path.lstrip("/")).resolve()
+        if path.endswith("/"):  # a directory's page, as a static server answers it
+            file = file / "index.html"
         if fs.root not in file.parents or not file.is_file():
             self._status(record, 404)
             return

@@ -14,6 +14,7 @@ from typing import Any
 
 import portpack
 from faultserver import Fault, FaultServer
+from portpack.conda.record import PackageRecord
 from portpack.resolve.lockfile import read_lock
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
@@ -45,7 +46,12 @@ class LockTemplate:
         return path
 
     def records(self, path: Path) -> list[dict[str, Any]]:
-        return read_lock(path, "default", "linux-64").records
+        return [r.to_json() for r in read_lock(path, "default", "linux-64").records]
+
+
+def typed(records: Sequence[dict[str, Any]]) -> list[PackageRecord]:
+    """Lock records (dicts, which tests edit) as the fetcher takes them."""
+    return [PackageRecord.from_json(r, "the test's lock") for r in records]
 
 
 def cache_entries(cache: Path) -> list[Path]:

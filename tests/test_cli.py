@@ -92,7 +92,6 @@ def test_unpack_imports_only_what_it_needs(fixture_channel: Path, tmp_path: Path
     avoided = (
         "click",
         "rattler",
-        "httpx",
         "urllib3",
         "yaml",
         "tarfile",

@@ -24,6 +24,7 @@ from fetchsupport import (
     cache_entries,
     part_files,
     sha256,
+    typed,
 )
 from portpack.net.fetch import Fetcher
 from portpack.progress import Reporter
@@ -172,7 +173,7 @@ def test_stalled_response_times_out_and_is_retried(
     server.fail(HELLO, Stall(3.0))
     records = _records(template, server, tmp_path)
     fetcher = Fetcher(tmp_path / "cache", 4, timeout=0.5, backoff=0.01)
-    paths = fetcher.fetch_all(records)
+    paths = fetcher.fetch_all(typed(records))
     assert [sha256(p) for p in paths] == [r["sha256"] for r in records]
     assert len(server.requests_for(HELLO)) == 2
 
@@ -226,7 +227,7 @@ def test_gives_up_after_the_retries_naming_package_url_and_reason(
     records = _records(template, server, tmp_path)
     fetcher = Fetcher(tmp_path / "cache", 4, retries=2, backoff=0.01)
     with pytest.raises(portpack.FetchError) as info:
-        fetcher.fetch_all(records)
+        fetcher.fetch_all(typed(records))
     message = str(info.value)
     assert "hello-c-1.0-hb0f4dca_0" in message and f"{server.url}linux-64/{HELLO}" in message
     assert "HTTP 502" in message and "gave up after 3 attempts" in message
@@ -295,7 +296,7 @@ def test_lock_with_unsafe_file_name_is_refused(
     records = _records(template, server, tmp_path)
     records[0]["fn"] = "../../escape.conda"
     with pytest.raises(portpack.PackageError, match=r"invalid file name '\.\./\.\./escape"):
-        Fetcher(tmp_path / "cache").fetch_all(records)
+        Fetcher(tmp_path / "cache").fetch_all(typed(records))
     assert server.requests == []
 
 
@@ -305,11 +306,11 @@ def test_md5_is_checked_when_the_lock_has_no_sha256(
     records = _records(template, server, tmp_path)
     for record in records:
         del record["sha256"]
-    paths = Fetcher(tmp_path / "cache", 4).fetch_all(records)
+    paths = Fetcher(tmp_path / "cache", 4).fetch_all(typed(records))
     assert len(paths) == 4
     records[0]["md5"] = "0" * 32
     with pytest.raises(portpack.FetchError, match=r"md5 [0-9a-f]{32}, expected 0{32}"):
-        Fetcher(tmp_path / "other", 4).fetch_all(records[:1])
+        Fetcher(tmp_path / "other", 4).fetch_all(typed(records[:1]))
 
 
 def test_default_cache_follows_xdg_cache_home(

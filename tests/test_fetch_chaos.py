@@ -41,10 +41,12 @@ from fetchsupport import (
     policy_config,
     run_pack,
     sha256,
+    typed,
 )
 from portpack.install.verify import verify
-from portpack.net.config import FetchPolicy, NetworkConfig, Transport, load_network_config
+from portpack.net.config import FetchPolicy, NetworkConfig, load_network_config
 from portpack.net.fetch import Fetcher
+from portpack.net.transport import Transport
 from portpack.progress import Reporter
 
 COUNT = 50
@@ -167,7 +169,7 @@ def test_every_kind_of_failure_gives_the_only_connection_back(
                 fault = Redirect(f"noarch/{name}", endless=True)
             server.fail(name, fault)
         fetcher = Fetcher(tmp_path / "cache", 1, network=NetworkConfig(policy=policy))
-        paths = fetcher.fetch_all(records)
+        paths = fetcher.fetch_all(typed(records))
         failed = [r for r in server.requests if r.fault is not None]
     assert [sha256(p) for p in paths] == [r["sha256"] for r in records]
     assert len(failed) == len(faults)
@@ -287,7 +289,7 @@ def _fetch_one(
     record = template.records(lock)[0]
     reporter = Retries()
     fetcher = Fetcher(tmp / "cache", 1, reporter, network=NetworkConfig(policy=policy))
-    (path,) = fetcher.fetch_all([record])
+    (path,) = fetcher.fetch_all(typed([record]))
     return path, record, reporter
 
 
@@ -339,10 +341,10 @@ def test_redirects_are_followed_without_reading_bodies_and_loops_end(
         server.fail(first, Redirect(f"noarch/{first}", endless=True))
         server.fail(second, *[Redirect(f"noarch/{second}", status=307)] * 30)
         fetcher = Fetcher(tmp_path / "cache", 2, retries=0)
-        (path,) = fetcher.fetch_all(records[:1])
+        (path,) = fetcher.fetch_all(typed(records[:1]))
         assert sha256(path) == records[0]["sha256"]
         with pytest.raises(portpack.FetchError) as info:
-            fetcher.fetch_all(records[1:2])
+            fetcher.fetch_all(typed(records[1:2]))
         assert len(server.requests_for(second)) == 11  # the first and ten redirects
     message = str(info.value)
     assert f"package {second[: -len('.conda')]}" in message and "more than 10 redirects" in message
@@ -364,7 +366,7 @@ def test_a_redirect_to_another_origin_does_not_carry_the_credentials(
         name = str(record["fn"])
         origin.fail(name, Redirect(f"{other.url}noarch/{name}"))
         network = load_network_config(auth_file=auth)
-        (path,) = Fetcher(tmp_path / "cache", 1, network=network).fetch_all([record])
+        (path,) = Fetcher(tmp_path / "cache", 1, network=network).fetch_all(typed([record]))
         assert origin.requests_for(name)[0].headers["Authorization"] == f"Bearer {TOKEN}"
         assert "Authorization" not in other.requests_for(name)[0].headers
     assert sha256(path) == record["sha256"]
@@ -445,7 +447,7 @@ def test_retry_deadline_ends_the_retries_before_the_count_does(
         record = template.records(template.write(tmp_path / "l", server.url))[0]
         fetcher = Fetcher(tmp_path / "cache", 1, network=NetworkConfig(policy=policy))
         with pytest.raises(portpack.FetchError) as info:
-            fetcher.fetch_all([record])
+            fetcher.fetch_all(typed([record]))
         attempts = len(server.requests)
     # Waits of 0.1-0.2 s: at most six attempts fit before the 0.5 s deadline.
     assert 2 <= attempts <= 6
@@ -472,7 +474,7 @@ def test_local_files_that_would_block_are_refused_at_once(
     record = template.records(template.write(tmp_path / "l", "http://unused.invalid/"))[0]
     record["url"] = fifo.as_uri()
     with pytest.raises(portpack.FetchError) as info:
-        Fetcher(cache, 1).fetch_all([record])
+        Fetcher(cache, 1).fetch_all(typed([record]))
     assert f"cannot read package {record['name']}-1.0-0 from {fifo}: not a regular file" in str(
         info.value
     )
@@ -510,7 +512,7 @@ def test_a_tls_handshake_that_never_comes_is_ended_by_the_connect_timeout(
         try:
             with pytest.raises(portpack.FetchError) as info:
                 Fetcher(tmp_path / "cache", 1, network=NetworkConfig(policy=policy)).fetch_all(
-                    [record]
+                    typed([record])
                 )
         finally:
             done.set()

@@ -18,7 +18,7 @@ import trustme
 
 import portpack
 from faultserver import Basic, Bearer, CondaToken, FaultServer, Status, Wrong, closed_port_url
-from fetchsupport import SMALL_SPECS, LockTemplate, archive_bytes, assert_cache_sound
+from fetchsupport import SMALL_SPECS, LockTemplate, archive_bytes, assert_cache_sound, typed
 from portpack.net.auth import Credentials, redact, strip_credentials
 from portpack.net.config import load_network_config
 from portpack.net.fetch import Fetcher
@@ -335,7 +335,7 @@ def test_http_proxy_from_the_environment_is_used(
         monkeypatch.setenv("NO_PROXY", "channel.example.invalid")
         fetcher = Fetcher(tmp_path / "c2", retries=0)
         with pytest.raises(portpack.FetchError, match="cannot connect"):
-            fetcher.fetch_all(template.records(tmp_path / "env.lock"))
+            fetcher.fetch_all(typed(template.records(tmp_path / "env.lock")))
         assert len(proxy.requests) == 4
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from faultserver import CondaToken, FaultServer, Status
-from fetchsupport import REPO_ROOT, SMALL_SPECS, LockTemplate
+from fetchsupport import REPO_ROOT, SMALL_SPECS, LockTemplate, typed
 from portpack.cli.terminal import TerminalReporter
 from portpack.net.fetch import Fetcher
 from portpack.units import human_bytes
@@ -48,7 +48,7 @@ def test_terminal_shows_counts_bytes_rate_and_masked_retries(
         server.fail(HELLO, Status(503))
         screen = Terminal()
         Fetcher(tmp_path / "cache", 4, TerminalReporter(stream=screen), backoff=0.01).fetch_all(
-            records
+            typed(records)
         )
     shown = screen.getvalue()
     assert "Fetching [0/4]" in shown
@@ -67,7 +67,7 @@ def test_not_a_terminal_or_quiet_shows_nothing_but_warnings(
         records = template.records(template.write(tmp_path / "env.lock", server.url))
         for stream, quiet in ((io.StringIO(), False), (Terminal(), True)):
             reporter = TerminalReporter(quiet, stream=stream)
-            Fetcher(tmp_path / "cache", reporter=reporter).fetch_all(records)
+            Fetcher(tmp_path / "cache", reporter=reporter).fetch_all(typed(records))
             reporter.warning("something to know")
             assert stream.getvalue() == "portpack: warning: something to know\n"
 

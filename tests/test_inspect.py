@@ -16,6 +16,7 @@ from pixipack_archive import build_pixi_pack
 import portpack
 from portpack.archive.sfx import MAGIC, SHEBANG
 from portpack.archive.summary import min_glibc
+from portpack.errors import ArchiveError
 from portpack.resolve.locking import locked_records
 from support.channel import index_channel
 from support.pkgwriter import PackageSpec, write_conda
@@ -71,7 +72,8 @@ def archives(glibc_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         platforms=["linux-64"],
         output=work / "l.lock",
     )
-    _, records = locked_records((), lockfile=lock, platform="linux-64")
+    _, locked = locked_records((), lockfile=lock, platform="linux-64")
+    records = [r.to_json() for r in locked]
     cache = work / "cache"
     portpack.pack(lockfile=lock, output=work / "env.tar", cache_dir=cache)
     portpack.pack(
@@ -217,7 +219,21 @@ def test_bad_input_is_one_paragraph_naming_the_file(tmp_path: Path) -> None:
         (["__glibc >2.12|>=2.5"], "2.5"),
         (["__glibc <3"], None),
         (["__cuda >=12", "python"], None),
+        (["__glibc>=2.17", "__glibc >=2.9"], "2.17"),  # conda's order: 2.9 < 2.17
+        (["__glibc >=2.17,<3.0.a0 0"], "2.17"),  # a build string after the version
+        (["__glibc (>=2.28|>=2.17),<3"], "2.17"),
+        (["__glibc >=2.17|<2"], None),
+        (["__glibc", "__glibc *"], None),
+        (["foo[version='>=1']", "__glibc >=2.12"], "2.12"),  # others are not read
     ],
 )
 def test_min_glibc(depends: list[str], expected: str | None) -> None:
     assert min_glibc(depends) == expected
+
+
+@pytest.mark.parametrize("dep", ["__glibc >=2.17,,", "__glibc 1.*.3", "__glibc[version='>=2']"])
+def test_min_glibc_refuses_what_it_cannot_read(dep: str) -> None:
+    with pytest.raises(ArchiveError) as info:
+        min_glibc(["python", dep], "env.tar")
+    assert str(info.value).startswith("env.tar: ")
+    assert "\n" not in str(info.value)

@@ -12,8 +12,16 @@ import pytest
 import rattler
 
 import portpack
-from portpack.errors import IncompleteEnvironmentError, LockfileError, PreconditionError
+from portpack.conda.record import PackageRecord
+from portpack.errors import (
+    IncompleteEnvironmentError,
+    LockfileError,
+    PreconditionError,
+    SolveError,
+    UsageError,
+)
 from portpack.resolve.lockfile import read_lock
+from portpack.resolve.locking import locked_records
 
 DATA = Path(__file__).parent / "data"
 PORTPACK = [sys.executable, "-m", "portpack"]
@@ -244,7 +252,7 @@ def _built(tmp_path: Path, name: str, version: str, depends: list[str]) -> Path:
 
 def test_source_packages_are_read_from_the_lock(source_lock: Path) -> None:
     locked = read_lock(source_lock, "default", "linux-64")
-    assert [r["name"] for r in locked.records] == ["actpkg"]
+    assert [r.name for r in locked.records] == ["actpkg"]
     assert [s.describe() for s in locked.sources] == [
         "mysrc 0.1.0 h1234_0 (conda: .)",
         "mytool 2.0 h5678_0 (conda: ./tools)",
@@ -339,3 +347,83 @@ def test_noarch_python_without_python_is_refused_at_pack_time(
     assert "noarch python packages but no python package" in str(info.value)
     assert "greetlib-1.0-0" in str(info.value)
     assert not (tmp_path / "x.tar").exists()
+
+
+# -- typed records and atomic writing ---------------------------------------------------------
+
+
+def test_read_lock_gives_typed_records_dependencies_first(
+    fixture_channel: Path, tmp_path: Path
+) -> None:
+    lock = render("pixi-v6.lock.in", fixture_channel, tmp_path / "pixi.lock")
+    locked = read_lock(lock, "extra", "linux-64")
+    assert all(isinstance(r, PackageRecord) for r in locked.records)
+    by_name = {r.name: r for r in locked.records}
+    repodata = json.loads((fixture_channel / "noarch" / "repodata.json").read_text())
+    published = {r["name"]: r for r in repodata["packages.conda"].values()}
+    for name, record in by_name.items():
+        assert record.sha256 == published[name]["sha256"]
+        assert record.dist == f"{name}-{record.version}-{record.build}"
+        assert record.url is not None and record.url.startswith(fixture_channel.as_uri())
+        assert record.to_json()["fn"] == record.fn  # the JSON behind it is kept whole
+    seen: set[str] = set()
+    for record in locked.records:  # every dependency in the set comes before its dependent
+        needs = {d.split()[0] for d in record.depends} & set(by_name)
+        assert needs <= seen, (record.name, needs - seen)
+        seen.add(record.name)
+
+
+def test_locked_records_of_a_solve_are_typed(fixture_channel: Path) -> None:
+    _, records = locked_records(["actpkg"], channels=[str(fixture_channel)])
+    assert [r.name for r in records] == ["actpkg"]
+    assert isinstance(records[0], PackageRecord) and records[0].subdir == "noarch"
+
+
+def test_lock_writes_whole_or_nothing(fixture_channel: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir" / "env.lock"
+    written = portpack.lock(["actpkg"], channels=[str(fixture_channel)], output=out)
+    assert written == out and [r.name for r in read_lock(out, "default", _here()).records] == [
+        "actpkg"
+    ]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["env.lock"]  # no temp file left
+    before = out.read_bytes()
+    with pytest.raises(SolveError):
+        portpack.lock(["no-such-package"], channels=[str(fixture_channel)], output=out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["env.lock"]
+
+
+def test_a_failed_lock_write_leaves_nothing(fixture_channel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.mkdir()  # the output is a directory: refused, and nothing is written
+    (target / "keep").write_text("x")
+    with pytest.raises(UsageError):
+        portpack.lock(["actpkg"], channels=[str(fixture_channel)], output=target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert sorted(p.name for p in target.iterdir()) == ["keep"]
+
+
+def _here() -> str:
+    from portpack._platform import current_platform
+
+    return current_platform()
+
+
+def test_a_lock_write_that_fails_midway_leaves_the_old_lock(
+    fixture_channel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cannot be had here: the writer is made to fail after half a file."""
+    import errno
+
+    out = tmp_path / "env.lock"
+    out.write_text("the old lock\n")
+
+    def half_then_full(self: rattler.LockFile, path: object) -> None:
+        Path(str(path)).write_text("version: 6\nenvironments:\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rattler.LockFile, "to_path", half_then_full)
+    with pytest.raises(UsageError, match=r"env\.lock"):
+        portpack.lock(["actpkg"], channels=[str(fixture_channel)], output=out)
+    assert out.read_text() == "the old lock\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env.lock"]

@@ -938,11 +938,11 @@ _ROOT = st.fixed_dictionaries(
 def test_arbitrary_manifest_values_give_manifest_errors(doc: dict[str, object]) -> None:
     """Whatever the values, reading and solving a manifest either works or raises a
     ManifestError naming the file: never a TypeError, KeyError or AttributeError."""
-    from portpack.resolve.manifest import _Reader
+    from portpack.resolve.pixi_manifest import PixiReader
 
     path = Path("/nonexistent/pixi.toml")
     try:
-        manifest = _Reader(path, "").manifest(doc)  # type: ignore[arg-type]
+        manifest = PixiReader(path, "").manifest(doc)  # type: ignore[arg-type]
         for environment in manifest.environment_names():
             for platform in [p.name for p in manifest.platforms_for(environment)] or [None]:
                 manifest.solvable(environment, platform)

@@ -62,7 +62,8 @@ def env(fixture_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     lock = portpack.lock(
         ENV_SPECS, channels=[str(fixture_channel)], platforms=["linux-64"], output=work / "l.lock"
     )
-    _, records = locked_records((), lockfile=lock, platform="linux-64")
+    _, locked = locked_records((), lockfile=lock, platform="linux-64")
+    records = [r.to_json() for r in locked]
     packages = [(r, channel_file(fixture_channel, r)) for r in records]
     portpack.pack(lockfile=lock, output=work / "env.tar", cache_dir=work / "cache")
     return {"work": work, "lock": lock, "records": records, "packages": packages}

@@ -15,20 +15,26 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tarfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
 import portpack
+from faultserver import Bearer, FaultServer, closed_port_url
 from httpserver import serve_directory
 from portpack.archive import sfx
 from portpack.errors import ArchiveError, FetchError, UsageError
-from portpack.packer import selfextract
+from portpack.net.config import load_network_config
+from portpack.net.fetch import Fetcher
+from portpack.packer import bootstrap, bootstrap_python, bootstrap_wheel, selfextract
 from support.cache import cached_build
 from support.debian import cached_rootfs, chroot_run, copy_rootfs
 from support.extract import extract_all
@@ -329,19 +335,202 @@ def test_wheel_from_index_then_from_cache(
     page = index / "zstandard" / "index.html"  # what a static server returns for /zstandard/
     page.write_text(json.dumps({"meta": {"api-version": "1.1"}, "files": files}))
     cache = tmp_path / "cache"
+    find = bootstrap_wheel.find_zstandard_wheel
     with serve_directory(index) as url:
-        got = selfextract.find_zstandard_wheel(ABI, "x86_64", cache, url)
+        got = find(ABI, "x86_64", Fetcher(cache), url)
         assert got == cache / "wheels" / zstandard_wheel.name
         assert got.read_bytes() == zstandard_wheel.read_bytes()
         with pytest.raises(FetchError, match=r"no zstandard \S+ wheel for cp39 on manylinux"):
-            selfextract.find_zstandard_wheel("cp39", "aarch64", cache, url)
+            find("cp39", "aarch64", Fetcher(cache), url)
     # offline now: the cached wheel is used without asking the index
-    assert selfextract.find_zstandard_wheel(ABI, "x86_64", cache, "http://127.0.0.1:9/") == got
+    assert find(ABI, "x86_64", Fetcher(cache), "http://127.0.0.1:9/") == got
     files[0]["hashes"] = {"sha256": "0" * 64}
     page.write_text(json.dumps({"files": files}))
-    with serve_directory(index) as url, pytest.raises(FetchError, match="does not match the sha"):
-        selfextract.find_zstandard_wheel(ABI, "x86_64", tmp_path / "cache2", url)
+    with (
+        serve_directory(index) as url,
+        pytest.raises(FetchError, match="does not match the checksum in the wheel index"),
+    ):
+        find(ABI, "x86_64", Fetcher(tmp_path / "cache2"), url)
     assert leftovers(tmp_path / "cache2" / "wheels") == []
+    assert leftovers(tmp_path / "cache2" / "pkgs" / "bootstrap-wheels") == []
+
+
+@pytest.mark.parametrize(
+    ("listed", "error"),
+    [
+        ("file:///etc/hostname", "not an HTTP(S) URL; refusing it"),
+        ("/etc/hostname", "HTTP 404"),  # a path on the index's server, not a local one
+    ],
+)
+def test_wheel_index_cannot_point_at_local_files(
+    zstandard_wheel: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    listed: str,
+    error: str,
+) -> None:
+    """A hostile index naming a local file (with its right sha256) gets nothing read."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    local = Path("/etc/hostname")
+    sha = hashlib.sha256(local.read_bytes()).hexdigest()
+    page = tmp_path / "index" / "zstandard"
+    page.mkdir(parents=True)
+    files = [{"filename": zstandard_wheel.name, "url": listed, "hashes": {"sha256": sha}}]
+    (page / "index.html").write_text(json.dumps({"files": files}))
+    cache = tmp_path / "cache"
+    with serve_directory(tmp_path / "index") as url, pytest.raises(FetchError) as info:
+        bootstrap_wheel.find_zstandard_wheel(ABI, "x86_64", Fetcher(cache), url)
+    assert error in info.value.message
+    assert leftovers(cache / "wheels") == leftovers(cache / "pkgs" / "bootstrap-wheels") == []
+    with pytest.raises(UsageError, match="--wheel-index must be an http"):
+        bootstrap_wheel.find_zstandard_wheel(ABI, "x86_64", Fetcher(cache), str(tmp_path))
+
+
+# -- the wheel index through the network settings of every download ----------------------
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for var in ("RATTLER_AUTH_FILE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def wheel_index(root: Path, wheel: Path) -> Path:
+    """A static PEP 691 index in ``root``: ``simple/zstandard/`` lists ``wheel``."""
+    page = root / "simple" / "zstandard"
+    page.mkdir(parents=True)
+    shutil.copy2(wheel, page / wheel.name)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    files = [{"filename": wheel.name, "url": wheel.name, "hashes": {"sha256": sha}}]
+    (page / "index.html").write_text(json.dumps({"meta": {"api-version": "1.1"}, "files": files}))
+    return root
+
+
+def test_wheel_index_through_the_proxy_of_the_config_file(
+    py_lock: Path, zstandard_wheel: Path, debian: Path, tmp_path: Path, no_proxy_env: None
+) -> None:
+    """``pack --create-executable --config`` sends the index and wheel requests through
+    the ``[proxy-config]`` proxy, and the archive unpacks on a bare system."""
+    index = wheel_index(tmp_path / "index", zstandard_wheel)
+    with FaultServer(index) as proxy:
+        config = tmp_path / "net.toml"
+        config.write_text(f'[proxy-config]\nhttp = "{proxy.url}"\n')
+        out = subprocess.run(
+            [
+                *PORTPACK, "pack", "-l", str(py_lock), "--create-executable", "-o", "env.sh",
+                "--cache-dir", str(tmp_path / "cache"), "--config", str(config),
+                "--wheel-index", "http://pypi.example.invalid/simple",
+            ],
+            capture_output=True, text=True, cwd=tmp_path, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        seen = [(r.path, r.proxied, r.status) for r in proxy.requests]
+    assert seen == [
+        ("/simple/zstandard/", True, 200),
+        (f"/simple/zstandard/{zstandard_wheel.name}", True, 200),
+    ]
+    assert proxy.requests[0].headers["Accept"] == bootstrap_wheel.SIMPLE_JSON
+    assert (tmp_path / "cache" / "wheels" / zstandard_wheel.name).is_file()
+    shutil.copy2(tmp_path / "env.sh", debian / "proxied.sh")
+    assert "Unpacked 6 packages into /proxied/env" in in_chroot(
+        debian, "/bin/sh", "/proxied.sh", "-o", "/proxied"
+    )
+    assert in_chroot(debian, "/proxied/env/bin/hello").strip() == "prefix=/proxied/env"
+
+
+def test_https_wheel_index_with_a_private_ca(
+    py_lock: Path, zstandard_wheel: Path, tmp_path: Path, no_proxy_env: None
+) -> None:
+    """An https index signed by a private CA: refused with what to do, then accepted
+    with ``ca_bundle`` (``--ca-bundle``), and the archive unpacks; or with
+    ``--insecure-host`` for that host."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    index = wheel_index(tmp_path / "index", zstandard_wheel)
+    options: dict[str, Any] = {
+        "lockfile": py_lock, "cache_dir": tmp_path / "cache", "create_executable": True
+    }  # fmt: skip
+    with FaultServer(index, tls=context) as server:
+        url = server.url + "simple"
+        with pytest.raises(
+            FetchError, match=r"TLS certificate of 127\.0\.0\.1 cannot be verified"
+        ) as info:
+            portpack.pack(output=tmp_path / "bad.sh", wheel_index=url, **options)
+        assert info.value.url == f"{url}/zstandard/"
+        assert "--ca-bundle" in (info.value.hint or "")
+        assert not (tmp_path / "bad.sh").exists()
+        portpack.pack(output=tmp_path / "env.sh", wheel_index=url, ca_bundle=bundle, **options)
+        got = [r.name for r in server.requests if r.status == 200]
+        # --insecure-host for this host only: no verification, no CA needed
+        insecure = load_network_config(insecure_hosts=[f"127.0.0.1:{server.port}"])
+        wheel = bootstrap_wheel.find_zstandard_wheel(
+            ABI, "x86_64", Fetcher(tmp_path / "c3", network=insecure), url
+        )
+        assert wheel.read_bytes() == zstandard_wheel.read_bytes()
+    assert got == ["", zstandard_wheel.name]  # the index page, then the wheel
+    out = run_sh(tmp_path / "env.sh", "-o", str(tmp_path / "o"), "-q", tmpdir=tmp_path / "t")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "o" / "env" / "conda-meta" / "history").is_file()
+
+
+def test_unreachable_wheel_index_is_named(
+    py_lock: Path, tmp_path: Path, no_proxy_env: None
+) -> None:
+    """The error names the index URL, no traceback, nothing written; ``retries = 0``
+    of the config file is honoured (one attempt)."""
+    url = closed_port_url() + "simple"
+    config = tmp_path / "net.toml"
+    config.write_text("[portpack]\nretries = 0\n")
+    out = subprocess.run(
+        [
+            *PORTPACK, "pack", "-l", str(py_lock), "--create-executable", "-o", "env.sh",
+            "--cache-dir", str(tmp_path / "cache"), "--config", str(config),
+            "--wheel-index", url,
+        ],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "cannot download the wheel index page of zstandard" in out.stderr
+    assert f"{url}/zstandard/" in out.stderr and "cannot connect" in out.stderr
+    assert "gave up after 1 attempts" in out.stderr and "--zstandard-wheel" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert leftovers(tmp_path) == ["cache", "net.toml"]
+    assert leftovers(tmp_path / "cache" / "pkgs" / "wheel-index") == []
+
+
+def test_wheel_index_mirror_and_credentials(
+    zstandard_wheel: Path, tmp_path: Path, no_proxy_env: None
+) -> None:
+    """The config file's ``[mirrors]`` and the auth file apply to the index and wheel."""
+    token = "tk-0f-the-index"
+    index = wheel_index(tmp_path / "index", zstandard_wheel)
+    official = "https://pypi.example.invalid/simple"
+    with FaultServer(index, auth=Bearer(token)) as server:
+        config = tmp_path / "net.toml"
+        config.write_text(f'[mirrors]\n"{official}" = ["{server.url}simple"]\n')
+        with pytest.raises(FetchError, match="HTTP 401") as info:
+            bootstrap_wheel.find_zstandard_wheel(
+                ABI, "x86_64", Fetcher(tmp_path / "c1", network=load_network_config(config)),
+                official,
+            )  # fmt: skip
+        assert "--auth-file" in (info.value.hint or "")
+        auth = tmp_path / "auth.json"
+        auth.write_text(json.dumps({"127.0.0.1": {"BearerToken": token}}))
+        network = load_network_config(config, auth_file=auth)
+        got = bootstrap_wheel.find_zstandard_wheel(
+            ABI, "x86_64", Fetcher(tmp_path / "c2", network=network), official
+        )
+        sent = [r.headers.get("Authorization") for r in server.requests[1:]]
+    assert got.read_bytes() == zstandard_wheel.read_bytes()
+    assert sent == [f"Bearer {token}"] * 2
+    assert token not in str(info.value)
 
 
 def test_bootstrap_uses_the_python_packages_byte_code(
@@ -349,13 +538,13 @@ def test_bootstrap_uses_the_python_packages_byte_code(
 ) -> None:
     """A python package with __pycache__ (as conda-forge's) is not recompiled at every run."""
     package = cached_python_package(with_pycache=True)
-    python = selfextract.fetch_bootstrap_python(
-        str(package), "linux-64", [], tmp_path / "cache", portpack.Reporter()
+    python = bootstrap_python.fetch_bootstrap_python(
+        str(package), "linux-64", [], Fetcher(tmp_path / "cache")
     )
     assert not python.from_environment
     with (
-        selfextract.build_bootstrap(python, zstandard_wheel) as bootstrap,
-        tarfile.open(fileobj=bootstrap.file, mode="r:gz") as tar,
+        bootstrap.build_bootstrap(python, zstandard_wheel) as boot,
+        tarfile.open(fileobj=boot.file, mode="r:gz") as tar,
     ):
         names = set(tar.getnames())
         extract_all(tar, tmp_path / "boot", "tar")
@@ -365,7 +554,7 @@ def test_bootstrap_uses_the_python_packages_byte_code(
     assert not [n for n in names if "__pycache__" in n or "/test/" in n or n.endswith(".a")]
     code = "import sys; sys.path.insert(0, sys.argv[1]); import portpack.unpacker.streaming"
     out = subprocess.run(
-        [tmp_path / "boot" / bootstrap.python, "-I", "-S", "-B", "-v", "-c", code,
+        [tmp_path / "boot" / boot.python, "-I", "-S", "-B", "-v", "-c", code,
          tmp_path / "boot" / "site"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -401,16 +590,19 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
     import ast
 
     root = Path(portpack.__file__).parent.parent
-    todo, seen, stdlib = ["portpack.cli.unpack", "portpack.unpacker.streaming"], set(), set()
+    # (portpack/__init__.py imports the unpack side at the top, the pack side lazily)
+    todo = ["portpack.archive.sfx", "portpack.cli.unpack", "portpack.unpacker.streaming"]
+    seen: set[str] = set()
+    stdlib: set[str] = set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        path = root / name.replace(".", "/")
-        tree = ast.parse(
-            (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
-        )
+        path = root / (name.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = root / name.replace(".", "/") / "__init__.py"
+        tree = ast.parse(path.read_text())
         skip = {
             id(node)
             for node in ast.walk(tree)
@@ -421,13 +613,13 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
             if id(node) in skip:
                 continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module.split(".")[0] != "portpack":
+                if node.module == "portpack" or node.module.startswith("portpack."):
+                    for alias in node.names:
+                        sub = f"{node.module}.{alias.name}"
+                        as_module = root / (sub.replace(".", "/") + ".py")
+                        todo.append(sub if as_module.is_file() else node.module)
+                else:
                     stdlib.add(node.module.split(".")[0])
-                    continue
-                todo.append(node.module)
-                for alias in node.names:  # ``from portpack.archive import format``
-                    if (root / node.module.replace(".", "/") / f"{alias.name}.py").is_file():
-                        todo.append(f"{node.module}.{alias.name}")
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.split(".")[0] == "portpack":
@@ -443,9 +635,9 @@ def test_bootstrap_keeps_the_python_packages_own_libraries() -> None:
     keep = ("lib/libpython3.11.so.1.0", "lib/libpython3.so", "lib/libexpat.so.1", "lib/libz.so")
     drop = ("lib/libpython3.11.a", "lib/pkgconfig/python3.pc", "lib/libfoo.so.txt")
     for path in keep:
-        assert selfextract.bootstrap_path(path, (3, 11), frozenset()) == path
+        assert bootstrap.bootstrap_path(path, (3, 11), frozenset()) == path
     for path in drop:
-        assert selfextract.bootstrap_path(path, (3, 11), frozenset()) is None
+        assert bootstrap.bootstrap_path(path, (3, 11), frozenset()) is None
 
 
 def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
@@ -457,13 +649,8 @@ def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
         "portpack.install.linker",
         "portpack.archive.sfx",
     } <= modules
-    pack_side = {
-        "portpack.cli.commands",
-        "portpack.packer.packing",
-        "portpack.packer.selfextract",
-        "portpack.resolve.solve",
-    }
-    assert not pack_side & modules  # pack side stays out
+    pack_side = ("portpack.cli.commands", "portpack.packer", "portpack.net", "portpack.resolve")
+    assert not [m for m in modules if m.startswith(pack_side)]  # pack side stays out
     version = (sys.version_info.major, sys.version_info.minor)
     base = Path(sys.base_prefix) / "lib" / f"python{PY}"
     dropped = []
@@ -475,7 +662,7 @@ def test_bootstrap_keeps_every_module_the_unpacker_imports() -> None:
         else:
             (ext,) = (base / "lib-dynload").glob(f"{name}.*.so")
             path = f"lib/python{PY}/lib-dynload/{ext.name}"
-        if selfextract.bootstrap_path(path, version, frozenset()) is None:
+        if bootstrap.bootstrap_path(path, version, frozenset()) is None:
             dropped.append(name)
     # ctypes (for renameat2) is used only where it imports; portpack.outside falls
     # back to mkdir-then-rename without it, as in the bootstrap (no libffi there).

@@ -101,6 +101,26 @@ def test_malformed_extra_is_a_usage_error(item: str) -> None:
     assert "__NAME=VERSION[=BUILD]" in str(info.value)
 
 
+@pytest.mark.parametrize("item", ["__glibc=2..17", "__glibc=2.17=a b", "__glibc=2.17$"])
+def test_unreadable_extra_is_a_usage_error_naming_it(item: str) -> None:
+    with pytest.raises(UsageError) as info:
+        virtual_packages(FOREIGN_LINUX, [item])
+    assert str(info.value).startswith(f"--virtual-package {item}: virtual package __glibc")
+
+
+def test_unreadable_override_is_a_usage_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "2..17")
+    with pytest.raises(UsageError, match=r"^CONDA_OVERRIDE_GLIBC: virtual package __glibc 2\.\.17"):
+        virtual_packages(FOREIGN_LINUX)
+
+
+def test_extra_name_is_compared_normalized() -> None:
+    assert _as_dict(FOREIGN_LINUX, ["__GLIBC=2.12"])["__glibc"] == ("2.12", "0")
+    assert "__GLIBC" not in _as_dict(FOREIGN_LINUX, ["__GLIBC=2.12"])
+
+
 def test_this_machine_is_detected() -> None:
     host = current_platform()
     found = _as_dict(host)

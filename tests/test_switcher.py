@@ -59,7 +59,7 @@ def test_dry_run_lists_packages_and_sizes_from_the_lock_without_downloading(
     template: LockTemplate, tmp_path: Path
 ) -> None:
     lock = template.write(tmp_path / "pixi.lock", DEAD)
-    records = read_lock(lock, "default", "linux-64").records
+    records = [r.to_json() for r in read_lock(lock, "default", "linux-64").records]
     out = cli("pack", "-l", lock, "-p", "linux-64", "--dry-run", "--cache-dir", "c", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Would pack 4 packages for linux-64 (portpack format):")

@@ -10,8 +10,8 @@ directory and its small info member).
 from __future__ import annotations
 
 import os
-import re
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -20,6 +20,7 @@ from portpack.archive.reader import open_metadata
 from portpack.archive.sfx import skip_header
 from portpack.conda.info import PackageInfo, read_info
 from portpack.conda.tarstream import looks_like_tar, sniff
+from portpack.conda.version import Version, parse_constraint, split_dependency
 from portpack.errors import ArchiveError, PackageError, UsageError
 from portpack.units import human_bytes
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 # The pixi-pack side (tarfile, zipfile, pixipack_read) is imported where it is used:
 # ``import portpack`` stays cheap for ``portpack unpack``.
-
-_LOWER_BOUND = re.compile(r"^(>=|>|==|=)?\s*([0-9][0-9A-Za-z._+]*?)(\.\*|\*)?$")
 
 
 @dataclass(frozen=True)
@@ -111,37 +110,23 @@ def human_size(n: int | None) -> str:
     return "?" if n is None else human_bytes(n)
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
+def min_glibc(depends: Iterable[str], where: str = "an archive") -> str | None:
+    """The highest lower bound among ``__glibc`` dependencies (``"__glibc >=2.17"``).
 
-
-def _lower_bound(spec: str) -> str | None:
-    """The lowest version a conda version spec admits, as far as it bounds it."""
-    best: str | None = None
-    for alternative in spec.split("|"):
-        bound: str | None = None
-        for constraint in alternative.split(","):
-            match = _LOWER_BOUND.match(constraint.strip())
-            if match and (bound is None or _version_key(match[2]) > _version_key(bound)):
-                bound = match[2]
-        if bound is None:
-            return None  # one alternative accepts any version
-        if best is None or _version_key(bound) < _version_key(best):
-            best = bound
-    return best
-
-
-def min_glibc(depends: list[str]) -> str | None:
-    """The highest lower bound among ``__glibc`` dependencies (``"__glibc >=2.17"``)."""
-    best: str | None = None
+    Constraints are read by :mod:`portpack.conda.version`; one it cannot read raises
+    :class:`ArchiveError` naming ``where`` and the dependency.
+    """
+    best: Version | None = None
     for dep in depends:
-        name, _, spec = dep.strip().partition(" ")
-        if name != "__glibc":
+        if not dep.lstrip().startswith("__glibc"):
+            continue  # other dependencies are not read (nor refused) here
+        name, spec = split_dependency(dep, where, ArchiveError)
+        if name != "__glibc" or not spec:
             continue
-        bound = _lower_bound(spec.strip()) if spec.strip() else None
-        if bound and (best is None or _version_key(bound) > _version_key(best)):
+        bound = parse_constraint(spec, f"{where}: {dep!r}", ArchiveError).lower_bound()
+        if bound is not None and (best is None or bound > best):
             best = bound
-    return best
+    return str(best) if best is not None else None
 
 
 def inspect(archive: str | os.PathLike[str] | BinaryIO) -> ArchiveSummary:
@@ -200,7 +185,7 @@ def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> Archiv
         download_size=sum(p.size or 0 for p in packages),
         installed_size=meta.installed_size,
         python_version=_python(packages),
-        glibc=min_glibc([v.spec for v in meta.virtual_requirements]),
+        glibc=min_glibc([v.spec for v in meta.virtual_requirements], name),
         archive_size=size,
         wheels=[w.filename for w in meta.wheels],
     )
@@ -287,7 +272,7 @@ def _pixi_pack_summary(stream: BinaryIO, name: str, size: int | None) -> Archive
         download_size=sum(p.size or 0 for p in packages),
         installed_size=sum(p.installed_size or 0 for p in packages),
         python_version=_python(packages),
-        glibc=min_glibc(depends),
+        glibc=min_glibc(depends, name),
         archive_size=size,
         wheels=sorted(wheels),
     )

@@ -25,7 +25,8 @@ from portpack.conda.record import PackageRecord
 from portpack.errors import PackageError, UsageError
 from portpack.net.auth import strip_record
 from portpack.net.config import load_network_config
-from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, as_conda, default_cache_dir
+from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, default_cache_dir
+from portpack.packer.convert import as_conda
 from portpack.progress import Reporter
 from portpack.resolve.locking import locked_environment
 
@@ -34,9 +35,9 @@ ARCHIVE_FORMATS = ("portpack", "pixi-pack")
 
 if TYPE_CHECKING:
     from portpack.net.config import NetworkConfig
+    from portpack.packer.bootstrap import Bootstrap
     from portpack.packer.prefix_source import PrefixSource
     from portpack.packer.pypi import PackedWheel, Wheel
-    from portpack.packer.selfextract import Bootstrap
     from portpack.resolve.lockfile import LockedEnvironment, PypiEntry, SourcePackage
 
 
@@ -247,7 +248,8 @@ def pack(
     workers = concurrency or network.concurrency or DEFAULT_CONCURRENCY
     make_fetcher = Fetcher if source is None else source.fetcher
     fetcher = make_fetcher(cache, workers, reporter, network=network)
-    fetched = fetcher.fetch_all([*records, *(w.request().record() for w in wheels)])
+    typed = [PackageRecord.from_json(r, "the lock", PackageError) for r in records]
+    fetched = fetcher.fetch_all(typed, [w.request() for w in wheels])
     fetched, wheel_files = fetched[: len(records)], fetched[len(records) :]
     scratch = _scratch_dir(cache) if wheels else None
     if archive_format == "pixi-pack":  # pixi-pack's plain tar of the package files
@@ -277,18 +279,18 @@ def pack(
     elif not create_executable:
         _write(output, metadata, packages, compressed, reporter=reporter)
     else:
-        from portpack.packer.selfextract import DEFAULT_WHEEL_INDEX, prepare_bootstrap
+        from portpack.packer.bootstrap import prepare_bootstrap
+        from portpack.packer.bootstrap_wheel import DEFAULT_WHEEL_INDEX
 
         bootstrap = prepare_bootstrap(
             platform,
-            records,
+            typed,
             packages,
-            cache_dir=cache,
+            fetcher=fetcher,
             channels=channels,
             bootstrap_python=bootstrap_python,
             zstandard_wheel=zstandard_wheel,
             wheel_index=wheel_index or DEFAULT_WHEEL_INDEX,
-            reporter=reporter,
             with_wheels=bool(wheels),
         )
         try:
@@ -365,7 +367,7 @@ def _resolve(
         virtual_packages=virtual_packages,
         network=network,
     )
-    platform, records = locked.platform, locked.records
+    platform = locked.platform
     conda_files = [p for p in inject if not str(p).endswith(".whl")]
     if sources is not None:
         locked = _set_aside_sources(locked, conda_files, sources)
@@ -384,7 +386,7 @@ def _resolve(
         reporter,
     )
     if create_executable:
-        from portpack.packer.selfextract import check_platform
+        from portpack.packer.bootstrap import check_platform
 
         if archive_format != "portpack":
             raise UsageError("--create-executable makes portpack archives only")
@@ -557,7 +559,8 @@ def _checked_records(
     where = f"environment {locked.environment!r} for {locked.platform}"
     injected = local_records(conda_files, locked.platform) if conda_files else []
     check_sources(locked.sources, injected, where)
-    records = add_local(locked.records, injected, reporter) if injected else locked.records
+    locked_records = [r.to_json() for r in locked.records]  # typed records end here, for now
+    records = add_local(locked_records, injected, reporter) if injected else locked_records
     if not records:
         if locked.pypi:
             names = ", ".join(p.name for p in locked.pypi)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from portpack._platform import current_platform
+from portpack.conda.record import PackageRecord
 from portpack.errors import (
     FetchError,
     PackageError,
@@ -44,8 +45,9 @@ from portpack.errors import (
     UnsafeArchiveError,
     UsageError,
 )
-from portpack.net.config import NetworkConfig, Transport
-from portpack.net.fetch import Fetcher
+from portpack.net.config import NetworkConfig
+from portpack.net.fetch import Download, Fetcher
+from portpack.net.transport import Transport
 from portpack.paths import safe_relpath
 from portpack.progress import Reporter
 from portpack.resolve.lockfile import LockedEnvironment
@@ -241,11 +243,12 @@ class _PrefixFetcher(Fetcher):
         super().__init__(cache_dir, concurrency, reporter, network=network)
         self._source = source
 
-    def fetch(self, client: Transport | None, record: dict[str, Any]) -> Path:
-        if not self._source.is_prefix_record(record):  # an injected wheel or package
-            return super().fetch(client, record)
+    def fetch(self, client: Transport | None, download: Download) -> Path:
+        if download.record is None or not self._source.is_prefix_record(download.record.raw):
+            return super().fetch(client, download)  # an injected wheel or package
+        record = download.record.raw
         rejected = []
-        own = self.cache_path(record)
+        own = self.cache_path(download)
         for candidate in [own, *self._source.candidates(record)]:
             problem = _verify(candidate, record)
             if problem is None:
@@ -266,7 +269,7 @@ class _PrefixFetcher(Fetcher):
                 hint=self._looked(record, rejected),
             )
         try:
-            return super().fetch(client, record)
+            return super().fetch(client, download)
         except FetchError as exc:
             raise FetchError(
                 f"package {_dist(record)} is in none of the package caches, and {exc.message}",
@@ -334,7 +337,10 @@ def read_prefix(
     records = install_order([i.record for i in by_name])
     return PrefixSource(
         prefix=root,
-        locked=LockedEnvironment(platform, records),
+        locked=LockedEnvironment(
+            platform,
+            [PackageRecord.from_json(r, f"{root}/{META_DIR}", PackageError) for r in records],
+        ),
         contents=contents,
         package_dirs=package_dirs(root),
         _tarball_dirs={_key(i.record): i.tarball_dirs for i in installed},

@@ -6,11 +6,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import rattler
 
-from portpack.errors import LockfileError
+from portpack import outside
+from portpack.conda.record import PackageRecord
+from portpack.errors import LockfileError, PortpackError
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -48,8 +49,9 @@ class LockedEnvironment:
     """The records of one environment and platform of a lockfile."""
 
     platform: str
-    records: list[dict[str, Any]]
-    """Repodata records as JSON (with ``fn``, ``url``, ``channel``)."""
+    records: list[PackageRecord]
+    """The conda packages' repodata records (with ``fn``, ``url``, ``channel``),
+    dependencies first."""
     pypi: list[PypiEntry] = field(default_factory=list)
     """PyPI packages, sorted by name."""
     sources: list[SourcePackage] = field(default_factory=list)
@@ -64,16 +66,19 @@ def write_lock(
     records: Mapping[str, Sequence[rattler.RepoDataRecord]],
     environment: str = DEFAULT_ENVIRONMENT,
 ) -> None:
-    """Write a pixi-format lockfile with one environment and one entry per platform."""
+    """Write a pixi-format lockfile with one environment and one entry per platform.
+
+    It is written whole or not at all (:func:`portpack.outside.atomic_path`); missing
+    parent directories are created.
+    """
     platforms = {name: rattler.LockPlatform(name) for name in records}
     lock = rattler.LockFile(list(platforms.values()))
     lock.set_channels(environment, [rattler.LockChannel(str(c.base_url)) for c in channels])
     for name, platform_records in records.items():
         for record in platform_records:
             lock.add_conda_package(environment, platforms[name], record)
-    tmp = path.with_name(f".{path.name}.tmp")
-    lock.to_path(tmp)
-    tmp.replace(path)
+    with outside.atomic_path(path) as tmp:
+        lock.to_path(tmp)
 
 
 def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
@@ -107,7 +112,7 @@ def read_lock(path: Path, environment: str, platform: str) -> LockedEnvironment:
     ]
     return LockedEnvironment(
         platform=platform,
-        records=records_to_json(records),
+        records=package_records(records, f"lockfile {path}", LockfileError),
         pypi=sorted(pypi, key=lambda p: (p.name, p.location)),
         sources=sorted(sources, key=lambda p: p.name),
         environment=environment,
@@ -141,8 +146,16 @@ def _sha256(package: rattler.PypiLockedPackage) -> str | None:
     return digest.hex() if digest else None
 
 
-def records_to_json(records: Sequence[rattler.RepoDataRecord]) -> list[dict[str, Any]]:
-    """Records as JSON, dependencies before dependents (rattler's order), deterministic."""
+def package_records(
+    records: Sequence[rattler.RepoDataRecord],
+    where: str,
+    error: type[PortpackError] = LockfileError,
+) -> list[PackageRecord]:
+    """``records`` as :class:`PackageRecord`, dependencies before dependents (rattler's
+    order), deterministic; a record of the wrong shape raises ``error`` naming ``where``."""
     by_name = {r.name.normalized: r for r in sorted(records, key=lambda r: r.name.normalized)}
     ordered = rattler.RepoDataRecord.sort_topologically(list(by_name.values()))
-    return [json.loads(by_name[p.name.normalized].to_json()) for p in ordered]
+    return [
+        PackageRecord.from_json(json.loads(by_name[p.name.normalized].to_json()), where, error)
+        for p in ordered
+    ]

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from portpack import outside
 from portpack._platform import current_platform
-from portpack.errors import UsageError
+from portpack.conda.record import PackageRecord
+from portpack.errors import SolveError, UsageError
 from portpack.net.auth import strip_credentials
-from portpack.resolve.lockfile import LockedEnvironment, read_lock, records_to_json, write_lock
+from portpack.resolve.lockfile import LockedEnvironment, package_records, read_lock, write_lock
 from portpack.resolve.manifest import DEFAULT_ENVIRONMENT, Solvable, find_manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -114,13 +115,8 @@ def lock(
     solved = {s.platform: _clean_records(_solve(s, virtual_packages, network)) for s in wanted}
     path = Path(output)
     channels_used = list(dict.fromkeys(c for s in wanted for c in s.channels))
-    with outside.atomic_path(path) as tmp:  # missing parents are created, as pack does
-        write_lock(
-            tmp,
-            [_clean_channel(resolve_channel(c)) for c in channels_used],
-            solved,
-            environment,
-        )
+    channels_clean = [_clean_channel(resolve_channel(c)) for c in channels_used]
+    write_lock(path, channels_clean, solved, environment)  # creates missing parents, as pack
     return path
 
 
@@ -145,7 +141,7 @@ def _clean_records(records: list[rattler.RepoDataRecord]) -> list[rattler.RepoDa
 def locked_records(
     specs: Sequence[str] = (),
     **options: Any,
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[str, list[PackageRecord]]:
     """The platform and conda records of :func:`locked_environment` (its PyPI entries aside)."""
     locked = locked_environment(specs, **options)
     return locked.platform, locked.records
@@ -192,6 +188,6 @@ def locked_environment(
             f"nothing to pack: environment {environment!r} has no dependencies for "
             f"{solvable.platform}"
         )
-    return LockedEnvironment(
-        solvable.platform, records_to_json(_solve(solvable, virtual_packages, network))
-    )
+    solved = _solve(solvable, virtual_packages, network)
+    where = f"the solution for {solvable.platform}"
+    return LockedEnvironment(solvable.platform, package_records(solved, where, SolveError))

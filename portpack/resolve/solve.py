@@ -76,29 +76,43 @@ def virtual_packages(
             str(g.name.normalized): (str(g.version), str(g.build_string))
             for g in (v.into_generic() for v in rattler.VirtualPackage.detect(overrides))
         }
+        source = dict.fromkeys(found, "this machine (or its CONDA_OVERRIDE_* variables)")
     else:
         found = _defaults(platform)
+        source = dict.fromkeys(found, f"portpack's defaults for {platform}")
         for var, name in (("CONDA_OVERRIDE_GLIBC", "__glibc"), ("CONDA_OVERRIDE_CUDA", "__cuda")):
             value = os.environ.get(var)
             if value:
-                found[name] = (value, "0")
+                found[name], source[name] = (value, "0"), var
             elif value == "" and name in found:
                 del found[name]
     for name, (version, build) in (declared or {}).items():
         if _OVERRIDES.get(name, "") not in os.environ:
-            found[name] = (version, build)
+            found[name], source[name] = (version, build), "the manifest"
     for item in extra:
         name, _, rest = item.partition("=")
+        name = name.lower()  # package names are compared normalized, as rattler does
         version, _, build = rest.partition("=")
         if not name.startswith("__") or not version:
             raise UsageError(f"--virtual-package expects __NAME=VERSION[=BUILD], got {item!r}")
-        found[name] = (version, build or "0")
+        found[name], source[name] = (version, build or "0"), f"--virtual-package {item}"
     return [
-        rattler.GenericVirtualPackage(
-            rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
-        )
+        _generic(name, version, build, source[name])
         for name, (version, build) in sorted(found.items())
     ]
+
+
+def _generic(name: str, version: str, build: str, source: str) -> rattler.GenericVirtualPackage:
+    """One virtual package; a value rattler cannot read is a :class:`UsageError` naming
+    where it came from (an option, a variable, the manifest)."""
+    try:
+        return rattler.GenericVirtualPackage(
+            rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
+        )
+    except Exception as exc:  # py-rattler's parse error types (and ValueError)
+        raise UsageError(
+            f"{source}: virtual package {name} {version} (build {build!r}) is not valid: {exc}"
+        ) from None
 
 
 def _defaults(platform: str) -> dict[str, tuple[str, str]]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 
 from portpack._platform import UNPACKABLE_PLATFORMS, current_platform, host_glibc_version
 from portpack.archive import format as fmt
+from portpack.conda.version import parse_constraint, parse_version, split_dependency
 from portpack.errors import PreconditionError
 from portpack.units import human_bytes
-
-_CONSTRAINT = re.compile(r"^(>=|<=|==|!=|>|<|=)?\s*([0-9][0-9A-Za-z.*_+]*)$")
 
 
 def check_all(meta: fmt.Metadata, prefix: str, target_dir: str) -> None:
@@ -37,28 +35,29 @@ def check_platform(platform: str, host: str | None = None) -> None:
 
 
 def check_glibc(requirements: list[fmt.VirtualRequirement], glibc: str | None) -> None:
-    """Every ``__glibc`` constraint of the environment must hold on this machine."""
+    """Every ``__glibc`` constraint of the environment must hold on this machine.
+
+    Constraints are read by :mod:`portpack.conda.version`; one it cannot read raises
+    :class:`PreconditionError` naming the package.
+    """
+    host = None if glibc is None else parse_version(glibc, "this system's glibc", PreconditionError)
     for req in requirements:
-        name, spec = _split_spec(req.spec)
+        if not req.spec.lstrip().startswith("__glibc"):
+            continue  # other virtual packages are not checked (nor read) here
+        where = f"package {req.package}"
+        name, spec = split_dependency(req.spec, where, PreconditionError)
         if name != "__glibc" or not spec:
             continue
-        if glibc is None:
+        constraint = parse_constraint(spec, where, PreconditionError)
+        if host is None:
             raise PreconditionError(
                 f"package {req.package} needs glibc ({spec}) but this system has none"
             )
-        if not version_matches(glibc, spec):
+        if not constraint.matches(host):
             raise PreconditionError(
                 f"package {req.package} needs glibc {spec}, this system has {glibc}",
                 hint="Lock for an older system (CONDA_OVERRIDE_GLIBC) or use a newer target.",
             )
-
-
-def _split_spec(spec: str) -> tuple[str, str]:
-    """``"__glibc >=2.17"`` or ``"__glibc>=2.17"`` -> (``"__glibc"``, ``">=2.17"``)."""
-    match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)$", spec)
-    if not match:
-        return "", ""
-    return match.group(1), match.group(2).strip()
 
 
 def check_prefix_length(placeholder: fmt.Placeholder | None, prefix: str) -> None:
@@ -85,48 +84,6 @@ def check_disk_space(installed_size: int, target_dir: str) -> None:
             f"{human_bytes(installed_size)} ({installed_size} bytes)",
             hint="Free some space or unpack elsewhere.",
         )
-
-
-def version_matches(version: str, spec: str) -> bool:
-    """Match a version against a conda spec such as ``>=2.17,<3.0.a0`` (``|`` = or)."""
-    return any(
-        all(_one(version, c.strip()) for c in alt.split(",") if c.strip())
-        for alt in spec.split("|")
-    )
-
-
-def _one(version: str, constraint: str) -> bool:
-    match = _CONSTRAINT.match(constraint)
-    if not match:
-        raise PreconditionError(f"cannot understand the version constraint {constraint!r}")
-    op, wanted = match.group(1) or "==", match.group(2)
-    have = _parts(version)
-    if wanted.endswith("*") or op == "=":
-        head = _parts(wanted.rstrip("*").rstrip("."))
-        prefix_match = _pad(have, len(head))[: len(head)] == head
-        return prefix_match != (op == "!=")
-    a, b = _pad(have, len(_parts(wanted))), _pad(_parts(wanted), len(have))
-    return {
-        ">=": a >= b,
-        "<=": a <= b,
-        ">": a > b,
-        "<": a < b,
-        "==": a == b,
-        "!=": a != b,
-    }[op]
-
-
-def _parts(version: str) -> tuple[int, ...]:
-    """Numeric components of a version (``"3.0.a0"`` -> ``(3, 0, 0)``)."""
-    parts = []
-    for part in re.split(r"[._+-]", version):
-        digits = re.match(r"\d*", part)
-        parts.append(int(digits.group(0)) if digits and digits.group(0) else 0)
-    return tuple(parts)
-
-
-def _pad(parts: tuple[int, ...], length: int) -> tuple[int, ...]:
-    return parts + (0,) * (length - len(parts))
 
 
 def prefix_is_environment(path: str) -> bool:
