@@ -65,8 +65,8 @@ fi
 # standard input is /dev/null, as for any background command: it reads none.)
 "$tmp/$python" -I -S -B -c 'import sys
 sys.path.insert(0, sys.argv.pop(1))
-from portpack.archive.sfx import main
-sys.exit(main())' "$tmp/site" "$self" "$@" &
+from portpack.cli.unpack import self_extracting_main
+sys.exit(self_extracting_main())' "$tmp/site" "$self" "$@" &
 child=$!
 wait "$child"
 status=$?

@@ -1,12 +1,10 @@
-"""Small helpers for forward-only binary streams."""
+"""Small helpers for forward-only binary streams (layer 0: they know no format)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, BinaryIO, cast
-
-from portpack.conda.tarstream import BLOCK
+from typing import Any, BinaryIO
 
 
 class PeekedStream:
@@ -37,17 +35,6 @@ def read_exactly(stream: BinaryIO, n: int) -> bytes:
         parts.append(data)
         n -= len(data)
     return b"".join(parts)
-
-
-def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
-    """Read the first tar block of ``stream``; return a stream that still yields it, and it."""
-    head = read_exactly(stream, BLOCK)
-    return cast("BinaryIO", PeekedStream(head, stream)), head
-
-
-def looks_like_tar(head: bytes) -> bool:
-    """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
-    return len(head) >= BLOCK and head[257:262] == b"ustar"
 
 
 def hash_file(path: str | os.PathLike[str], digest: Any = None) -> str:

@@ -17,6 +17,7 @@ import zstandard
 from portpack.archive import segments as condapkg
 from portpack.archive import writer as archive_writer
 from portpack.conda.info import PackageInfo
+from portpack.conda.record import PackageRecord
 from portpack.errors import PortpackError
 from portpack.packer import packing
 
@@ -158,11 +159,33 @@ def make_archive(dest: Path, packages: Sequence[RawPackage], platform: str = "li
     files = [write_conda(dest, pkg) for pkg in packages]
     records = [record(pkg, path) for pkg, path in zip(packages, files, strict=True)]
     analyzed = [analyze(p, pkg) for p, pkg in zip(files, packages, strict=True)]
-    metadata = packing.build_metadata(platform, records, analyzed)
+    # pack refuses a hostile record: it is packed with fields pack accepts, then put
+    # into portpack.json as it is (the unpacker must refuse it by itself).
+    packable = [_packable(r) for r in records]
+    metadata = packing.build_metadata(platform, packable, analyzed)
     out = dest / "env.tar"
     with open(out, "wb") as fh:
         archive_writer.write_archive(fh, metadata, analyzed)
+    if packable == records:
+        return out
+
+    def restore(doc: dict[str, Any]) -> None:
+        for entry, raw in zip(doc["packages"], records, strict=True):
+            entry["record"] = raw
+
+    packed = out.replace(dest / "packed.tar")
+    replace_metadata(packed, restore, out)
+    packed.unlink()
     return out
+
+
+def _packable(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw``, or, if pack would refuse it, a copy with a name, version and build it takes."""
+    try:
+        PackageRecord.from_json(raw, "test")
+    except PortpackError:
+        return {**raw, "name": "hostile", "version": "1.0", "build": "0", "depends": []}
+    return raw
 
 
 def replace_metadata(archive: Path, edit: Callable[[dict[str, Any]], None], dest: Path) -> Path:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import portpack
+from portpack.errors import UsageError
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 
@@ -111,6 +114,60 @@ def test_unpack_imports_only_what_it_needs(fixture_channel: Path, tmp_path: Path
     )
     assert (tmp_path / "o" / "env" / "bin" / "hello").is_file()
     assert out.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+class _Untouchable:
+    """Stands in for sys.stdin/sys.stdout: the library must not use them."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the library used a standard stream ({name})")
+
+
+@pytest.mark.parametrize("fmt", ["portpack", "pixi-pack"])
+def test_library_unpack_takes_a_stream_and_leaves_stdin_alone(
+    fixture_channel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """``-`` is the command line's: the library reads the stream it is given, and the
+    path ``-`` is a file of that name."""
+    cli("lock", "-c", fixture_channel, "hello-c", "-o", tmp_path / "l.lock")
+    archive = tmp_path / "env.tar"
+    cli("pack", "-l", tmp_path / "l.lock", "-o", archive, "--format", fmt, "--cache-dir", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", _Untouchable())
+    monkeypatch.setattr(sys, "stdout", _Untouchable())
+    with open(archive, "rb") as stream:
+        result = portpack.unpack(stream, tmp_path / "o")
+    assert (result.prefix / "bin" / "hello").is_file()
+    records = sorted(p.name[: -len(".json")] for p in (result.prefix / "conda-meta").glob("*.json"))
+    assert sorted(result.packages) == records
+    with pytest.raises(UsageError, match="cannot open archive -: No such file"):
+        portpack.unpack("-", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_unpack_reads_standard_input_for_dash(fixture_channel: Path, tmp_path: Path) -> None:
+    cli("lock", "-c", fixture_channel, "hello-c", "-o", tmp_path / "l.lock")
+    cli("pack", "-l", tmp_path / "l.lock", "-o", tmp_path / "env.tar", "--cache-dir", tmp_path)
+    with open(tmp_path / "env.tar", "rb") as stdin:
+        out = subprocess.run(
+            [*PORTPACK, "unpack", "-", "-o", tmp_path / "o"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+        )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "o" / "env" / "bin" / "hello").is_file()
+    assert "Unpacked 1 package into" in out.stdout
+    # A broken archive on standard input is named as such.
+    out = subprocess.run(
+        [*PORTPACK, "unpack", "-", "-o", tmp_path / "p"],
+        input="garbage" * 200,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert "<stdin>" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_unreachable_channel_is_a_fetch_error_not_a_solve_error(tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def test_lock_and_pack_from_a_token_channel_url_store_no_token(
     assert result.packages == ["hello-c-1.0-hb0f4dca_0"]
     assert TOKEN.encode() not in archive_bytes(tmp_path / "env.tar")
     record = result.metadata.packages[0].record
-    assert record["url"] == f"{server.url}linux-64/{HELLO}"
+    assert record.url == f"{server.url}linux-64/{HELLO}"
     env = portpack.unpack(tmp_path / "env.tar", tmp_path / "out").prefix
     meta = (env / "conda-meta" / "hello-c-1.0-hb0f4dca_0.json").read_text()
     assert TOKEN not in meta and f"{server.url}linux-64/{HELLO}" in meta

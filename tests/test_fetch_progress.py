@@ -13,8 +13,9 @@ import pytest
 
 from faultserver import CondaToken, FaultServer, Status
 from fetchsupport import REPO_ROOT, SMALL_SPECS, LockTemplate, typed
-from portpack.cli.terminal import TerminalReporter, human_bytes
+from portpack.cli.terminal import TerminalReporter
 from portpack.net.fetch import Fetcher
+from portpack.units import human_bytes
 from support.terminal import on_terminal
 
 HELLO = "hello-c-1.0-hb0f4dca_0.conda"

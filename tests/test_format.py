@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from portpack.archive import format as fmt
-from portpack.errors import ArchiveError
+from portpack.conda.record import PackageRecord
+from portpack.errors import ArchiveError, UnsafeArchiveError
 
 
 def _metadata(**overrides: Any) -> fmt.Metadata:
@@ -29,14 +30,16 @@ def _metadata(**overrides: Any) -> fmt.Metadata:
         "packages": [
             fmt.PackageEntry(
                 stem="zlib-1.3.1-hb9d3cd8_2",
-                record=record,
+                record=PackageRecord.from_json(record, "test"),
                 info=fmt.Segment(size=10240, zst_size=900, zst_sha256="a" * 64),
                 payload=fmt.Segment(size=204800, zst_size=50000, zst_sha256="b" * 64),
                 installed_size=190000,
             ),
             fmt.PackageEntry(
                 stem="python-3.12.4-h0_cpython",
-                record={"name": "python", "version": "3.12.4", "build": "h0_cpython"},
+                record=PackageRecord.from_json(
+                    {"name": "python", "version": "3.12.4", "build": "h0_cpython"}, "test"
+                ),
                 info=fmt.Segment(size=512, zst_size=20, zst_sha256="c" * 64),
                 payload=fmt.Segment(size=0, zst_size=0, zst_sha256="d" * 64),
                 installed_size=0,
@@ -89,7 +92,9 @@ def test_to_json_ignores_record_insertion_order() -> None:
     entry = meta.packages[0]
     shuffled = fmt.PackageEntry(
         stem=entry.stem,
-        record=dict(reversed(list(entry.record.items()))),
+        record=PackageRecord.from_json(
+            dict(reversed(list(entry.record.to_json().items()))), "test"
+        ),
         info=entry.info,
         payload=entry.payload,
         installed_size=entry.installed_size,
@@ -180,3 +185,51 @@ def test_unknown_segment_field_is_an_archive_error() -> None:
 def test_member_name() -> None:
     assert fmt.member_name("zlib-1.3.1-h0_2", fmt.INFO_MEMBER) == "pkgs/zlib-1.3.1-h0_2/info.tar"
     assert fmt.member_name("zlib-1.3.1-h0_2", fmt.PAYLOAD_MEMBER) == "pkgs/zlib-1.3.1-h0_2/pkg.tar"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"depends": "libzlib"}, ["package zlib", "'depends'", "not a list of strings"]),
+        ({"build_number": "2"}, ["package zlib", "'build_number'", "an integer"]),
+        ({"url": 7}, ["package zlib", "'url'", "a string"]),
+        ({"noarch": "java"}, ["package zlib", "'noarch'"]),
+    ],
+)
+def test_badly_typed_record_field_is_an_archive_error(
+    change: dict[str, Any], words: list[str]
+) -> None:
+    """portpack.json's records are typed by PackageRecord.from_json, naming the field."""
+    raw = json.loads(_metadata().to_json())
+    raw["packages"][0]["record"].update(change)
+    with pytest.raises(ArchiveError) as info:
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+    assert info.value.message.startswith("portpack.json, the record of zlib-1.3.1-hb9d3cd8_2")
+    for word in words:
+        assert word in info.value.message
+
+
+@pytest.mark.parametrize("field", ["name", "version", "build"])
+def test_record_field_naming_a_file_is_unsafe(field: str) -> None:
+    raw = json.loads(_metadata().to_json())
+    raw["packages"][0]["record"][field] = "../x"
+    with pytest.raises(UnsafeArchiveError, match=f"its '{field}' is '../x'"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+def test_entries_carry_the_typed_record_and_keep_every_field() -> None:
+    meta = fmt.Metadata.from_json(_metadata().to_json())
+    record = meta.packages[0].record
+    assert isinstance(record, PackageRecord)
+    assert (record.name, record.size, record.depends[0]) == (
+        "zlib",
+        12345,
+        "__glibc >=2.17,<3.0.a0",
+    )
+    assert meta.packages[0].dist == record.dist == "zlib-1.3.1-hb9d3cd8_2"
+    # fields portpack does not type are kept, as written
+    raw = json.loads(_metadata().to_json())
+    raw["packages"][0]["record"]["license"] = "Zlib"
+    again = fmt.Metadata.from_json(json.dumps(raw, sort_keys=True, indent=1).encode() + b"\n")
+    assert again.packages[0].record.to_json()["license"] == "Zlib"
+    assert json.loads(again.to_json()) == raw

@@ -35,7 +35,10 @@ PACKAGE = ROOT / "portpack"
 #: Names are relative to portpack/; a subpackage's name covers all its modules.
 LAYERS: list[tuple[str, list[str]]] = [
     # paths = the one path check; outside = the one no-follow/atomic-output helper.
-    ("basics", ["errors", "progress", "streams", "paths", "outside", "_platform", "_version"]),
+    (
+        "basics",
+        ["errors", "progress", "streams", "units", "paths", "outside", "_platform", "_version"],
+    ),
     ("conda", ["conda"]),  # the conda package format: tar stream, info/, record, files
     ("archive", ["archive"]),  # portpack and pixi-pack archive formats
     ("remote", ["remote"]),  # archives from HTTP(S) and OCI registries (standard library)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portpack.errors import PackageError
+from portpack.conda.record import PackageRecord
+from portpack.errors import PackageError, UnsafeArchiveError
 from portpack.install.noarch import EntryPoint, PythonInfo
 
 PY312 = PythonInfo(version="3.12", site_packages="lib/python3.12/site-packages")
@@ -34,6 +35,21 @@ def test_from_record_honours_python_site_packages_path() -> None:
     assert info.site_packages == "lib/python3.13t/site-packages"
     assert info.version == "3.13"
     assert info.map_path("site-packages/foo.py") == "lib/python3.13t/site-packages/foo.py"
+
+
+def test_from_record_takes_the_typed_record() -> None:
+    raw = {
+        "name": "python",
+        "version": "3.13.1",
+        "build": "h0_cp313t",
+        "python_site_packages_path": "lib/python3.13t/site-packages",
+    }
+    info = PythonInfo.from_record(PackageRecord.from_json(raw, "test"))
+    assert info == PythonInfo.from_record(raw)
+    assert info.site_packages == "lib/python3.13t/site-packages"
+    hostile = PackageRecord.from_json({**raw, "python_site_packages_path": "../../etc"}, "test")
+    with pytest.raises(UnsafeArchiveError, match="python_site_packages_path"):
+        PythonInfo.from_record(hostile)
 
 
 def test_from_record_empty_site_packages_path_uses_default() -> None:

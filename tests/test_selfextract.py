@@ -584,8 +584,9 @@ def test_noexec_temporary_directory_is_explained(env_sh: Path, tmp_path: Path) -
 
 
 def _unpack_path_imports() -> tuple[set[str], set[str]]:
-    """Modules of portpack reachable from the self-extractor's entry, and the top-level
-    standard library modules they import (at any depth, outside TYPE_CHECKING)."""
+    """Modules of portpack reachable from the self-extractor's entry (the sh header runs
+    ``portpack.cli.unpack.self_extracting_main``), and the top-level standard library
+    modules they import (at any depth, outside TYPE_CHECKING)."""
     import ast
 
     root = Path(portpack.__file__).parent.parent
@@ -620,7 +621,11 @@ def _unpack_path_imports() -> tuple[set[str], set[str]]:
                 else:
                     stdlib.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
-                stdlib.update(alias.name.split(".")[0] for alias in node.names)
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "portpack":
+                        todo.append(alias.name)
+                    else:
+                        stdlib.add(alias.name.split(".")[0])
     return seen, stdlib & set(sys.stdlib_module_names)
 
 

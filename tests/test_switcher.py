@@ -21,8 +21,8 @@ import yaml
 
 import portpack
 from fetchsupport import SMALL_SPECS, LockTemplate
-from portpack.cli.terminal import human_bytes
 from portpack.resolve.lockfile import read_lock
+from portpack.units import human_bytes
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 #: Nothing listens here: a lock pointing at it cannot be downloaded.

@@ -15,7 +15,8 @@ import pytest
 import portpack
 from portpack.archive.reader import open_metadata
 from portpack.cli import terminal as progress_term
-from portpack.cli.terminal import TerminalReporter, format_eta, human_bytes
+from portpack.cli.terminal import TerminalReporter, format_eta
+from portpack.units import human_bytes
 from support.terminal import on_terminal as run_on_terminal
 
 PORTPACK = [sys.executable, "-m", "portpack"]
@@ -62,9 +63,9 @@ def test_the_line_shows_packages_bytes_rate_and_time_left(
     reporter.warning("something to know")  # printed above the line, which is redrawn
     reporter.on_transfer_complete()
     shown = screen.getvalue()
-    assert "Writing [0/4] 0 B / 4.0 MB" in shown
-    # 1 MB in 2 s: 512 KB/s, 3 MB left: 6 s.
-    assert "Writing [1/4] 1.0 MB / 4.0 MB  512.0 KB/s  ETA 0:06" in shown
+    assert "Writing [0/4] 0 B / 4.0 MiB" in shown
+    # 1 MiB in 2 s: 512 KiB/s, 3 MiB left: 6 s.
+    assert "Writing [1/4] 1.0 MiB / 4.0 MiB  512.0 KiB/s  ETA 0:06" in shown
     assert "portpack: warning: something to know\n" in shown
     assert shown.endswith("\r\x1b[2K")  # the line is gone when the stage is over
 
@@ -97,7 +98,7 @@ def test_unpack_shows_progress_on_a_terminal_only(archive: Path, tmp_path: Path)
     with open(archive, "rb") as fh:
         meta = open_metadata(fh, str(archive))
     total = human_bytes(sum(p.info.zst_size + p.payload.zst_size for p in meta.packages))
-    assert re.search(rf"Unpacking \[[0-2]/2\] [0-9.]+ [KM]?B / {total}  ", shown), shown
+    assert re.search(rf"Unpacking \[[0-2]/2\] [0-9.]+ (B|KiB|MiB) / {total}  ", shown), shown
     status, shown = on_terminal(["unpack", archive, "-o", tmp_path / "b", "-q"], tmp_path)
     assert (status, shown) == (0, "")
     piped = subprocess.run(
@@ -114,7 +115,7 @@ def test_unpack_of_a_pixi_pack_archive_shows_progress(lock: Path, tmp_path: Path
     status, shown = on_terminal(["unpack", tar, "-o", tmp_path / "a"], tmp_path)
     assert status == 0, shown
     total = human_bytes(tar.stat().st_size)
-    assert re.search(rf"Unpacking [0-9.]+ [KM]?B / {total}  ", shown), shown
+    assert re.search(rf"Unpacking [0-9.]+ (B|KiB|MiB) / {total}  ", shown), shown
 
 
 def test_pack_shows_progress_while_it_writes(lock: Path, tmp_path: Path) -> None:

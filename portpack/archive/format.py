@@ -18,12 +18,13 @@ an unpacker verifies every byte it writes by hashing the compressed stream.  See
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from portpack.conda.package_file import MAX_INFO_SIZE as MAX_INFO_SIZE  # info/ is held in memory
-from portpack.conda.record import check_package_fields
+from portpack.conda.record import PackageRecord
 from portpack.errors import ArchiveError
 
 FORMAT_NAME = "portpack"
@@ -55,8 +56,8 @@ class PackageEntry:
 
     stem: str
     """File name without extension; names the package's members."""
-    record: dict[str, Any]
-    """The repodata record (with ``fn``, ``url``, ``channel``) as JSON."""
+    record: PackageRecord
+    """The repodata record (with ``fn``, ``url``, ``channel``); its JSON is what is stored."""
     info: Segment
     payload: Segment
     installed_size: int
@@ -64,13 +65,22 @@ class PackageEntry:
 
     @property
     def name(self) -> str:
-        return str(self.record["name"])
+        return self.record.name
 
     @property
     def dist(self) -> str:
         """``name-version-build``, the conda-meta record's stem."""
-        r = self.record
-        return f"{r['name']}-{r['version']}-{r['build']}"
+        return self.record.dist
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON (the record as it was read or given)."""
+        return {
+            "stem": self.stem,
+            "record": self.record.to_json(),
+            "info": asdict(self.info),
+            "payload": asdict(self.payload),
+            "installed_size": self.installed_size,
+        }
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,8 @@ class Metadata:
         Without wheels the ``wheels`` key is left out, so such archives stay exactly
         what portpack wrote before wheels were supported.
         """
-        doc = asdict(self)
+        doc = asdict(dataclasses.replace(self, packages=[]))
+        doc["packages"] = [entry.to_json() for entry in self.packages]
         if not self.wheels:
             del doc["wheels"]
         return json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n"
@@ -169,18 +180,7 @@ class Metadata:
 
 
 def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:
-    packages = [
-        _check_entry(
-            PackageEntry(
-                stem=_str(p["stem"]),
-                record=dict(p["record"]),
-                info=Segment(**p["info"]),
-                payload=Segment(**p["payload"]),
-                installed_size=int(p["installed_size"]),
-            )
-        )
-        for p in raw["packages"]
-    ]
+    packages = [_entry(p) for p in raw["packages"]]
     mbp = raw.get("min_binary_placeholder")
     return Metadata(
         platform=_str(raw["platform"]),
@@ -237,17 +237,17 @@ def _requirement(raw: dict[str, Any]) -> VirtualRequirement:
     return value
 
 
-def _check_entry(entry: PackageEntry) -> PackageEntry:
-    for seg in (entry.info, entry.payload):
+def _entry(raw: dict[str, Any]) -> PackageEntry:
+    stem = _str(raw["stem"])
+    info, payload = Segment(**raw["info"]), Segment(**raw["payload"])
+    for seg in (info, payload):
         ints = (seg.size, seg.zst_size)
         if any(type(v) is not int or v < 0 for v in ints) or not _is_sha256(seg.zst_sha256):
-            raise ValueError(f"invalid segment of package {entry.stem}")
-    record = entry.record
-    # name, version and build become file names (conda-meta/<name>-<version>-<build>.json).
-    check_package_fields(record, f"{METADATA_NAME}, the record of {entry.stem}")
-    depends = record.get("depends", [])
-    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-        raise ValueError(f"record of package {entry.stem} has invalid depends")
+            raise ValueError(f"invalid segment of package {stem}")
+    # The one record check: name, version and build become file names
+    # (conda-meta/<name>-<version>-<build>.json), the other fields are typed.
+    record = PackageRecord.from_json(raw["record"], f"{METADATA_NAME}, the record of {stem}")
+    entry = PackageEntry(stem, record, info, payload, int(raw["installed_size"]))
     if entry.info.size > MAX_INFO_SIZE:
         raise ValueError(f"info/ of package {entry.stem} is larger than {MAX_INFO_SIZE} bytes")
     if not entry.stem or "/" in entry.stem or entry.stem in (".", ".."):

@@ -4,8 +4,8 @@ A self-extracting archive (``portpack pack --create-executable``) is a POSIX sh
 header, a gzip'd tar holding a bootstrap (a Python runtime, portpack's unpacker and
 zstandard), then an unchanged portpack archive.  The header names the byte offset of
 the archive part in a comment line, so :func:`skip_header` lets ``portpack unpack
-env.sh`` (or ``cat env.sh | portpack unpack -``) read the archive part directly, and
-:func:`main` is what the header runs with the bootstrap Python.  See
+env.sh`` (or ``cat env.sh | portpack unpack -``) read the archive part directly; the header runs
+:func:`portpack.cli.unpack.self_extracting_main` with the bootstrap Python.  See
 ``docs/self-extracting.md``; :mod:`portpack.packer.selfextract` writes these files.
 """
 
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Sequence
 from typing import BinaryIO, cast
 
 from portpack.errors import ArchiveError
@@ -89,18 +87,3 @@ def _seekable(stream: BinaryIO) -> bool:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run inside a self-extracting archive: ``argv`` is the file's path, then its options.
-
-    The sh header calls this with the bootstrap Python after extracting it.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print("portpack: error: the self-extracting archive's path is missing", file=sys.stderr)
-        return 2
-    path = args[0]
-    from portpack.cli.unpack import main as unpack_main
-
-    return unpack_main(args[1:], prog=os.path.basename(path) or path, archive=path)

@@ -21,9 +21,9 @@ from portpack.archive.sfx import skip_header
 from portpack.conda.info import PackageInfo
 from portpack.conda.package_file import PackageFile
 from portpack.conda.record import PackageRecord
+from portpack.conda.tarstream import looks_like_tar, sniff
 from portpack.conda.version import Version, parse_constraint, split_dependency
 from portpack.errors import ArchiveError, UsageError
-from portpack.streams import looks_like_tar, sniff
 
 if TYPE_CHECKING:
     import tarfile
@@ -128,15 +128,15 @@ def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> Archiv
     packages = []
     for entry in meta.packages:
         record = entry.record
-        file_size = record.get("size")
+        file_size = record.size
         packages.append(
             PackageSummary(
                 name=entry.name,
-                version=str(record["version"]),
-                build=str(record["build"]),
-                subdir=str(record.get("subdir", "")),
+                version=record.version,
+                build=record.build,
+                subdir=record.subdir,
                 size=file_size
-                if isinstance(file_size, int)
+                if file_size is not None
                 else entry.info.zst_size + entry.payload.zst_size,
                 installed_size=entry.installed_size,
             )

@@ -284,7 +284,7 @@ def _dry_run(options: PackOptions, reporter: Reporter, as_json: bool, debug: boo
 
 def render_plan(plan: Any) -> str:
     """The human table of a :class:`~portpack.packer.packing.PackPlan`."""
-    from portpack.cli.terminal import human_bytes
+    from portpack.units import human_bytes
 
     def size(value: int | None) -> str:
         return "?" if value is None else human_bytes(value)

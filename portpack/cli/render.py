@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from portpack.archive.summary import ArchiveSummary
+from portpack.units import human_bytes
 
 
 def human_size(n: int | None) -> str:
-    """``1536`` -> ``1.5 KiB``; ``None`` -> ``?``."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+    """``1536`` -> ``1.5 KiB`` (:func:`portpack.units.human_bytes`); unknown: ``?``."""
+    return "?" if n is None else human_bytes(n)
 
 
 def summary_text(summary: ArchiveSummary) -> str:

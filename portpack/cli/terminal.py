@@ -17,19 +17,11 @@ from collections.abc import Callable
 from typing import TextIO
 
 from portpack.cli.common import StderrReporter
+from portpack.units import human_bytes
 
 _CLEAR = "\r\x1b[2K"
 #: Seconds of history the rate is computed over.
 _RATE_WINDOW = 3.0
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``"1.5 KB"`` (powers of 1024, as download tools show)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # pragma: no cover - the loop returns
 
 
 class TerminalReporter(StderrReporter):

@@ -1,6 +1,7 @@
 """``portpack unpack``: the command line of the unpacker, on the standard library only.
 
-It is also what a self-extracting archive runs on a target without portpack.
+It is also what a self-extracting archive runs on a target without portpack
+(:func:`self_extracting_main`), and the only place ``-`` means standard input.
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from portpack._version import __version__
 from portpack.cli.common import plural, run_reporting_errors
 from portpack.install.activation import DEFAULT_SHELL, SHELLS, source_command
+
+if TYPE_CHECKING:
+    from portpack.unpacker.streaming import UnpackResult
+
+#: The name messages give standard input (``-``).
+STDIN_NAME = "<stdin>"
 
 EPILOG = """\
 Examples:
@@ -140,6 +147,12 @@ def build_parser(
         metavar="TEXT",
         help="Name of the environment directory.  [default: env]",
     )
+    _add_install_options(parser)
+    _add_report_options(parser)
+    return parser
+
+
+def _add_install_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
@@ -161,6 +174,9 @@ def build_parser(
         help="Shell of the activation script: activate.sh (bash, zsh), activate.fish, "
         "activate.xsh (xonsh) or activate.nu.  [default: bash]",
     )
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="Print nothing on success, and no progress."
     )
@@ -178,7 +194,6 @@ def build_parser(
         version=f"portpack {__version__}",
         help="Show the version and exit.",
     )
-    return parser
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
@@ -224,23 +239,8 @@ def main(
     if archive is not None:
         args.archive = archive
     _handle_signals()
-    from portpack.cli.terminal import TerminalReporter
-    from portpack.unpacker.streaming import unpack
-
     try:
-        result = run_reporting_errors(
-            lambda: unpack(
-                args.archive,
-                args.output_directory,
-                args.env_name,
-                force=args.force,
-                run_link_scripts=args.run_link_scripts,
-                strict=args.strict,
-                shell=args.shell,
-                reporter=TerminalReporter(args.quiet),
-            ),
-            args.debug or args.verbose > 1,
-        )
+        result = run_reporting_errors(lambda: _unpack(args), args.debug or args.verbose > 1)
     except SystemExit as exc:
         _leave(exc)
     if args.verbose and not args.quiet:
@@ -251,6 +251,48 @@ def main(
         print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
+
+
+def _unpack(args: argparse.Namespace) -> UnpackResult:
+    """Call the library's unpack; ``-`` is standard input, read here."""
+    from portpack.cli.terminal import TerminalReporter
+    from portpack.unpacker.streaming import unpack
+
+    def run(archive: str | BinaryIO) -> UnpackResult:
+        return unpack(
+            archive,
+            args.output_directory,
+            args.env_name,
+            force=args.force,
+            run_link_scripts=args.run_link_scripts,
+            strict=args.strict,
+            shell=args.shell,
+            reporter=TerminalReporter(args.quiet),
+        )
+
+    if args.archive != "-":
+        return run(args.archive)
+    # Unbuffered, not sys.stdin.buffer: an interrupted unpack may exit while the
+    # reader thread still waits in read(), and a BufferedReader's lock held by that
+    # thread makes the interpreter abort at exit ("could not acquire lock for
+    # <stdin> at interpreter shutdown").
+    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as stdin:
+        stdin.name = STDIN_NAME  # what messages call it (pixi-pack: file:///dev/stdin)
+        return run(stdin)
+
+
+def self_extracting_main(argv: Sequence[str] | None = None) -> int:
+    """Run inside a self-extracting archive: ``argv`` is the file's path, then its options.
+
+    The archive's sh header (``portpack/sfx_header.sh``) calls this with the bootstrap
+    Python after extracting it.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("portpack: error: the self-extracting archive's path is missing", file=sys.stderr)
+        return 2
+    path = args[0]
+    return main(args[1:], prog=os.path.basename(path) or path, archive=path)
 
 
 if __name__ == "__main__":

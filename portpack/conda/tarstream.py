@@ -12,8 +12,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 from portpack.errors import ArchiveError
+from portpack.streams import PeekedStream, read_exactly
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -30,6 +32,17 @@ _GNU_LONGLINK = b"K"
 _EXTENDED = (*_PAX_HEADERS, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK)
 #: Longest pax / GNU long-name record accepted (protects memory on hostile input).
 _MAX_EXTENDED_HEADER = 1 << 20
+
+
+def sniff(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
+    """Read the first tar block of ``stream``; return a stream that still yields it, and it."""
+    head = read_exactly(stream, BLOCK)
+    return cast("BinaryIO", PeekedStream(head, stream)), head
+
+
+def looks_like_tar(head: bytes) -> bool:
+    """True if ``head`` (the first 512 bytes of a stream) is a ustar/GNU tar header."""
+    return len(head) >= BLOCK and head[257:262] == b"ustar"
 
 
 class ChunkReader:

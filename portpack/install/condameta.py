@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from portpack.conda.record import PackageRecord
 from portpack.install.destination import Destination
 from portpack.install.linker import LinkedPackage
 from portpack.paths import join, safe_relpath
@@ -17,7 +18,7 @@ META_DIR = safe_relpath("conda-meta", "conda-meta")
 _BATCH = 4096
 
 
-def prefix_record(record: dict[str, Any], linked: LinkedPackage) -> dict[str, Any]:
+def prefix_record(record: PackageRecord, linked: LinkedPackage) -> dict[str, Any]:
     """The ``conda-meta/<dist>.json`` document of one installed package."""
     doc = _head(record)
     files = sorted(linked.files, key=lambda f: f.path)
@@ -32,15 +33,15 @@ def prefix_record(record: dict[str, Any], linked: LinkedPackage) -> dict[str, An
 _LINK = {"source": "", "type": 3}
 
 
-def _head(record: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(record)
+def _head(record: PackageRecord) -> dict[str, Any]:
+    doc = record.to_json()
     for key in ("files", "paths_data", "link"):
         doc.pop(key, None)
     doc["requested_specs"] = []
     return doc
 
 
-def record_chunks(record: dict[str, Any], linked: LinkedPackage) -> Iterator[bytes]:
+def record_chunks(record: PackageRecord, linked: LinkedPackage) -> Iterator[bytes]:
     """:func:`prefix_record` as JSON, encoded piece by piece.
 
     The same document, without holding a package's paths as dicts and one string all
@@ -67,14 +68,14 @@ def _items(items: Sequence[Any], encode: Callable[[Sequence[Any]], Any]) -> Iter
 
 def write_records(
     dest: Destination,
-    records: Sequence[tuple[dict[str, Any], LinkedPackage]],
+    records: Sequence[tuple[PackageRecord, LinkedPackage]],
     command: str,
 ) -> None:
     """Write one JSON record per package and ``conda-meta/history``."""
     what = "conda-meta"
     dest.ensure_dir(META_DIR, what)
     for record, linked in records:
-        # dist was checked where the record entered (prefix.check_package_fields);
+        # dist was checked where the record entered (PackageRecord.from_json);
         # join checks the file name again.
         rel = join(META_DIR, f"{linked.dist}.json", f"{what} of package {linked.dist}")
         dest.write(rel, record_chunks(record, linked), 0o644, None, what)
@@ -82,11 +83,11 @@ def write_records(
     dest.write(history_rel, [history(records, command)], 0o644, None, what)
 
 
-def history(records: Sequence[tuple[dict[str, Any], LinkedPackage]], command: str) -> bytes:
+def history(records: Sequence[tuple[PackageRecord, LinkedPackage]], command: str) -> bytes:
     """conda's ``history`` format: one revision adding every package."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     lines = [f"==> {stamp} <==", f"# cmd: {command}"]
     for record, linked in records:
-        channel = str(record.get("channel") or "").rstrip("/").rsplit("/", 1)[-1] or "local"
+        channel = (record.channel or "").rstrip("/").rsplit("/", 1)[-1] or "local"
         lines.append(f"+{channel}::{linked.dist}")
     return ("\n".join(lines) + "\n").encode()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portpack.conda.record import PackageRecord
 from portpack.errors import PackageError
 from portpack.install.placeholders import fix_shebang
 from portpack.paths import RelPath, join, safe_relpath
@@ -27,12 +29,14 @@ class PythonInfo:
     """Relative path of site-packages, e.g. ``lib/python3.12/site-packages``."""
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> PythonInfo:
-        """Build from the ``python`` package's repodata record (or ``index.json``).
+    def from_record(cls, record: PackageRecord | Mapping[str, Any]) -> PythonInfo:
+        """Build from the ``python`` package's record (or its ``index.json``, as JSON).
 
         ``python_site_packages_path`` becomes the directory of every noarch python
         file: it goes through the path check, naming the package and the field.
         """
+        if isinstance(record, PackageRecord):
+            record = record.raw  # its fields were typed; the checks below read the JSON
         package = f"package {record.get('name', 'python')}-{record.get('version')}"
         parts = str(record["version"]).split(".")
         if len(parts) < 2:

@@ -10,8 +10,9 @@ The file is three parts (see ``docs/self-extracting.md``):
 3. the portpack archive, unchanged (``docs/archive-format.md``).
 
 On the target the header extracts the bootstrap with ``tail | head | gzip | tar`` into
-a temporary directory and runs :func:`portpack.archive.sfx.main` with it, which reads part 3
-of the same file in place.  This module renders the header and writes the three parts.
+a temporary directory and runs :func:`portpack.cli.unpack.self_extracting_main` with
+it, which reads part 3 of the same file in place.  This module renders the header and
+writes the three parts.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from portpack.archive import format as fmt
 from portpack.archive.segments import AnalysisCache, AnalyzedPackage, analyze
 from portpack.archive.writer import write_archive, write_directory
 from portpack.conda.record import PackageRecord
+from portpack.errors import PackageError
 from portpack.net.auth import strip_record
 from portpack.packer.convert import as_conda
 from portpack.progress import Reporter
@@ -227,18 +228,18 @@ def build_metadata(
 ) -> fmt.Metadata:
     """Everything the unpacker checks before writing: sizes, placeholders, virtual deps.
 
-    A record given as JSON is written as it is, unchecked: the test helpers make
-    hostile archives this way, for the unpacker to refuse.
+    Records given as JSON are typed (and so checked) here: pack never writes a record
+    the unpacker would refuse.
     """
     entries = []
     shortest: fmt.Placeholder | None = None
     virtual = []
     for record, pkg in zip(records, packages, strict=True):
-        # The archive takes records as JSON (the boundary with portpack.archive).
         raw = record.to_json() if isinstance(record, PackageRecord) else dict(record)
         entry = fmt.PackageEntry(
             stem=_stem(str(raw["fn"])),
-            record=strip_record(raw),  # no credentials in the archive or conda-meta
+            # no credentials in the archive or conda-meta
+            record=PackageRecord.from_json(strip_record(raw), "the locked records", PackageError),
             info=pkg.info_segment,
             payload=pkg.payload_segment,
             installed_size=pkg.info.installed_size,

@@ -8,6 +8,7 @@ from portpack._platform import UNPACKABLE_PLATFORMS, current_platform, host_glib
 from portpack.archive import format as fmt
 from portpack.conda.version import parse_constraint, parse_version, split_dependency
 from portpack.errors import PreconditionError
+from portpack.units import human_bytes
 
 
 def check_all(meta: fmt.Metadata, prefix: str, target_dir: str) -> None:
@@ -79,22 +80,10 @@ def check_disk_space(installed_size: int, target_dir: str) -> None:
     free = stats.f_bavail * stats.f_frsize
     if free < installed_size:
         raise PreconditionError(
-            f"{target_dir} has {human_size(free)} free but the environment needs "
-            f"{human_size(installed_size)} ({installed_size} bytes)",
+            f"{target_dir} has {human_bytes(free)} free but the environment needs "
+            f"{human_bytes(installed_size)} ({installed_size} bytes)",
             hint="Free some space or unpack elsewhere.",
         )
-
-
-def human_size(size: int) -> str:
-    """``1536`` -> ``"1.5 KiB"``; ``0`` -> ``"0 bytes"``."""
-    if size < 1024:
-        return f"{size} bytes"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        value /= 1024
-        if value < 1024 or unit == "PiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def prefix_is_environment(path: str) -> bool:

@@ -1,21 +1,22 @@
 """``unpack``: stream an archive into a new environment (standard library + zstandard).
 
-The environment is built in a hidden sibling directory with the final prefix
-already written into every placeholder, then renamed into place, so an error or
-an interrupt never leaves a prefix that looks complete.
+This module reads the archive and runs the member loop; :mod:`portpack.unpacker.staging`
+owns the hidden staging directory the environment is built in (with the final
+prefix already written into every placeholder) and its move into place, so an
+error or an interrupt never leaves a prefix that looks complete;
+:mod:`portpack.unpacker.finish` writes conda-meta, wheels, link scripts and the
+activation script.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from portpack import outside
 from portpack.archive import format as fmt
@@ -23,26 +24,16 @@ from portpack.archive.directory import is_archive_directory, open_directory
 from portpack.archive.reader import ArchiveReader
 from portpack.archive.sfx import skip_header
 from portpack.conda.info import read_info
-from portpack.errors import ArchiveError, InstallError, UsageError
-from portpack.install.activation import (
-    DEFAULT_SHELL,
-    SHELLS,
-    activation_script,
-    normalize_shell,
-    script_name,
-)
-from portpack.install.condameta import write_records
+from portpack.conda.record import PackageRecord
+from portpack.conda.tarstream import looks_like_tar, sniff
+from portpack.errors import UsageError
+from portpack.install.activation import DEFAULT_SHELL, normalize_shell
 from portpack.install.destination import Destination
-from portpack.install.linker import LinkContext, LinkedPackage, link_package
-from portpack.install.noarch import PythonInfo
+from portpack.install.linker import LinkContext, link_package
 from portpack.progress import Reporter
-from portpack.streams import looks_like_tar, sniff
-from portpack.unpacker import preconditions
+from portpack.unpacker import finish, preconditions, staging
+from portpack.unpacker.finish import Installed
 
-if TYPE_CHECKING:
-    from portpack.unpacker import pixipack as pixipack_read
-
-STAGING_MARK = outside.MARK
 #: Threads creating small files while the main thread parses (see portpack/install/writers.py).
 #: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
 #: none, 3.36 s with one), but on ext4 with a cold page cache it adds system time
@@ -64,6 +55,25 @@ class UnpackResult:
     """File names of the PyPI wheels installed after the packages."""
 
 
+@dataclass
+class _Job:
+    """One call of :func:`unpack`: where to, how, and what it installed so far."""
+
+    out: Path
+    env_name: str
+    force: bool
+    run_link_scripts: bool
+    strict: bool
+    shell: str
+    reporter: Reporter
+    created: outside.CreatedDirs
+    wheels: list[str] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> Path:
+        return self.out / self.env_name
+
+
 def unpack(
     archive: str | os.PathLike[str] | BinaryIO = "environment.tar",
     output_dir: str | os.PathLike[str] = ".",
@@ -75,11 +85,13 @@ def unpack(
     shell: str = DEFAULT_SHELL,
     reporter: Reporter | None = None,
 ) -> UnpackResult:
-    """Unpack ``archive`` (a path, ``"-"`` for stdin, or a binary stream) into
+    """Unpack ``archive`` (a path or a binary stream, read front to back) into
     ``output_dir/env_name`` and write the activation script for ``shell`` into
     ``output_dir`` (``activate.sh`` for bash and zsh).
 
-    ``archive`` is a portpack archive or a pixi-pack archive (a plain tar).
+    ``archive`` is a portpack archive, a self-extracting one, a folder written by
+    ``pack --directory-only`` or a pixi-pack archive (a plain tar). The path ``-`` is
+    a file named ``-``: the command line reads standard input itself and passes a stream.
     Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
     then leaves no partial environment behind.
     """
@@ -89,97 +101,90 @@ def unpack(
     out = Path(os.path.abspath(output_dir))
     outside.check_directory(out)
     created = outside.CreatedDirs()  # removed again (if still empty) when the unpack fails
+    job = _Job(out, env_name, force, run_link_scripts, strict, shell, reporter, created)
     try:
-        return _unpack(
-            archive, out, env_name, force, run_link_scripts, strict, shell, reporter, created
-        )
+        return _unpack(archive, job)
     except BaseException:
         created.remove()
         raise
 
 
-def _unpack(
-    archive: str | os.PathLike[str] | BinaryIO,
-    out: Path,
-    env_name: str,
-    force: bool,
-    run_link_scripts: bool,
-    strict: bool,
-    shell: str,
-    reporter: Reporter,
-    created: outside.CreatedDirs,
-) -> UnpackResult:
-    prefix = out / env_name
-    wheels: list[str] = []
+def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResult:
     with ExitStack() as stack:
         stream, name = _open(archive, stack)
         counted = _Counted(stream)
         stream, head = sniff(cast(BinaryIO, counted))
-        stack.callback(reporter.on_transfer_complete)
+        stack.callback(job.reporter.on_transfer_complete)
         if looks_like_tar(head):
-            from portpack.unpacker import (
-                pixipack as pixipack_read,  # only for pixi-pack archives: keeps start-up short
-            )
-
-            # pixi-pack: platform, glibc and integrity are checked while it streams.
-            target = _check_target(prefix, force)
-            created.make(out)
-            reporter.on_transfer_start("Unpacking", None, _size_of(archive), counted.position)
-            linked, script = _build(
-                out,
-                env_name,
-                name,
-                target,
-                _Finish(run_link_scripts, shell),
-                lambda dest: pixipack_read.install(
-                    stream,
-                    name,
-                    dest,
-                    str(prefix),
-                    strict=strict,
-                    reporter=reporter,
-                    wheel_installer=_pixi_pack_wheels(str(prefix), reporter, wheels),
-                ),
-            )
+            linked, script = _pixi_pack(job, stream, name, counted, _size_of(archive))
         else:
             reader = ArchiveReader(stream, name)
             stack.callback(reader.close)
-            target = _check_target(prefix, force)
-            preconditions.check_all(reader.metadata, str(prefix), str(out))
-            _check_wheels(reader.metadata, name)
-            created.make(out)
-            reporter.on_transfer_start("Unpacking", *_totals(reader.metadata), counted.position)
-            linked, script = _build(
-                out,
-                env_name,
-                name,
-                target,
-                _Finish(run_link_scripts, shell),
-                lambda dest: _install_all(reader, dest, str(prefix), strict, reporter, wheels),
-            )
-        return UnpackResult(prefix, script, [pkg.dist for _, pkg in linked], wheels)
+            linked, script = _portpack(job, reader, counted)
+        return UnpackResult(job.prefix, script, [pkg.dist for _, pkg in linked], job.wheels)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-Installed = list[tuple[dict[str, Any], LinkedPackage]]
+def _pixi_pack(
+    job: _Job, stream: BinaryIO, name: str, counted: _Counted, size: int | None
+) -> tuple[Installed, Path]:
+    """A pixi-pack archive: platform, glibc and integrity are checked while it streams."""
+    from portpack.unpacker import (
+        pixipack as pixipack_read,  # only for pixi-pack archives: keeps start-up short
+    )
+
+    target = staging.check_target(job.prefix, job.force)
+    job.created.make(job.out)
+    job.reporter.on_transfer_start("Unpacking", None, size, counted.position)
+    prefix = str(job.prefix)
+    hook = finish.pixi_pack_wheels(prefix, job.reporter, job.wheels)
+
+    def install(dest: Destination) -> Installed:
+        records = pixipack_read.install(
+            stream,
+            name,
+            dest,
+            prefix,
+            strict=job.strict,
+            reporter=job.reporter,
+            wheel_installer=hook,
+        )
+        # pixipack returns its records as JSON: typed here, at the boundary.
+        return [
+            (PackageRecord.from_json(record, f"{name}, the record of {pkg.dist}"), pkg)
+            for record, pkg in records
+        ]
+
+    return _build(job, name, target, install)
 
 
-@dataclass
-class _Target:
-    """What was at the prefix when the unpack checked it: the final move replaces only that."""
+def _portpack(job: _Job, reader: ArchiveReader, counted: _Counted) -> tuple[Installed, Path]:
+    """A portpack archive: everything is checked against its metadata before a byte is written."""
+    target = staging.check_target(job.prefix, job.force)
+    preconditions.check_all(reader.metadata, str(job.prefix), str(job.out))
+    finish.check_wheels(reader.metadata, reader.name)
+    job.created.make(job.out)
+    job.reporter.on_transfer_start("Unpacking", *_totals(reader.metadata), counted.position)
+    return _build(job, reader.name, target, lambda dest: _install_all(reader, dest, job))
 
-    path: Path
-    kind: str
-    """``"absent"``, ``"empty"`` (an empty directory) or ``"environment"`` (with --force)."""
-    stat: os.stat_result | None = None
 
+def _build(
+    job: _Job, name: str, target: staging.Target, install: Callable[[Destination], Installed]
+) -> tuple[Installed, Path]:
+    """Install into the staging directory and write conda-meta; once it is in place, run
+    link scripts and write the activation script."""
 
-@dataclass
-class _Finish:
-    """What happens once the environment is in place, before the old one is removed."""
+    def fill(dest: Destination) -> Installed:
+        linked = install(dest)
+        finish.write_conda_meta(dest, linked, name)
+        return linked
 
-    run_link_scripts: bool
-    shell: str
+    def placed(linked: Installed) -> Path:
+        if job.run_link_scripts:
+            finish.run_link_scripts(job.prefix, [record for record, _ in linked])
+        return finish.write_activation(job.out, job.prefix, job.shell)
+
+    return staging.build(target, WRITER_THREADS, fill, placed)
 
 
 class _Counted:
@@ -208,62 +213,13 @@ def _totals(meta: fmt.Metadata) -> tuple[int, int]:
 
 def _size_of(archive: str | os.PathLike[str] | BinaryIO) -> int | None:
     """The size of an archive file, None for a pipe, a stream or a folder."""
-    if not isinstance(archive, (str, os.PathLike)) or str(archive) == "-":
+    if not isinstance(archive, (str, os.PathLike)):
         return None
     try:
         info = os.stat(archive)
     except OSError:
         return None
     return info.st_size if S_ISREG(info.st_mode) else None
-
-
-def _build(
-    out: Path,
-    env_name: str,
-    name: str,
-    target: _Target,
-    finish: _Finish,
-    install: Callable[[Destination], Installed],
-) -> tuple[Installed, Path]:
-    """Install into a hidden staging directory, write conda-meta, move into place, then
-    run link scripts and write the activation script; any failure puts back what was there.
-    """
-    prefix = out / env_name
-    remove_stale_staging(out, env_name)
-    staging: Path | None = None
-    dest: Destination | None = None
-    placed: os.stat_result | None = None
-    try:  # from the moment the staging directory exists: an interrupt must remove it
-        staging = outside.make_private_dir(out, env_name)
-        staging.chmod(0o777 & ~_umask())
-        dest = Destination(str(staging), threads=WRITER_THREADS)
-        linked = install(dest)
-        write_records(dest, linked, f"portpack unpack {name}")
-        dest.close()
-        staged = os.lstat(staging)
-        _move_into_place(staging, target)
-        placed = staged
-        if finish.run_link_scripts:
-            _run_link_scripts(prefix, [record for record, _ in linked])
-        script = _write_activation(out, prefix, finish.shell)
-    except BaseException:
-        if dest is not None:
-            dest.abort()
-        if staging is None:  # interrupted between its mkdir and the assignment
-            outside.remove_own_private_dirs(out, env_name)
-        else:
-            if placed is not None:
-                _move_back(staging, target, placed)
-            outside.remove_tree(staging)
-        raise
-    outside.remove_tree(staging)  # the replaced environment (--force), if any
-    return linked, script
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _check_env_name(env_name: str) -> None:
@@ -279,95 +235,33 @@ def _open(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple
 
 def _open_raw(archive: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
     if isinstance(archive, (str, os.PathLike)):
-        if str(archive) == "-":
-            # Unbuffered, not sys.stdin.buffer: an interrupted unpack may exit while the
-            # reader thread still waits in read(), and a BufferedReader's lock held by
-            # that thread makes the interpreter abort at exit ("could not acquire lock
-            # for <stdin> at interpreter shutdown").
-            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
-            return stack.enter_context(stdin), "<stdin>"
         if is_archive_directory(archive):  # written by pack --directory-only
             return stack.enter_context(open_directory(archive)), str(archive)
         try:
             return stack.enter_context(open(archive, "rb", buffering=0)), str(archive)
         except OSError as exc:
             raise UsageError(f"cannot open archive {archive}: {exc.strerror or exc}") from exc
-    return archive, getattr(archive, "name", "<stream>")
+    name = getattr(archive, "name", None)
+    return archive, name if isinstance(name, str) else "<stream>"
 
 
-def _check_target(prefix: Path, force: bool) -> _Target:
-    try:
-        st = os.lstat(prefix)
-    except FileNotFoundError:
-        return _Target(prefix, "absent")
-    except OSError as exc:
-        raise outside.output_error(exc, prefix, "cannot look at") from None
-    if stat.S_ISDIR(st.st_mode) and not _has_entries(prefix):
-        return _Target(prefix, "empty", st)  # replaced when the environment is complete
-    if not force:
-        raise UsageError(
-            f"{prefix} already exists and is not empty",
-            hint="Use --force to replace it, or choose another --output-directory/--env-name.",
-        )
-    if not preconditions.prefix_is_environment(str(prefix)):
-        raise UsageError(f"refusing to replace {prefix}: it is not a conda environment")
-    return _Target(prefix, "environment", st)
+def _install_all(reader: ArchiveReader, dest: Destination, job: _Job) -> Installed:
+    """The package loop: each package's info and payload as the reader yields them.
 
-
-def _has_entries(path: Path) -> bool:
-    try:
-        with os.scandir(path) as entries:
-            return any(True for _ in entries)
-    except OSError as exc:
-        raise outside.output_error(exc, path, "cannot read the directory") from None
-
-
-def remove_stale_staging(out: Path, env_name: str) -> None:
-    """Remove staging directories left by killed runs (their process is gone)."""
-    for stem in (env_name, *(script_name(shell) for shell in SHELLS)):
-        for path in out.glob(f".{stem}{STAGING_MARK}*"):
-            pid = path.name[len(stem) + 1 + len(STAGING_MARK) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                if path.is_dir() and not path.is_symlink():
-                    outside.remove_tree(path)
-                else:
-                    path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _python_info(meta: fmt.Metadata) -> PythonInfo | None:
-    for entry in meta.packages:
-        if entry.name == "python":
-            return PythonInfo.from_record(entry.record)
-    return None
-
-
-def _install_all(
-    reader: ArchiveReader,
-    dest: Destination,
-    prefix: str,
-    strict: bool,
-    reporter: Reporter,
-    wheels: list[str],
-) -> Installed:
+    Moved, not changed: ``benchmarks/bench_hot.py`` (``unpack``) times the whole
+    unpack, whose per-file work is in the reader and ``link_package``.
+    """
+    prefix = str(job.prefix)
     ctx = LinkContext(
         destination=dest,
         prefix=prefix,
-        python=_python_info(reader.metadata),
-        warn=reporter.warning,
-        strict=strict,
+        python=finish.python_info(reader.metadata),
+        warn=job.reporter.warning,
+        strict=job.strict,
     )
-    linked = []
+    linked: Installed = []
     total = len(reader.metadata.packages)
+    reporter = job.reporter
     for index, (entry, info_tar, payload) in enumerate(reader.packages()):
         reporter.on_package_start(entry.name, index, total)
         info = read_info(info_tar, entry.dist)
@@ -375,176 +269,5 @@ def _install_all(
         payload.close()
         reporter.on_package_complete(entry.name)
     if reader.metadata.wheels and ctx.python is not None:
-        _install_wheels(reader, dest, prefix, ctx.python, reporter, wheels)
+        finish.install_wheels(reader, dest, prefix, ctx.python, reporter, job.wheels)
     return linked
-
-
-def _check_wheels(meta: fmt.Metadata, name: str) -> None:
-    """Wheels need the environment's python and the ``installer`` library."""
-    if not meta.wheels:
-        return
-    filenames = ", ".join(w.filename for w in meta.wheels)
-    if _python_info(meta) is None:
-        raise ArchiveError(
-            f"{name} holds PyPI wheels ({filenames}) but no python package to install them into"
-        )
-    _require_installer(filenames)
-
-
-def _require_installer(filenames: str) -> None:
-    try:
-        import installer.destinations  # noqa: F401 (only checks that it can be imported)
-    except ImportError as exc:
-        raise InstallError(
-            f"installing the PyPI wheels {filenames} needs the 'installer' library, "
-            f"which cannot be imported ({exc})",
-            hint="Install it next to portpack (pip install installer), or unpack with a "
-            "self-extracting archive (portpack pack --create-executable).",
-        ) from None
-
-
-def _install_wheels(
-    reader: ArchiveReader,
-    dest: Destination,
-    prefix: str,
-    python: PythonInfo,
-    reporter: Reporter,
-    wheels: list[str],
-) -> None:
-    """Install the archive's wheels, after every package (their python is in place)."""
-    from portpack.install.wheels import WheelInstaller
-
-    installer = WheelInstaller(dest, prefix, python, reporter.warning)
-    total = len(reader.metadata.wheels)
-    try:
-        for index, (entry, stream) in enumerate(reader.wheels()):
-            reporter.on_package_start(entry.name, index, total)
-            installer.from_stream(entry, stream, reader.name)
-            wheels.append(entry.filename)
-            reporter.on_package_complete(entry.name)
-    finally:
-        installer.close()
-
-
-def _pixi_pack_wheels(
-    prefix: str, reporter: Reporter, wheels: list[str]
-) -> pixipack_read.WheelInstaller:
-    """The hook :mod:`portpack.unpacker.pixipack` installs ``pypi/*.whl`` with."""
-
-    def install(path: Path, ctx: LinkContext) -> None:
-        if ctx.python is None:
-            raise ArchiveError(
-                f"the archive holds the PyPI wheel {path.name} but no python package to "
-                "install it into"
-            )
-        _require_installer(path.name)
-        from portpack.install.wheels import WheelInstaller
-
-        # pixi-pack records no hash of its wheels: the wheel's own RECORD is checked.
-        WheelInstaller(ctx.destination, prefix, ctx.python, reporter.warning).install(
-            path, verified=False
-        )
-        wheels.append(path.name)
-
-    return install
-
-
-def _move_into_place(staging: Path, target: _Target) -> None:
-    """Move the complete environment to the prefix, replacing only what was checked.
-
-    Afterwards ``staging`` holds the replaced environment (--force), or nothing.
-    """
-    prefix = target.path
-    try:
-        if target.kind == "environment":
-            assert target.stat is not None
-            outside.exchange(staging, prefix)
-            if not outside.same_file(staging, target.stat):
-                outside.exchange(staging, prefix)  # put back what we did not check
-                raise _changed(prefix, "was replaced by something else")
-            return
-        if target.kind == "empty":
-            assert target.stat is not None
-            if not outside.same_file(prefix, target.stat):
-                raise _changed(prefix, "was replaced by something else")
-            try:
-                os.rmdir(prefix)
-            except OSError:
-                raise _changed(prefix, "is no longer empty") from None
-        outside.rename_noreplace(staging, prefix)
-    except FileExistsError:
-        raise _changed(prefix, "appeared") from None
-    except OSError as exc:
-        raise outside.output_error(exc, prefix, "cannot move the environment to") from None
-
-
-def _changed(prefix: Path, what: str) -> UsageError:
-    return UsageError(
-        f"{prefix} {what} while the environment was being unpacked; it was left as it is",
-        hint="Nothing was replaced. Run again (with --force to replace an environment).",
-    )
-
-
-def _move_back(staging: Path, target: _Target, placed: os.stat_result) -> None:
-    """Undo :func:`_move_into_place` (a link script or the activation script failed)."""
-    prefix = target.path
-    if not outside.same_file(prefix, placed):
-        return  # not ours any more: leave it
-    try:
-        if target.kind == "environment":
-            outside.exchange(prefix, staging)  # the old environment back; ours to remove
-            return
-        outside.rename_noreplace(prefix, staging)
-        if target.kind == "empty":
-            os.mkdir(prefix)
-    except OSError:
-        pass  # the error being raised says what failed; this is best effort
-
-
-def _write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:
-    return outside.write_text(out / script_name(shell), activation_script(str(prefix), shell))
-
-
-def _run_link_scripts(prefix: Path, records: list[dict[str, Any]]) -> None:
-    """Run ``bin/.<name>-post-link.sh`` of each package, as conda does (opt-in)."""
-    for record in records:
-        name = str(record["name"])
-        script = prefix / "bin" / f".{name}-post-link.sh"
-        if not script.is_file():
-            continue
-        env = dict(os.environ)
-        env.update(
-            PREFIX=str(prefix),
-            PKG_NAME=name,
-            PKG_VERSION=str(record["version"]),
-            PKG_BUILDNUM=str(record.get("build_number", 0)),
-            PATH=f"{prefix}/bin:{env.get('PATH', '')}",
-        )
-        import subprocess  # only for --run-link-scripts: keeps start-up short
-
-        result = subprocess.run(
-            ["/bin/sh" if not _which("bash") else "bash", str(script)],
-            cwd=prefix / "bin",
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode:
-            raise InstallError(
-                f"the post-link script of package {name}-{record['version']}-"
-                f"{record['build']} failed "
-                f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}",
-                hint="The new environment was removed and what was at its place before "
-                "was kept. Unpack without --run-link-scripts to skip the script.",
-            )
-
-
-# shutil and tempfile are imported only where used: together they cost unpack's
-# start-up a dozen modules (zlib, bz2, lzma, random, ...) on a cold page cache.
-
-
-def _which(command: str) -> str | None:
-    import shutil
-
-    return shutil.which(command)
