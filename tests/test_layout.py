@@ -52,7 +52,7 @@ LAYERS: list[tuple[str, list[str]]] = [
 ]
 #: The unpack side: with its whole import closure it runs on the standard library and
 #: these only (installer lazily, for PyPI wheels), and starts fast.
-UNPACK_SIDE_LAYERS = ("basics", "conda", "archive", "install", "unpacker")
+UNPACK_SIDE_LAYERS = ("basics", "conda", "archive", "remote", "install", "unpacker")
 UNPACK_SIDE_ENTRIES = (
     "portpack.unpacker.streaming",
     "portpack.unpacker.pixipack",
