@@ -496,7 +496,7 @@ def test_unknown_format_is_a_usage_error(env: dict[str, Any], tmp_path: Path) ->
 def test_written_wheels_hook_lists_pip_section(tmp_path: Path) -> None:
     from portpack.archive.pixipack_write import environment_yml
 
-    record = {"name": "pip", "version": "24.0", "build": "pyh_0"}
+    record = PackageRecord.from_json({"name": "pip", "version": "24.0", "build": "pyh_0"}, "test")
     text = environment_yml([record], ["requests-2.32.3-py3-none-any.whl"])
     assert text.endswith(
         "  - pip=24.0=pyh_0\n  - pip:\n    - --no-index\n    - --find-links ./pypi\n"

@@ -27,7 +27,7 @@ from portpack.archive.pixipack import (
     PYPI_DIR,
     REPODATA_NAME,
 )
-from portpack.conda.record import dist
+from portpack.conda.record import PackageRecord
 from portpack.errors import PackageError
 from portpack.progress import Reporter
 
@@ -40,20 +40,20 @@ Member = tuple[str, bytes | Path | None]
 """An archive member: its name and its content (bytes, a file, or None for a directory)."""
 
 
-def _subdir(record: dict[str, Any]) -> str:
-    subdir = record.get("subdir")
-    if not isinstance(subdir, str) or not subdir or "/" in subdir:
-        raise PackageError(f"package {dist(record)} has no valid subdir in the lock")
+def _subdir(record: PackageRecord) -> str:
+    subdir = record.subdir
+    if not subdir or "/" in subdir:
+        raise PackageError(f"package {record.dist} has no valid subdir in the lock")
     return subdir
 
 
-def repodata(subdir: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def repodata(subdir: str, records: Sequence[PackageRecord]) -> dict[str, Any]:
     """The ``repodata.json`` of ``subdir`` listing ``records`` (keyed by file name)."""
     tables: dict[str, dict[str, Any]] = {"packages": {}, "packages.conda": {}}
     for record in records:
-        fn = str(record["fn"])
-        key = "packages.conda" if fn.endswith(".conda") else "packages"
-        tables[key][fn] = {k: v for k, v in sorted(record.items()) if k not in _LOCK_ONLY}
+        key = "packages.conda" if record.fn.endswith(".conda") else "packages"
+        raw = record.to_json()
+        tables[key][record.fn] = {k: v for k, v in sorted(raw.items()) if k not in _LOCK_ONLY}
     return {
         "info": {"subdir": subdir},
         "packages": dict(sorted(tables["packages"].items())),
@@ -71,10 +71,10 @@ def wheel_requirement(filename: str) -> str:
     return f"{parts[0]}=={parts[1]}"
 
 
-def environment_yml(records: Sequence[dict[str, Any]], wheels: Sequence[str] = ()) -> str:
+def environment_yml(records: Sequence[PackageRecord], wheels: Sequence[str] = ()) -> str:
     """``environment.yml`` for conda and micromamba, in pixi-pack's exact form."""
     lines = ["channels:", f"  - ./{CHANNEL_DIR}", "  - nodefaults", "dependencies:"]
-    lines += [f"  - {r['name']}={r['version']}={r['build']}" for r in records]
+    lines += [f"  - {r.name}={r.version}={r.build}" for r in records]
     if wheels:
         lines += ["  - pip:", "    - --no-index", f"    - --find-links ./{PYPI_DIR}"]
         lines += [f"    - {wheel_requirement(name)}" for name in wheels]
@@ -97,16 +97,16 @@ def _json(doc: Any) -> bytes:
 
 def layout(
     platform: str,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[PackageRecord],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
 ) -> list[Member]:
     """Every member of the archive, in pixi-pack's order (a walk sorted by file name)."""
     by_subdir: dict[str, dict[str, bytes | Path | None]] = {"noarch": {}}
     for record, path in zip(records, files, strict=True):
-        fn = str(record["fn"])
+        fn = record.fn
         if "/" in fn or not fn.endswith((".conda", ".tar.bz2")):
-            raise PackageError(f"package {dist(record)} has an invalid file name {fn!r}")
+            raise PackageError(f"package {record.dist} has an invalid file name {fn!r}")
         by_subdir.setdefault(_subdir(record), {})[fn] = path
     for subdir, members in by_subdir.items():
         chosen = [r for r in records if _subdir(r) == subdir]
@@ -140,7 +140,7 @@ def _info(name: str, size: int, directory: bool) -> tarfile.TarInfo:
 def write_pixi_pack(
     out: BinaryIO,
     platform: str,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[PackageRecord],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
     reporter: Reporter | None = None,
@@ -175,7 +175,7 @@ def _totals(members: Sequence[Member]) -> tuple[int, int]:
 def write_pixi_pack_to(
     output: str | os.PathLike[str] | BinaryIO,
     platform: str,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[PackageRecord],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
     reporter: Reporter | None = None,
@@ -193,7 +193,7 @@ def write_pixi_pack_to(
 def write_pixi_pack_dir(
     output: str | os.PathLike[str],
     platform: str,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[PackageRecord],
     files: Sequence[Path],
     wheels: Sequence[Path] = (),
     reporter: Reporter | None = None,

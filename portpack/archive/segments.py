@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 import zstandard
 
+from portpack import outside
 from portpack.archive import format as fmt
 from portpack.conda.info import PackageInfo, PathEntry, read_info
+from portpack.conda.record import PackageRecord
 from portpack.conda.tarstream import ChunkReader, iter_members
 from portpack.errors import PackageError, PortpackError
 
@@ -94,9 +94,9 @@ class AnalysisCache:
         self.key = key
 
     @classmethod
-    def for_record(cls, cache_dir: Path, record: dict[str, Any]) -> AnalysisCache | None:
+    def for_record(cls, cache_dir: Path, record: PackageRecord) -> AnalysisCache | None:
         """The cache entry of a lock record, or None if it has no sha256."""
-        digest = str(record.get("sha256") or "").lower()
+        digest = (record.sha256 or "").lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             return None
         return cls(cache_dir / "analysis", digest)
@@ -138,16 +138,9 @@ class AnalysisCache:
             "info_segment": asdict(analyzed.info_segment),
             "payload_segment": asdict(analyzed.payload_segment),
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, PortpackError):
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{self.key}.")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(doc, fh)
-                os.replace(tmp, self._path())
-            except OSError:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            outside.write_text(self._path(), json.dumps(doc))
 
 
 def _keep_info(chunks: Iterator[bytes]) -> list[bytes]:

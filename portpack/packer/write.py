@@ -96,8 +96,7 @@ def _write_pixi_pack(output: Output, fetched: Fetched, reporter: Reporter) -> No
         _named(path, wheel.filename, fetched.scratch)
         for path, wheel in zip(fetched.wheels, resolved.wheels, strict=True)
     ]
-    # The boundary with the pixi-pack writer, which takes records as JSON.
-    records = [r.to_json() for r in resolved.records]
+    records = resolved.records
     files = fetched.packages
     if output.directory_only:
         assert output.path is not None  # Output refuses a folder on a stream
@@ -206,7 +205,7 @@ def _analyze_all(
     def one(item: tuple[PackageRecord, Path]) -> AnalyzedPackage:
         record, path = item
         # AnalysisCache takes the record as JSON (the boundary with portpack.archive).
-        cached = AnalysisCache.for_record(cache, record.to_json())
+        cached = AnalysisCache.for_record(cache, record)
         return analyze(as_conda(path, cache, record.dist), record.dist, cached)
 
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
