@@ -22,6 +22,7 @@ from portpack.errors import (
     IncompleteEnvironmentError,
     LockfileError,
     PackageError,
+    UnsafeArchiveError,
     UsageError,
 )
 from portpack.progress import Reporter
@@ -69,6 +70,8 @@ def _index_json(path: Path, given: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh, PackageFile(fh, path.name, given) as package:
             return package.info().index
+    except UnsafeArchiveError as exc:  # a field that would name a path: keep its type
+        raise UnsafeArchiveError(f"--inject {given}: {exc}") from exc
     except (PackageError, ArchiveError, OSError) as exc:
         raise PackageError(f"--inject {given}: cannot read the package: {exc}") from exc
 
