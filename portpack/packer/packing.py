@@ -114,7 +114,9 @@ def pack_with(options: PackOptions, reporter: Reporter) -> PackResult:
 
         network = options.network
         cache = Path(network.cache_dir) if network.cache_dir is not None else default_cache_dir()
-        return pack_and_push(options, cache, lambda made: pack_with(made, reporter))
+        result, pushed = pack_and_push(options, cache, lambda made: pack_with(made, reporter))
+        result.output, result.push = pushed.ref, pushed
+        return result
     options.output.check()  # before any download: a bad output is known at once
     resolved = resolve(options, reporter)
     with contextlib.ExitStack() as scratch:  # temporary directories, removed at the end

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from portpack.errors import UsageError
 from portpack.remote.oci_archive import PushResult, push_archive
@@ -21,7 +21,8 @@ from portpack.remote.oci_ref import OciRef, parse_oci_ref
 
 if TYPE_CHECKING:
     from portpack.packer.options import PackOptions
-    from portpack.packer.packing import PackResult
+
+_T = TypeVar("_T")
 
 __all__ = ["PushResult", "pack_and_push", "push"]
 
@@ -60,13 +61,13 @@ def _reference(ref: str, insecure_hosts: Sequence[str]) -> OciRef:
 
 
 def pack_and_push(
-    options: PackOptions, cache_dir: Path, pack_with: Callable[[PackOptions], PackResult]
-) -> PackResult:
+    options: PackOptions, cache_dir: Path, pack_with: Callable[[PackOptions], _T]
+) -> tuple[_T, PushResult]:
     """``pack_with`` into a temporary file under ``cache_dir``, then push that file to
     ``options.output.target`` (an ``oci://`` reference); the file is removed either way.
 
-    The reference is checked before anything is fetched; the result's ``output`` is
-    the reference and its ``push`` what the push did.
+    The reference is checked before anything is fetched.  Returns what ``pack_with``
+    returned and what the push did.
     """
     ref = str(options.output.target)
     insecure = tuple(options.network.insecure_hosts)
@@ -83,12 +84,11 @@ def pack_and_push(
         path = Path(scratch) / "environment.tar"
         output = dataclasses.replace(options.output, target=path)
         result = pack_with(dataclasses.replace(options, output=output))
-        result.push = push(
+        pushed = push(
             path,
-            ref,
+            str(parsed),
             auth_file=options.network.auth_file,
             ca_bundle=options.network.ca_bundle,
             insecure_hosts=insecure,
         )
-        result.output = str(parsed)
-        return result
+        return result, pushed
