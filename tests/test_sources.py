@@ -295,3 +295,35 @@ def test_pack_to_a_bad_reference_names_it_before_fetching(home: Path, tmp_path: 
     assert done.returncode != 0
     assert "oci://Bad_Host/UPPER:tag" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_presigned_url_streams_and_its_signature_is_kept_out_of_the_prefix(
+    fixture_channel: Path, home: Path, tmp_path: Path
+) -> None:
+    """A presigned object-storage URL is an ordinary HTTP(S) URL; its signature must
+    not end up in conda-meta (pixi-pack records name the archive's URL) or history."""
+    www = tmp_path / "www"
+    www.mkdir()
+    lock = portpack.lock(
+        ["hello-c"], channels=[str(fixture_channel)], platforms=["linux-64"], output=tmp_path / "l"
+    )
+    for fmt in ("portpack", "pixi-pack"):
+        portpack.pack(
+            lockfile=lock, output=www / f"{fmt}.tar", cache_dir=tmp_path / "c", archive_format=fmt
+        )
+    secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+    with FaultServer(www) as server:
+        for fmt in ("portpack", "pixi-pack"):
+            url = f"{server.url}{fmt}.tar?X-Amz-Expires=600&X-Amz-Signature={secret}"
+            out = tmp_path / fmt
+            done = cli(home, "unpack", url, "-o", out)
+            assert done.returncode == 0, done.stderr
+            assert secret not in done.stdout + done.stderr
+            meta = out / "env" / "conda-meta"
+            texts = [p.read_text() for p in meta.iterdir() if p.is_file()]
+            assert texts and not [t for t in texts if secret in t]
+            assert any(f"{server.url}{fmt}.tar" in t for t in texts)
+            if fmt == "pixi-pack":
+                record = json.loads(next(meta.glob("hello-c-*.json")).read_text())
+                assert record["url"].startswith(f"{server.url}pixi-pack.tar?X-Amz-Expires=600&")
+                assert record["url"].endswith("#channel/linux-64/" + record["fn"])
