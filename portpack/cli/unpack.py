@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -268,7 +269,8 @@ def main(
     """
     args = build_parser(prog, self_extracting=archive is not None).parse_args(argv)
     if archive is not None:
-        args.archive = archive
+        # A path object, never a URL: the self-extractor's bootstrap has no http or ssl.
+        args.archive = Path(archive)
     _handle_signals()
     try:
         result = run_reporting_errors(lambda: _unpack(args), args.debug or args.verbose > 1)
@@ -289,7 +291,7 @@ def _unpack(args: argparse.Namespace) -> UnpackResult:
     from portpack.cli.terminal import TerminalReporter
     from portpack.unpacker.streaming import unpack
 
-    def run(archive: str | BinaryIO) -> UnpackResult:
+    def run(archive: str | Path | BinaryIO) -> UnpackResult:
         return unpack(
             archive,
             args.output_directory,
