@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from portpack._version import __version__
-from portpack.archive.summary import ArchiveSummary, PackageSummary, inspect
+from portpack.archive.summary import ArchiveSummary, PackageSummary
 from portpack.errors import (
     ArchiveError,
     FetchError,
@@ -31,7 +31,9 @@ from portpack.progress import Reporter
 
 if TYPE_CHECKING:
     from portpack.packer.packing import PackResult, pack
+    from portpack.packer.push import PushResult, push
     from portpack.resolve.locking import lock
+    from portpack.unpacker.sources import inspect
     from portpack.unpacker.streaming import UnpackResult, unpack
 
 #: Public names and the module each is loaded from on first use.
@@ -39,6 +41,9 @@ _LAZY = {
     "lock": "resolve.locking",
     "pack": "packer.packing",
     "PackResult": "packer.packing",
+    "push": "packer.push",
+    "PushResult": "packer.push",
+    "inspect": "unpacker.sources",
     "unpack": "unpacker.streaming",
     "UnpackResult": "unpacker.streaming",
 }
@@ -56,6 +61,7 @@ __all__ = [
     "PortpackError",
     "PreconditionError",
     "PrefixContentError",
+    "PushResult",
     "Reporter",
     "SolveError",
     "UnpackResult",
@@ -65,6 +71,7 @@ __all__ = [
     "inspect",
     "lock",
     "pack",
+    "push",
     "unpack",
 ]
 

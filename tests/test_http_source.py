@@ -234,14 +234,16 @@ def test_a_pixi_pack_archive_streams_and_resumes_too(
     shutil.rmtree(out / "env")
     with FaultServer(www) as server:
         server.fail("env.tar", Drop(archive.stat().st_size // 2))
-        prefix = unpack_url(server.url + "env.tar", out)
+        url = server.url + "env.tar"
+        prefix = unpack_url(url, out)
         assert [r.status for r in server.requests_for("env.tar")] == [200, 206]
-    # conda-meta records carry the archive's URL (``<archive>#channel/...``), which is
-    # the one thing that differs; the rest of each record must be the same.
+    # conda-meta records carry the archive's URL as it was given (``<url>#channel/...``,
+    # not a file:// URL made of it), the one thing that differs; the rest of each
+    # record must be the same.
     assert diff(expected, snapshot(prefix, skip=(*HISTORY, "conda-meta/"))) == []
     for record in (out / "env" / "conda-meta").glob("*.json"):
         ours = json.loads(record.read_text())
-        assert ours.pop("url").endswith("env.tar#channel/" + ours["subdir"] + "/" + ours["fn"])
+        assert ours.pop("url") == f"{url}#channel/{ours['subdir']}/{ours['fn']}"
         assert ours["fn"] in expected_records
         theirs = dict(expected_records[ours["fn"]])
         theirs.pop("url")

@@ -187,10 +187,15 @@ def check_package(
 
 
 def package_url(archive: str, subdir: str, fn: str) -> str:
-    """The ``file://`` URL a conda-meta record gives a package of the archive ``archive``."""
-    base = (
-        "file:///dev/stdin" if archive.startswith("<") else Path(os.path.abspath(archive)).as_uri()
-    )
+    """The URL a conda-meta record gives a package of the archive ``archive``: a
+    ``file://`` URL for a path, the archive's own URL (as given, already masked by
+    the source that streamed it) for one read from ``http(s)://``."""
+    if "://" in archive:
+        base = archive.split("#", 1)[0]
+    elif archive.startswith("<"):
+        base = "file:///dev/stdin"
+    else:
+        base = Path(os.path.abspath(archive)).as_uri()
     return f"{base}#{CHANNEL_DIR}/{subdir}/{fn}"
 
 

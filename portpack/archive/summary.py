@@ -114,7 +114,7 @@ def _inspect_stream(stream: BinaryIO, name: str, size: int | None) -> ArchiveSum
     # A self-extracting archive holds a portpack archive after its header.
     head_stream, head = sniff(skip_header(stream, name))
     if not looks_like_tar(head):
-        return _portpack_summary(open_metadata(head_stream, name), name, size)
+        return summarize_metadata(open_metadata(head_stream, name), name, size)
     try:
         stream.seek(0)
     except (AttributeError, OSError, ValueError):
@@ -124,7 +124,8 @@ def _inspect_stream(stream: BinaryIO, name: str, size: int | None) -> ArchiveSum
     return _pixi_pack_summary(stream, name, size)
 
 
-def _portpack_summary(meta: fmt.Metadata, name: str, size: int | None) -> ArchiveSummary:
+def summarize_metadata(meta: fmt.Metadata, name: str, size: int | None) -> ArchiveSummary:
+    """The summary of a portpack archive whose metadata ``meta`` is (read elsewhere)."""
     packages = []
     for entry in meta.packages:
         record = entry.record

@@ -10,6 +10,7 @@ from portpack._version import __version__
 from portpack.cli.lock_command import lock
 from portpack.cli.options import CONTEXT
 from portpack.cli.pack_command import pack
+from portpack.cli.push_command import push
 from portpack.cli.report_commands import inspect, verify
 
 
@@ -75,12 +76,13 @@ def completion(shell: str) -> None:
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def unpack(args: Sequence[str]) -> None:
-    """Unpack a portpack or pixi-pack archive (a file, '-' or a --directory-only folder)
+    """Unpack a portpack or pixi-pack archive (a file, '-', a --directory-only folder,
+    an http(s):// URL or an oci:// reference)
     into a new environment OUTPUT_DIRECTORY/ENV_NAME (see 'portpack unpack --help')."""
     from portpack.cli.unpack import main
 
     raise SystemExit(main(list(args)))
 
 
-for _command in (lock, pack, verify, inspect):
+for _command in (lock, pack, push, verify, inspect):
     cli.add_command(_command)

@@ -62,7 +62,8 @@ Examples:
     "--output-file",
     "output",
     default=None,
-    help="Archive to write; '-' writes to standard output "
+    help="Archive to write; '-' writes to standard output, oci://HOST/REPO:TAG "
+    "pushes it to an OCI registry "
     "[default: environment.tar, environment.sh with --create-executable, environment "
     "with --directory-only].",
 )
@@ -205,6 +206,10 @@ def pack(
             f"into {where}",
             err=to_stdout,
         )
+    if result.push is not None and not quiet:
+        from portpack.cli.push_command import push_summary
+
+        click.echo(push_summary(result.push))
 
 
 def _options(given: dict[str, Any], dry_run: bool) -> PackOptions:

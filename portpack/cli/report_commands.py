@@ -50,13 +50,38 @@ def verify(prefix: str, as_json: bool, debug: bool) -> None:
     epilog="""\b
 Examples:
   portpack inspect env.tar
-  portpack inspect environment.tar --json | jq '.packages[].name'""",
+  portpack inspect environment.tar --json | jq '.packages[].name'
+  portpack inspect https://files.example.org/envs/app-1.4.tar
+  portpack inspect oci://registry.example.org/envs/app:1.4   # manifest + config only""",
 )
 @click.argument("archive", default="environment.tar")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), help="PEM CA bundle to trust.")
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False),
+    help="Credentials (rattler's JSON by host, or a docker/containers auth.json).",
+)
+@click.option("--netrc", "netrc_file", type=click.Path(dir_okay=False), help=".netrc for URLs.")
+@click.option(
+    "--insecure-host",
+    "insecure_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Allow plain HTTP to registry HOST[:PORT] (repeatable).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def inspect(archive: str, as_json: bool, debug: bool) -> None:
-    """Show what ARCHIVE (portpack or pixi-pack) holds, without unpacking it.
+def inspect(
+    archive: str,
+    as_json: bool,
+    ca_bundle: str | None,
+    auth_file: str | None,
+    netrc_file: str | None,
+    insecure_hosts: tuple[str, ...],
+    debug: bool,
+) -> None:
+    """Show what ARCHIVE (portpack or pixi-pack; a file, '-', an http(s):// URL or an
+    oci:// reference) holds, without unpacking it.
 
     Platform, the version that packed it, every package with its size, the download
     and installed sizes, the python version and the oldest glibc it runs on.
@@ -64,10 +89,19 @@ def inspect(archive: str, as_json: bool, debug: bool) -> None:
     import json
     import sys
 
-    from portpack.archive.summary import inspect as do_inspect
     from portpack.cli.render import summary_text
+    from portpack.unpacker.sources import inspect as do_inspect
 
     # "-": standard input (named "<stdin>" in the summary and in errors).
     source = sys.stdin.buffer if archive == "-" else archive
-    summary = run_reporting_errors(lambda: do_inspect(source), debug)
+    summary = run_reporting_errors(
+        lambda: do_inspect(
+            source,
+            ca_bundle=ca_bundle,
+            auth_file=auth_file,
+            netrc_file=netrc_file,
+            insecure_hosts=insecure_hosts,
+        ),
+        debug,
+    )
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary_text(summary))

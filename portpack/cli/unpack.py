@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -29,6 +30,8 @@ Examples:
   portpack unpack env.tar -o /app          # creates /app/env and /app/activate.sh
   cat env.tar | portpack unpack - -o /app  # from a pipe
   portpack unpack environment/ -o /app     # a folder written by pack --directory-only
+  portpack unpack https://host/envs/app-1.4.tar -o /app   # streamed, not saved
+  portpack unpack oci://host/envs/app:1.4 -o /app         # or @sha256:<digest>
   . /app/activate.sh                       # then use the environment"""
 SFX_EPILOG = """\
 Examples:
@@ -38,8 +41,10 @@ Examples:
 DESCRIPTION = (
     "Unpack ARCHIVE into a new conda environment OUTPUT_DIRECTORY/ENV_NAME and write "
     "OUTPUT_DIRECTORY/activate.sh. ARCHIVE is a portpack or pixi-pack archive, a "
-    "self-extracting archive, or a folder written by 'pack --directory-only'; '-' "
-    "reads standard input [default: environment.tar]."
+    "self-extracting archive, a folder written by 'pack --directory-only', an "
+    "http:// or https:// URL or an oci://HOST/REPOSITORY[:TAG|@DIGEST] reference "
+    "(both streamed, never written to disk); '-' reads standard input "
+    "[default: environment.tar]."
 )
 SFX_DESCRIPTION = (
     "Unpack this archive into a new conda environment OUTPUT_DIRECTORY/ENV_NAME and "
@@ -148,8 +153,35 @@ def build_parser(
         help="Name of the environment directory.  [default: env]",
     )
     _add_install_options(parser)
+    if not self_extracting:
+        _add_source_options(parser)
     _add_report_options(parser)
     return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """How to reach an http(s):// or oci:// archive."""
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM CA bundle to trust instead of the system store ($SSL_CERT_FILE).",
+    )
+    parser.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="Credentials: rattler's JSON keyed by host, or a docker/containers auth.json.",
+    )
+    parser.add_argument(
+        "--netrc", metavar="FILE", help="A .netrc for http(s) URLs [default: $NETRC, ~/.netrc]."
+    )
+    parser.add_argument(
+        "--insecure-host",
+        dest="insecure_hosts",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Allow plain HTTP to registry HOST[:PORT] (localhost always may; repeatable).",
+    )
 
 
 def _add_install_options(parser: argparse.ArgumentParser) -> None:
@@ -237,7 +269,8 @@ def main(
     """
     args = build_parser(prog, self_extracting=archive is not None).parse_args(argv)
     if archive is not None:
-        args.archive = archive
+        # A path object, never a URL: the self-extractor's bootstrap has no http or ssl.
+        args.archive = Path(archive)
     _handle_signals()
     try:
         result = run_reporting_errors(lambda: _unpack(args), args.debug or args.verbose > 1)
@@ -258,7 +291,7 @@ def _unpack(args: argparse.Namespace) -> UnpackResult:
     from portpack.cli.terminal import TerminalReporter
     from portpack.unpacker.streaming import unpack
 
-    def run(archive: str | BinaryIO) -> UnpackResult:
+    def run(archive: str | Path | BinaryIO) -> UnpackResult:
         return unpack(
             archive,
             args.output_directory,
@@ -268,6 +301,10 @@ def _unpack(args: argparse.Namespace) -> UnpackResult:
             strict=args.strict,
             shell=args.shell,
             reporter=TerminalReporter(args.quiet),
+            ca_bundle=getattr(args, "ca_bundle", None),
+            auth_file=getattr(args, "auth_file", None),
+            netrc_file=getattr(args, "netrc", None),
+            insecure_hosts=getattr(args, "insecure_hosts", ()),
         )
 
     if args.archive != "-":

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from portpack.archive import format as fmt
 from portpack.net.fetch import DEFAULT_CONCURRENCY, Fetcher, default_cache_dir
@@ -23,6 +23,9 @@ from portpack.packer.options import ARCHIVE_FORMATS, Network, PackOptions, StrPa
 from portpack.packer.plan import PackPlan, PlannedFile, RefusedPackage, Resolved, plan, resolve
 from portpack.packer.write import Fetched, build_metadata, write
 from portpack.progress import Reporter
+
+if TYPE_CHECKING:
+    from portpack.remote.oci_archive import PushResult
 
 __all__ = [
     "ARCHIVE_FORMATS",
@@ -50,6 +53,8 @@ class PackResult:
     archive_format: str = "portpack"
     wheels: list[str] = field(default_factory=list)
     """File names of the PyPI wheels packed."""
+    push: PushResult | None = None
+    """For ``output="oci://..."``: what the push to the registry did."""
 
 
 def pack(
@@ -84,7 +89,10 @@ def pack(
 ) -> PackResult:
     """Resolve what to pack, fetch it, and write the archive to ``output``.
 
-    ``output`` is a path or a binary stream (standard output: ``sys.stdout.buffer``);
+    ``output`` is a path or a binary stream (standard output: ``sys.stdout.buffer``),
+    or an ``oci://HOST/REPO:TAG`` reference: the archive is then written to a temporary
+    file in the package cache, pushed (:func:`portpack.packer.push.pack_and_push`) and
+    removed;
     ``directory_only`` writes the archive's members into the folder ``output``
     instead, which ``unpack`` takes too.  ``prefix`` packs an installed environment
     instead of a lock; ``inject`` adds local packages and wheels; the network options
@@ -98,7 +106,17 @@ def pack(
 
 
 def pack_with(options: PackOptions, reporter: Reporter) -> PackResult:
-    """:func:`pack` for options already made: resolve, fetch, write."""
+    """:func:`pack` for options already made: resolve, fetch, write (and push, for an
+    ``oci://`` output)."""
+    target = options.output.target
+    if isinstance(target, str) and target.lower().startswith("oci://"):
+        from portpack.packer.push import pack_and_push
+
+        network = options.network
+        cache = Path(network.cache_dir) if network.cache_dir is not None else default_cache_dir()
+        result, pushed = pack_and_push(options, cache, lambda made: pack_with(made, reporter))
+        result.output, result.push = pushed.ref, pushed
+        return result
     options.output.check()  # before any download: a bad output is known at once
     resolved = resolve(options, reporter)
     with contextlib.ExitStack() as scratch:  # temporary directories, removed at the end

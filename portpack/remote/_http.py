@@ -1,6 +1,9 @@
-"""A small HTTP/1.1 client on :mod:`http.client` for registries (standard library only).
+"""The one small HTTP/1.1 client of remote/, on :mod:`http.client` (standard library only).
 
-TLS is verified against the system store (``SSL_CERT_FILE`` is honoured by
+The registry client (:mod:`portpack.remote.oci`) sends through :meth:`Transport.request`
+(retries here); an archive URL's GETs (:mod:`portpack.remote.http_request`) through
+:meth:`Transport.send`, one attempt each, since :mod:`portpack.remote.http` resumes
+and retries them itself.  TLS is verified against the system store (``SSL_CERT_FILE`` is honoured by
 :mod:`ssl`) or a given CA bundle.  Every wait is bounded: connecting and each read
 have a timeout.  Requests are retried a bounded number of times, with backoff, on
 5xx and 429 answers and on cut connections, when their body can be sent again.
@@ -72,6 +75,8 @@ class Response:
     raw: http.client.HTTPResponse
     url: str
     _release: Callable[[bool], None] = field(repr=False)
+    sock: socket.socket | None = field(default=None, repr=False)
+    """The connection's socket (its read timeout can be shortened)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -99,13 +104,14 @@ class Transport:
         self,
         *,
         ca_bundle: str | None = None,
+        context: ssl.SSLContext | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         retries: int = RETRIES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ca_bundle = ca_bundle
-        self._context: ssl.SSLContext | None = None
+        self._context: ssl.SSLContext | None = context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
@@ -145,13 +151,13 @@ class Transport:
     ) -> Response:
         """One attempt: send the request and return the answer's status and headers."""
         parsed = urllib.parse.urlsplit(url)
-        target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
         # A body that cannot be sent again gets a new connection: an idle one the server
         # has closed would fail it after its bytes were taken from the pipe.
         fresh = body is not None and not body.replayable
         conn = self._connect(parsed.scheme, parsed.netloc, fresh)
         try:
-            conn.putrequest(method, target or "/", skip_accept_encoding=True)
+            conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in headers.items():
                 conn.putheader(name, value)
             if body is not None:
@@ -161,6 +167,7 @@ class Transport:
             conn.endheaders()
             if body is not None:
                 _send_body(conn, body)
+            sock = conn.sock  # getresponse() drops it from a connection that will close
             raw = conn.getresponse()
         except BaseException:
             conn.close()
@@ -178,7 +185,7 @@ class Transport:
 
         if method == "HEAD":
             raw.read()
-        return Response(raw.status, raw.headers, raw, url, release)
+        return Response(raw.status, raw.headers, raw, url, release, sock)
 
     def request(
         self,

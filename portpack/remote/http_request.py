@@ -1,5 +1,8 @@
 """One HTTP(S) GET of an archive URL, redirects followed, for :mod:`portpack.remote.http`.
 
+Sent with the one HTTP client of remote/ (:class:`portpack.remote._http.Transport`,
+one attempt per call: the stream retries and resumes).
+
 Credentials are chosen per request for that request's host; the body is read exactly
 as long as its ``Content-Length`` says, and more bytes than that are an error.
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import socket
 import ssl
 import time
 import urllib.parse
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 from portpack._version import __version__
 from portpack.errors import FetchError
+from portpack.remote._http import Response, Transport
 from portpack.remote.netrc_auth import Credential, Credentials, redact, redact_url
 
 MAX_REDIRECTS = 10
@@ -45,9 +48,13 @@ class Settings:
     retries: int
     backoff: float
     name: str = field(init=False)
+    transport: Transport = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.name = redact_url(self.url)
+        self.transport = Transport(
+            context=self.context, connect_timeout=self.timeout, read_timeout=self.timeout
+        )
 
     def error(self, message: str, hint: str | None = None) -> FetchError:
         secrets = self.credentials.secrets()
@@ -87,15 +94,6 @@ def request(settings: Settings, extra: dict[str, str]) -> Body:
 
 
 def _send(settings: Settings, url: str, extra: dict[str, str], cred: Credential | None) -> Body:
-    parts = urllib.parse.urlsplit(url)
-    host, port = parts.hostname or "", parts.port
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, port, timeout=settings.timeout, context=settings.context
-        )
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=settings.timeout)
     headers = {
         "User-Agent": f"portpack/{__version__}",
         "Accept-Encoding": "identity",
@@ -104,22 +102,17 @@ def _send(settings: Settings, url: str, extra: dict[str, str], cred: Credential 
     }
     if cred is not None:
         headers["Authorization"] = cred.header
-    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
-        conn.request("GET", target, headers=headers)
-        sock = conn.sock
-        response = conn.getresponse()
+        response = settings.transport.send("GET", url, headers)
     except ssl.SSLCertVerificationError as exc:
-        conn.close()
         raise settings.error(
             f"cannot download {redact_url(url)}: its TLS certificate is not trusted "
             f"({exc.verify_message})",
             hint="Give the CA that signed it with --ca-bundle or SSL_CERT_FILE.",
         ) from None
     except (OSError, http.client.HTTPException) as exc:
-        conn.close()
         raise Retry(f"cannot connect to {redact_url(url)}: {describe(exc)}") from None
-    return Body(settings, conn, response, sock)
+    return Body(settings, response)
 
 
 def _follow(settings: Settings, url: str, location: str) -> str:
@@ -194,18 +187,13 @@ def describe(exc: BaseException) -> str:
 class Body:
     """One response's body: exactly what its ``Content-Length`` declares, no more."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        conn: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        sock: socket.socket | None,
-    ) -> None:
+    def __init__(self, settings: Settings, sent: Response) -> None:
         self._s = settings
-        self.conn = conn
+        self._sent = sent
+        response = sent.raw
         self.response = response
         self.status = response.status
-        self._sock = sock
+        self._sock = sent.sock
         self.declared: int | None = response.length
         """The body's ``Content-Length`` (None when chunked or not given)."""
         self._left = self.declared
@@ -246,4 +234,4 @@ class Body:
 
     def close(self) -> None:
         self.response.close()
-        self.conn.close()
+        self._sent.close(reuse=False)

@@ -1,7 +1,7 @@
 """A portpack archive as an OCI artifact (image-spec 1.1), and back.
 
 The blobs of the artifact, in layer order, concatenate to the archive byte for byte
-(see docs/oci.md).  Layers are the archive's own pieces:
+(see docs/archive-format.md, "OCI artifacts").  Layers are the archive's own pieces:
 
 * each verbatim segment (a package's ``info`` and ``payload`` zstd frames, a wheel's
   compressed bytes) is one layer whose digest is the ``zst_sha256`` the metadata

@@ -5,7 +5,7 @@ has, in order; :class:`ArchiveCursor` reads the archive once, front to back (a p
 works), and cuts it into those layers: it decodes portpack's own small frames to find
 where they end (and checks the tar headers they hold), and hands each verbatim
 segment on as a body whose bytes are checked against the digest the metadata records.
-docs/oci.md describes the mapping.
+docs/archive-format.md ("OCI artifacts") describes the mapping.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ activation script.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from portpack.install.linker import LinkContext, link_package
 from portpack.progress import Reporter
 from portpack.unpacker import finish, preconditions, staging
 from portpack.unpacker.finish import Installed
+from portpack.unpacker.sources import SourceOptions, open_archive_source
 
 #: Threads creating small files while the main thread parses (see portpack/install/writers.py).
 #: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
@@ -67,6 +68,7 @@ class _Job:
     shell: str
     reporter: Reporter
     created: outside.CreatedDirs
+    source: SourceOptions = field(default_factory=SourceOptions)
     wheels: list[str] = field(default_factory=list)
 
     @property
@@ -84,6 +86,10 @@ def unpack(
     strict: bool = False,
     shell: str = DEFAULT_SHELL,
     reporter: Reporter | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    auth_file: str | os.PathLike[str] | None = None,
+    netrc_file: str | os.PathLike[str] | None = None,
+    insecure_hosts: Sequence[str] = (),
 ) -> UnpackResult:
     """Unpack ``archive`` (a path or a binary stream, read front to back) into
     ``output_dir/env_name`` and write the activation script for ``shell`` into
@@ -92,6 +98,10 @@ def unpack(
     ``archive`` is a portpack archive, a self-extracting one, a folder written by
     ``pack --directory-only`` or a pixi-pack archive (a plain tar). The path ``-`` is
     a file named ``-``: the command line reads standard input itself and passes a stream.
+    ``archive`` may also be an ``http://``/``https://`` URL or an ``oci://`` reference,
+    streamed into the prefix and never written to disk; ``ca_bundle``, ``auth_file``,
+    ``netrc_file`` and ``insecure_hosts`` (registries allowed plain HTTP) say how to
+    reach it (:class:`~portpack.unpacker.sources.SourceOptions`).
     Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
     then leaves no partial environment behind.
     """
@@ -102,6 +112,7 @@ def unpack(
     outside.check_directory(out)
     created = outside.CreatedDirs()  # removed again (if still empty) when the unpack fails
     job = _Job(out, env_name, force, run_link_scripts, strict, shell, reporter, created)
+    job.source = SourceOptions(ca_bundle, auth_file, netrc_file, tuple(insecure_hosts))
     try:
         return _unpack(archive, job)
     except BaseException:
@@ -111,6 +122,7 @@ def unpack(
 
 def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResult:
     with ExitStack() as stack:
+        archive = open_archive_source(archive, stack, job.source, job.reporter)
         stream, name = _open(archive, stack)
         counted = _Counted(stream)
         stream, head = sniff(cast(BinaryIO, counted))

@@ -1,0 +1,140 @@
+"""Where an archive comes from: a path, a stream, an ``http(s)://`` URL or an ``oci://``
+reference (standard library + zstandard).
+
+:func:`open_archive_source` turns an archive argument into what the readers take (a
+path, or a stream read front to back); :func:`inspect` summarizes any of them.  The
+remote clients (:mod:`portpack.remote`) are imported only for a URL or a reference,
+so unpacking a file starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from portpack.progress import Reporter
+
+if TYPE_CHECKING:
+    from portpack.archive.summary import ArchiveSummary
+
+Archive = str | os.PathLike[str] | BinaryIO
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to reach a remote archive (ignored for files and streams)."""
+
+    ca_bundle: str | os.PathLike[str] | None = None
+    """Trust only this CA bundle (PEM) instead of the system store."""
+    auth_file: str | os.PathLike[str] | None = None
+    """Credentials: rattler's JSON keyed by host, or a docker/containers auth file."""
+    netrc_file: str | os.PathLike[str] | None = None
+    """A ``.netrc`` for ``http(s)://`` (default: ``$NETRC`` or ``~/.netrc``)."""
+    insecure_hosts: Sequence[str] = ()
+    """Registries (``host`` or ``host:port``) that may be spoken to over plain HTTP."""
+
+
+def is_url(archive: object) -> bool:
+    """Whether ``archive`` names an ``http(s)://`` URL."""
+    return isinstance(archive, str) and archive.lower().startswith(("http://", "https://"))
+
+
+def is_oci(archive: object) -> bool:
+    """Whether ``archive`` names an ``oci://`` reference."""
+    return isinstance(archive, str) and archive.lower().startswith("oci://")
+
+
+def open_archive_source(
+    archive: Archive,
+    stack: ExitStack,
+    options: SourceOptions | None = None,
+    reporter: Reporter | None = None,
+) -> str | os.PathLike[str] | BinaryIO:
+    """``archive`` as a path or a stream: a URL or an OCI reference is opened (and
+    closed by ``stack``), anything else is returned as it is.
+
+    An OCI artifact's manifest and config are checked here, before the first layer
+    is read; an HTTP(S) URL's first response is awaited here.  Both raise a
+    :class:`~portpack.errors.PortpackError` naming the (masked) URL or reference.
+    """
+    options = options or SourceOptions()
+    if is_url(archive):
+        from portpack.remote.http import open_url
+
+        assert isinstance(archive, str)
+        return cast(
+            BinaryIO,
+            stack.enter_context(
+                open_url(
+                    archive,
+                    ca_bundle=options.ca_bundle,
+                    auth_file=options.auth_file,
+                    netrc_file=options.netrc_file,
+                    reporter=_RetriesOnly(reporter) if reporter else None,
+                )
+            ),
+        )
+    if is_oci(archive):
+        from portpack.remote.oci_archive import open_artifact
+
+        assert isinstance(archive, str)
+        _, stream = open_artifact(
+            archive,
+            insecure_hosts=options.insecure_hosts,
+            auth_file=options.auth_file,
+            ca_bundle=_text(options.ca_bundle),
+        )
+        return stack.enter_context(stream)  # type: ignore[return-value]
+    return archive
+
+
+def inspect(
+    archive: Archive,
+    *,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    auth_file: str | os.PathLike[str] | None = None,
+    netrc_file: str | os.PathLike[str] | None = None,
+    insecure_hosts: Sequence[str] = (),
+) -> ArchiveSummary:
+    """Summarize an archive: a path, a stream, an ``http(s)://`` URL or an ``oci://``
+    reference (the options as for :func:`~portpack.unpacker.streaming.unpack`).
+
+    For OCI only the manifest and the config (the archive's metadata) are fetched, no
+    layer.  A pixi-pack archive must be a file (it is read with seeks).
+    """
+    from portpack.archive.summary import inspect as inspect_archive
+    from portpack.archive.summary import summarize_metadata
+
+    options = SourceOptions(ca_bundle, auth_file, netrc_file, tuple(insecure_hosts))
+    if is_oci(archive):
+        from portpack.remote.oci_archive import open_artifact
+
+        assert isinstance(archive, str)
+        meta, stream = open_artifact(
+            archive,
+            insecure_hosts=options.insecure_hosts,
+            auth_file=options.auth_file,
+            ca_bundle=_text(options.ca_bundle),
+        )
+        with stream:
+            return summarize_metadata(meta, stream.name, None)
+    with ExitStack() as stack:
+        return inspect_archive(open_archive_source(archive, stack, options))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _RetriesOnly(Reporter):
+    """Passes on retries only: the unpacker counts the bytes it reads itself."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+
+    def on_download_retry(self, name: str, reason: str, delay: float) -> None:
+        self._reporter.on_download_retry(name, reason, delay)
+
+
+def _text(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
