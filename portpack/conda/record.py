@@ -76,7 +76,11 @@ def _valid(field: str, value: str) -> bool:
 
 def dist(record: Mapping[str, Any]) -> str:
     """``name-version-build``: the stem of a package's conda-meta record."""
-    return f"{record['name']}-{record['version']}-{record['build']}"
+    return _dist(record["name"], record["version"], record["build"])
+
+
+def _dist(name: str, version: str, build: str) -> str:
+    return f"{name}-{version}-{build}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,7 @@ class PackageRecord:
     @property
     def dist(self) -> str:
         """``name-version-build``: the stem of the package's conda-meta record."""
-        return f"{self.name}-{self.version}-{self.build}"
+        return _dist(self.name, self.version, self.build)
 
     @classmethod
     def from_json(
