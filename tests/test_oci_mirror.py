@@ -206,3 +206,20 @@ def test_a_mirror_blob_that_differs_from_the_lock_is_refused(
     assert f"expected {wrong}" in message
     assert f"oci://127.0.0.1:{registry.port}/{MIRROR_PATH}/" in message
     assert not (tmp_path / "env.tar").exists()
+
+
+def test_lock_refuses_an_oci_mirror_the_solver_would_ask_on_another_port(
+    registry: Registry, tmp_path: Path
+) -> None:
+    mirror = f"oci://127.0.0.1:{registry.port}/{MIRROR_PATH}"
+    with pytest.raises(UsageError) as caught:
+        portpack.lock(
+            ["hello-c"],
+            channels=[UPSTREAM],
+            platforms=["linux-64"],
+            output=tmp_path / "m.lock",
+            config=_config(tmp_path, mirror),
+        )
+    assert f"{mirror}/" in caught.value.message
+    assert "https:// mirror" in caught.value.message
+    assert not (tmp_path / "m.lock").exists()
