@@ -255,6 +255,26 @@ def _relative(config: Path, path: Path) -> Path:
     return path if path.is_absolute() else config.parent / path
 
 
+def _check_solver_oci_mirrors(net: NetworkConfig) -> None:
+    """Refuse OCI mirrors the solver would get wrong.
+
+    py-rattler 0.28 reads repodata from ``oci://`` mirrors itself, but always over
+    HTTPS on port 443: a mirror with a port of its own would silently be asked on
+    another one.
+    """
+    import urllib.parse
+
+    for prefix, mirrors in net.mirrors.items():
+        for mirror in mirrors:
+            if mirror.startswith("oci://") and urllib.parse.urlsplit(mirror).port is not None:
+                raise UsageError(
+                    f"config file {net.config_file}: the OCI mirror {mirror} of {prefix} has a "
+                    "port: solving (lock) reads repodata from OCI mirrors only on port 443 "
+                    "over HTTPS; list an https:// mirror (or the channel) for solving, or "
+                    "use this mirror for pack only"
+                )
+
+
 @contextlib.contextmanager
 def solver_environment(net: NetworkConfig) -> Iterator[None]:
     """While solving: ``SSL_CERT_FILE`` names ``net.ca_bundle`` (py-rattler reads it)."""
@@ -298,6 +318,7 @@ def solver_client(net: NetworkConfig) -> rattler.Client | None:
         if net.proxy_https:
             lines.append(f"https = {json.dumps(net.proxy_https)}")
         lines.append(f"non-proxy-hosts = {json.dumps(list(net.non_proxy_hosts))}")
+    _check_solver_oci_mirrors(net)
     if not lines:
         return None
     import rattler

@@ -46,6 +46,7 @@ from portpack.net.cache import (
 )
 from portpack.net.config import FetchPolicy, NetworkConfig
 from portpack.net.failures import Cancelled, Candidate, Retry
+from portpack.net.oci_mirror import RegistrySettings, fetch_blob, is_oci_mirror
 from portpack.net.parallel import run_parallel
 from portpack.net.request import Download, FileRequest
 from portpack.net.transport import RedirectError, Transport
@@ -297,6 +298,9 @@ class Fetcher:
         download = part.download
         response = None
         complete = False
+        if is_oci_mirror(cand.request_url):
+            self._attempt_oci(cand, part)
+            return
         try:
             response = client.get(cand.request_url, _headers(cand, part))
             self._check_status(response, cand, part)
@@ -321,6 +325,27 @@ class Fetcher:
                 client.release(response, reuse=complete)
         if download.size is not None and part.written < download.size:
             raise Retry(f"the body ended after {part.written} of {download.size} bytes")
+
+    def _attempt_oci(self, cand: Candidate, part: _Partial) -> None:
+        """One attempt from an OCI mirror (see :mod:`portpack.net.oci_mirror`)."""
+
+        def write(chunk: bytes) -> None:
+            if self._stop.is_set():
+                raise Cancelled
+            part.write(chunk)
+            self._progress(part, len(chunk))
+
+        net = self.network
+        settings = RegistrySettings(
+            net.auth_file, str(net.ca_bundle) if net.ca_bundle else None, net.insecure_hosts
+        )
+        resumed = fetch_blob(cand.request_url, part.download, part.written, write, settings)
+        if part.written and not resumed:  # no resume: start over before writing anything new
+            self._progress(part, -part.reset())
+            fetch_blob(cand.request_url, part.download, 0, write, settings)
+        size = part.download.size
+        if size is not None and part.written < size:
+            raise Retry(f"the blob ended after {part.written} of {size} bytes")
 
     def _stream(self, response: Any, part: _Partial) -> bool:
         """Copy the body into ``part``; True if it was read to its end."""
@@ -364,6 +389,9 @@ class Fetcher:
         out = []
         for mirror, mirror_url in self.network.mirror_urls(clean):
             key = mirror or _origin(mirror_url)
+            if is_oci_mirror(mirror_url):  # its registry client finds its own credentials
+                out.append(Candidate(mirror_url, mirror_url, None, None, key))
+                continue
             if mirror_url == clean and url != clean:
                 out.append(Candidate(url, clean, None, "the URL in the lock", key))
                 continue
