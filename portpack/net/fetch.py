@@ -30,7 +30,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from portpack.conda.record import PackageRecord
 from portpack.errors import FetchError
@@ -48,7 +48,7 @@ from portpack.net.config import FetchPolicy, NetworkConfig
 from portpack.net.failures import Cancelled, Candidate, Retry
 from portpack.net.oci_mirror import RegistrySettings, fetch_blob, is_oci_mirror
 from portpack.net.parallel import run_parallel
-from portpack.net.request import Download, FileRequest
+from portpack.net.request import Download, FileRequest, Partial
 from portpack.net.transport import RedirectError, Transport
 from portpack.progress import Reporter
 
@@ -63,34 +63,6 @@ __all__ = [
 
 DEFAULT_CONCURRENCY = 50
 _CHUNK = 256 << 10
-
-
-class _Partial:
-    """A download in progress: its temporary file and running digest."""
-
-    def __init__(self, fh: IO[bytes], download: Download) -> None:
-        self.fh = fh
-        self.download = download
-        self.digest = download.digest()
-        self.written = 0
-        self.validator: str | None = None
-        self.resumed = False
-
-    def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
-        self.digest.update(chunk)
-        self.written += len(chunk)
-
-    def reset(self) -> int:
-        """Start over; return how many bytes were discarded."""
-        discarded = self.written
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.digest = self.download.digest()
-        self.written = 0
-        self.validator = None
-        self.resumed = False
-        return discarded
 
 
 class Fetcher:
@@ -190,7 +162,7 @@ class Fetcher:
                 f"the cached file of {download.what} does not match the lock; downloading it again"
             )
         with partial_file(target) as fh:
-            part = _Partial(fh, download)
+            part = Partial(fh, download)
             self.reporter.on_download_start(download.name, download.size)
             if _scheme(download.url) in ("http", "https"):
                 if client is None:  # pragma: no cover - fetch_downloads always makes one
@@ -201,7 +173,7 @@ class Fetcher:
         self.reporter.on_download_complete(download.name, cached=False)
         return target
 
-    def _copy_local(self, part: _Partial) -> None:
+    def _copy_local(self, part: Partial) -> None:
         download = part.download
         parsed = urllib.parse.urlsplit(download.url)
         path = Path(urllib.parse.unquote(parsed.path)) if parsed.scheme else Path(download.url)
@@ -221,7 +193,7 @@ class Fetcher:
         if error:
             raise error
 
-    def _download(self, client: Transport, part: _Partial) -> None:
+    def _download(self, client: Transport, part: Partial) -> None:
         """Try the candidates (mirrors) in rounds until one gives the right bytes."""
         download = part.download
         secrets = [*self._secrets, *url_secrets(download.url)]
@@ -248,7 +220,7 @@ class Fetcher:
     def _round(
         self,
         client: Transport,
-        part: _Partial,
+        part: Partial,
         candidates: list[Candidate],
         dead: dict[Candidate, FetchError],
         secrets: list[str],
@@ -290,7 +262,7 @@ class Fetcher:
         return last, wait_for
 
     def _attempt(
-        self, client: Transport, cand: Candidate, part: _Partial, secrets: list[str]
+        self, client: Transport, cand: Candidate, part: Partial, secrets: list[str]
     ) -> None:
         """One request: stream (the rest of) the body into ``part``."""
         import urllib3.exceptions
@@ -326,7 +298,7 @@ class Fetcher:
         if download.size is not None and part.written < download.size:
             raise Retry(f"the body ended after {part.written} of {download.size} bytes")
 
-    def _attempt_oci(self, cand: Candidate, part: _Partial) -> None:
+    def _attempt_oci(self, cand: Candidate, part: Partial) -> None:
         """One attempt from an OCI mirror (see :mod:`portpack.net.oci_mirror`)."""
 
         def write(chunk: bytes) -> None:
@@ -347,7 +319,7 @@ class Fetcher:
         if size is not None and part.written < size:
             raise Retry(f"the blob ended after {part.written} of {size} bytes")
 
-    def _stream(self, response: Any, part: _Partial) -> bool:
+    def _stream(self, response: Any, part: Partial) -> bool:
         """Copy the body into ``part``; True if it was read to its end."""
         size = part.download.size
         while chunk := response.read1(_CHUNK):  # what has arrived, up to _CHUNK
@@ -359,7 +331,7 @@ class Fetcher:
                 return False  # longer than the lock says: the checksum will tell
         return True
 
-    def _check_status(self, response: Any, cand: Candidate, part: _Partial) -> None:
+    def _check_status(self, response: Any, cand: Candidate, part: Partial) -> None:
         status = int(response.status)
         if status == 206 and part.written:
             if failures.range_start(response.headers.get("Content-Range")) != part.written:
@@ -423,7 +395,7 @@ class Fetcher:
         backoff = min(cap, self.policy.backoff * 2.0**exponent) * random.uniform(0.5, 1.0)
         return max(backoff, min(retry_after, cap))
 
-    def _progress(self, part: _Partial, nbytes: int) -> None:
+    def _progress(self, part: Partial, nbytes: int) -> None:
         if nbytes:
             self.reporter.on_download_progress(part.download.name, nbytes)
 
@@ -443,7 +415,7 @@ def _policy(
     return policy
 
 
-def _headers(cand: Candidate, part: _Partial) -> dict[str, str]:
+def _headers(cand: Candidate, part: Partial) -> dict[str, str]:
     headers = {}
     if cand.header:
         headers["Authorization"] = cand.header

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from portpack.conda.record import PackageRecord
 
@@ -104,3 +104,31 @@ class Download:
     def digest(self) -> Any:
         """A fresh hash object of the algorithm :attr:`expected` is in."""
         return hashlib.sha256() if self.sha256 or not self.verified else hashlib.md5()
+
+
+class Partial:
+    """A download in progress: its temporary file and running digest."""
+
+    def __init__(self, fh: IO[bytes], download: Download) -> None:
+        self.fh = fh
+        self.download = download
+        self.digest = download.digest()
+        self.written = 0
+        self.validator: str | None = None
+        self.resumed = False
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+        self.digest.update(chunk)
+        self.written += len(chunk)
+
+    def reset(self) -> int:
+        """Start over; return how many bytes were discarded."""
+        discarded = self.written
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.digest = self.download.digest()
+        self.written = 0
+        self.validator = None
+        self.resumed = False
+        return discarded
