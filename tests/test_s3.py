@@ -201,3 +201,43 @@ def test_missing_package_and_bad_bytes(
         assert not (tmp_path / "b.tar").exists()
     finally:
         client.put_object(Bucket="channels", Key=key, Body=original)
+
+
+def test_unpack_of_a_presigned_https_url_through_the_http_source(
+    tmp_path: Path, endpoint: str, bucket: str, fixture_channel: Path
+) -> None:
+    """An archive shipped through S3 needs no S3 client to unpack: a presigned URL is a
+    plain HTTP(S) URL (the signature is in its query string) for portpack.remote.http."""
+    from portpack.remote.http import open_url
+
+    lock = portpack.lock(
+        ["hello-c"],
+        channels=[str(fixture_channel)],
+        platforms=["linux-64"],
+        output=tmp_path / "p.lock",
+    )
+    portpack.pack(lockfile=lock, output=tmp_path / "p.tar", cache_dir=tmp_path / "cache")
+    client = _client(endpoint)
+    client.upload_file(str(tmp_path / "p.tar"), bucket, "archives/p.tar")
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "archives/p.tar"}, ExpiresIn=600
+    )
+    assert "Signature" in url
+    with open_url(url, timeout=30.0, backoff=0.0) as stream:
+        portpack.unpack(stream, tmp_path / "streamed", "env")
+    portpack.unpack(tmp_path / "p.tar", tmp_path / "file", "env")
+    skip = ("conda-meta/history",)
+    streamed = snapshot(tmp_path / "streamed" / "env", skip)
+    assert streamed and streamed.keys() == snapshot(tmp_path / "file" / "env", skip).keys()
+
+
+def test_without_boto3_the_error_names_the_extra(
+    tmp_path: Path, endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from portpack.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without [s3] sees
+    with pytest.raises(UsageError, match=r"pip install 'portpack\[s3\]'"):
+        _lock(tmp_path, _config(tmp_path, endpoint), "s3://channels/channel")
