@@ -4,8 +4,9 @@ The HTTP client that applies them is :mod:`portpack.net.transport`.
 
 The config file (``--config``) is rattler's TOML, as pixi and pixi-pack read it; parsing
 is left to py-rattler's :class:`rattler.Config`.  portpack uses its ``[mirrors]``,
-``[concurrency] downloads``, ``[proxy-config]``, ``tls-no-verify`` and
-``authentication-override-file`` keys, plus a ``[portpack]`` table of its own::
+``[concurrency] downloads``, ``[proxy-config]``, ``tls-no-verify``,
+``authentication-override-file`` and ``[s3-options]`` (:mod:`portpack.net.s3`) keys,
+plus a ``[portpack]`` table of its own::
 
     [mirrors]
     "https://conda.anaconda.org/conda-forge" = [
@@ -43,6 +44,7 @@ import tomli as tomllib
 
 from portpack.errors import UsageError
 from portpack.net.auth import redact
+from portpack.net.s3 import S3Options, parse_options
 from portpack.progress import Reporter
 
 if TYPE_CHECKING:
@@ -118,6 +120,8 @@ class NetworkConfig:
     config_file: Path | None = None
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     """Timeouts and retries of downloads."""
+    s3_options: Mapping[str, S3Options] = field(default_factory=dict)
+    """``[s3-options.<bucket>]`` of the config file (see :mod:`portpack.net.s3`)."""
 
     def mirror_urls(self, url: str) -> list[tuple[str, str]]:
         """``(mirror, URL)`` pairs to try for ``url``, in order; ``("", url)`` without mirrors.
@@ -174,12 +178,12 @@ def _read_config(path: Path, reporter: Reporter) -> dict[str, Any]:
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"config file {path} is invalid: {redact(str(exc))}") from None
     for key in unused:
-        if key != PORTPACK_TABLE:
+        if key != PORTPACK_TABLE and not key.startswith("s3-options"):  # read below
             reporter.warning(f"config file {path}: key {key!r} is not used by portpack")
     own = doc.get(PORTPACK_TABLE, {})
     if not isinstance(own, dict):
         raise UsageError(f"config file {path}: [{PORTPACK_TABLE}] must be a table")
-    settings: dict[str, Any] = {"config_file": path}
+    settings: dict[str, Any] = {"config_file": path, "s3_options": parse_options(path, doc)}
     settings["mirrors"] = {
         _slash(prefix): tuple(_slash(m) for m in mirrors)
         for prefix, mirrors in parsed.mirrors.items()

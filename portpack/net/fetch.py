@@ -100,6 +100,7 @@ class Fetcher:
         self._stop = threading.Event()
         self._health: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._s3: Any = None
 
     # -- the whole set --------------------------------------------------------------
 
@@ -168,10 +169,22 @@ class Fetcher:
                 if client is None:  # pragma: no cover - fetch_downloads always makes one
                     raise FetchError(f"no HTTP client for {download.what}")
                 self._download(client, part)
+            elif _scheme(download.url) == "s3":  # same checksum and cache; S3's client
+                progress = lambda n: self._progress(part, n)  # noqa: E731
+                self._s3_access().download(download.url, part, self._stop, download.size, progress)
+                if error := failures.digest_error(download, part.digest, download.url):
+                    raise error
             else:
                 self._copy_local(part)
         self.reporter.on_download_complete(download.name, cached=False)
         return target
+
+    def _s3_access(self) -> Any:
+        from portpack.net.s3 import S3Access  # only for s3:// URLs: boto3 is an extra
+
+        with self._lock:
+            self._s3 = self._s3 or S3Access(self.network, self.concurrency)
+            return self._s3
 
     def _copy_local(self, part: Partial) -> None:
         download = part.download

@@ -151,14 +151,15 @@ def solve(
     """
     if not specs:
         raise UsageError("nothing to lock: give package specs or a manifest with dependencies")
-    resolved = [resolve_channel(c) for c in channels]
     network = network or NetworkConfig()
+    mirrors = _s3_mirrors(channels, platform, network)
+    resolved = [resolve_channel(str(mirrors.get(c, c))) for c in channels]
     client = solver_client(network)
     gateway = rattler.Gateway(client=client) if client is not None else None
     channels = [redact(c) for c in channels]  # for messages: never show a token
     try:
         with solver_environment(network):
-            return asyncio.run(
+            solved = asyncio.run(
                 rattler.solve(
                     resolved,
                     list(specs),
@@ -171,6 +172,7 @@ def solve(
                     exclude_newer=exclude_newer,
                 )
             )
+        return _restore_s3(solved, mirrors)
     except UsageError:
         raise
     except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
@@ -186,3 +188,35 @@ def solve(
             f"cannot solve {' '.join(specs)} for {platform} from {', '.join(channels)}:\n"
             f"{redact(str(exc))}"
         ) from exc
+
+
+def _s3_mirrors(channels: Sequence[str], platform: str, network: NetworkConfig) -> dict[str, Path]:
+    """Local copies of the repodata of the ``s3://`` channels (py-rattler 0.28 cannot
+    read them), in the cache: channel URL -> directory channel."""
+    found = [c for c in channels if c.lower().startswith("s3://")]
+    if not found:
+        return {}
+    from portpack.net.cache import default_cache_dir
+    from portpack.net.s3 import mirror_channel
+
+    root = default_cache_dir() / "s3-repodata"
+    return {c: mirror_channel(c, [platform, "noarch"], network, root) for c in found}
+
+
+def _restore_s3(
+    records: list[rattler.RepoDataRecord], mirrors: Mapping[str, Path]
+) -> list[rattler.RepoDataRecord]:
+    """Records solved from an S3 mirror with their ``s3://`` URL and channel (as pixi
+    writes them: ``s3://bucket/path/<subdir>/<fn>``)."""
+    if not mirrors:
+        return records
+    from portpack.net.s3 import restore_url
+
+    for record in records:
+        for channel, local in mirrors.items():
+            url = restore_url(str(record.url), local, channel)
+            if url != str(record.url):
+                record.url = url
+                record.channel = channel.rstrip("/")
+                break
+    return records
