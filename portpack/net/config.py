@@ -44,7 +44,7 @@ import tomli as tomllib
 
 from portpack.errors import UsageError
 from portpack.net.auth import redact
-from portpack.net.s3 import S3Options, parse_options
+from portpack.net.s3_options import S3Options, parse_options
 from portpack.progress import Reporter
 
 if TYPE_CHECKING:
