@@ -18,23 +18,23 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from portpack.errors import UsageError
 
+# One masking rule for every URL and message: the unpack side's (a lower layer).
+from portpack.remote.netrc_auth import MASK as MASK
+from portpack.remote.netrc_auth import TOKEN_SEGMENT as _TOKEN_SEGMENT
+from portpack.remote.netrc_auth import redact as redact
+
 #: The environment variable rattler and pixi read the auth file's path from.
 AUTH_FILE_ENV = "RATTLER_AUTH_FILE"
 #: rattler's default auth file (used when it exists and nothing else is given).
 DEFAULT_AUTH_FILE = Path("~/.rattler/credentials.json")
-MASK = "***"
-
-_TOKEN_SEGMENT = re.compile(r"/t/[^/?#\s]+")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -190,15 +190,6 @@ def with_conda_token(url: str, token: str) -> str:
     """``url`` with ``/t/<token>`` before its path, as rattler sends a CondaToken."""
     parsed = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parsed._replace(path=f"/t/{token}{parsed.path}"))
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with URL tokens, URL passwords and every string of ``secrets`` masked."""
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    text = _TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
-    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
 
 
 def strip_record(record: Mapping[str, Any]) -> dict[str, Any]:

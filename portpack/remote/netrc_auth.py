@@ -35,8 +35,8 @@ MASK = "***"
 
 # Query parameters of presigned URLs (S3, GCS, Azure SAS) and tokens in general.
 _SECRET_QUERY = re.compile(r"sig|signature|token|key|credential|secret|password|auth", re.I)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_TOKEN_SEGMENT = re.compile(r"/t/[^/?#\s]+")
+URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+TOKEN_SEGMENT = re.compile(r"/t/[^/?#\s]+")
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,8 @@ def _read_auth_file(path: Path) -> dict[str, Credential]:
 
 def redact_url(url: str) -> str:
     """``url`` with its userinfo, a conda ``/t/<token>`` and secret query values masked."""
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", url)
-    text = _TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
+    text = URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", url)
+    text = TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
     parts = urllib.parse.urlsplit(text)
     if not parts.query:
         return text
@@ -178,8 +178,8 @@ def redact_url(url: str) -> str:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with URL credentials and every string of ``secrets`` (3+ chars) masked."""
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    text = _TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
+    text = URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    text = TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
     for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
