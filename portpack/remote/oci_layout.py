@@ -18,6 +18,7 @@ from typing import BinaryIO
 import zstandard
 
 from portpack.archive import format as fmt
+from portpack.archive.reader import RawInput
 from portpack.conda.tarstream import BLOCK, parse_header, parse_pax
 from portpack.errors import ArchiveError
 from portpack.remote._http import Body
@@ -73,26 +74,15 @@ def layer_plan(meta: fmt.Metadata) -> list[LayerSpec]:
 # -- reading the archive once, front to back ------------------------------------------
 
 
-class ArchiveCursor:
+class ArchiveCursor(RawInput):
     """The archive's raw bytes, read forward; frames are found by decoding them."""
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
-        self._stream = stream
-        self.name = name
-        self._pending = b""
-        self.offset = 0
+        super().__init__(stream, name)
         try:
             self._seekable = bool(stream.seekable()) and stream.tell() == 0
         except (AttributeError, OSError, ValueError):
             self._seekable = False
-
-    def _read(self, n: int) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending[:n], self._pending[n:]
-        else:
-            data = self._stream.read(n)
-        self.offset += len(data)
-        return data
 
     def frame(self, limit: int) -> tuple[bytes, bytes]:
         """The raw bytes and decoded content of the zstd frame that starts here."""
@@ -102,7 +92,7 @@ class ArchiveCursor:
         decoded: list[bytes] = []
         size = 0
         while not dobj.eof:
-            piece = self._read(_FEED)  # small pieces bound what one call can expand to
+            piece = self.read(_FEED)  # small pieces bound what one call can expand to
             if not piece:
                 raise ArchiveError(f"{self.name} is truncated at byte {self.offset}")
             try:
@@ -119,8 +109,7 @@ class ArchiveCursor:
         data = b"".join(raw)
         if dobj.unused_data:
             unused = dobj.unused_data
-            self._pending = unused + self._pending
-            self.offset -= len(unused)
+            self.unread(unused)
             data = data[: len(data) - len(unused)]
         return data, b"".join(decoded)
 
@@ -139,7 +128,7 @@ class ArchiveCursor:
             digest = hashlib.sha256()
             left = seg.zst_size
             while left:
-                data = self._read(min(left, _CHUNK))
+                data = self.read(min(left, _CHUNK))
                 if not data:
                     raise ArchiveError(f"{self.name} is truncated inside {what}")
                 digest.update(data)
@@ -165,7 +154,7 @@ class ArchiveCursor:
                 pass
 
     def at_end(self) -> bool:
-        return not self._read(1)
+        return not self.read(1)
 
 
 def check_frame(decoded: bytes, spec: LayerSpec, size: int | None, where: str) -> None:
