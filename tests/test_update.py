@@ -11,10 +11,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from update_support import HISTORY, archive, build_channel, fresh, inodes, snapshot
+import zstandard
+from update_support import (
+    HISTORY,
+    archive,
+    archive_with_wheel,
+    build_channel,
+    exact,
+    fresh,
+    inodes,
+    snapshot,
+    wheel,
+)
 
 import portpack
 from portpack.errors import ArchiveError, LocalChangesError, UnsafeArchiveError, UsageError
@@ -276,3 +289,146 @@ def test_python_site_packages_change_is_reported(archives: dict[str, Path], tmp_
     assert plan is not None
     assert plan.reinstall == {"keepnoarch": OTHER_PYTHON, "npy": OTHER_PYTHON}
     assert "python" in plan.install
+
+
+# -- the old environment survives every failure ---------------------------------------------
+
+
+def test_a_failed_update_leaves_the_old_environment_bit_for_bit(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    before = exact(out)
+    data = archives["v2"].read_bytes()
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(data[: len(data) * 3 // 4])
+    with pytest.raises(ArchiveError, match="truncated"):
+        portpack.unpack(truncated, out, update=True)
+    assert exact(out) == before
+    assert not list(out.glob(".env.portpack-*"))
+    assert verify(out / "env").ok
+
+
+def test_link_scripts_make_reused_files_copies(archives: dict[str, Path], tmp_path: Path) -> None:
+    """A post-link script may change any file in place: with --run-link-scripts no
+    file of the old environment is linked into the new one."""
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    before = inodes(out / "env")
+    result = portpack.unpack(archives["v1-small"], out, update=True, run_link_scripts=True)
+    assert result.copied_files > 0
+    after = inodes(out / "env")
+    assert not set(before.items()) & set(after.items())
+    assert diff(snapshot(out), fresh(archives["v1-small"], out)) == []
+
+
+def test_sigkill_at_several_points_leaves_an_environment_and_a_rerun_completes(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """The update reads the archive from a pipe the test feeds: it is killed while it
+    waits for the next bytes, at several offsets, and once with all bytes sent."""
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    before = exact(out)
+    data = archives["v2"].read_bytes()
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    frame.decompress(data)
+    start = len(data) - len(frame.unused_data)  # the packages, after the metadata frame
+    for cut in (start + 10, (start + len(data)) // 2, len(data) - 600, len(data)):
+        proc = subprocess.Popen(
+            [*PORTPACK, "unpack", "-", "-o", str(out), "--update"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(data[:cut])
+        proc.stdin.flush()
+        if cut < len(data):
+            wait_for(lambda: any(out.glob(".env.portpack-*")), proc)
+        else:
+            proc.stdin.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if cut < len(data):
+            assert exact(out) == before, cut  # the old environment, untouched
+        assert verify(out / "env").ok, cut
+    result = portpack.unpack(archives["v2"], out, update=True)
+    assert result.updated
+    assert not list(out.glob(".env.portpack-*"))  # the killed runs' staging: removed
+    assert diff(snapshot(out), fresh(archives["v2"], out)) == []
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    """Poll ``condition`` while ``proc`` runs (bounded: a minute)."""
+    for _ in range(6000):
+        if condition():
+            return
+        assert proc.poll() is None, "the update ended before it was killed"
+        time.sleep(0.01)
+    raise AssertionError("the update never started building")
+
+
+# -- the old environment is hostile input too -------------------------------------------------
+
+
+def test_a_record_path_leaving_the_environment_is_refused(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    record = out / "env/conda-meta/base-1.0-0.json"
+    doc = json.loads(record.read_text())
+    doc["paths_data"]["paths"][0]["_path"] = "../../outside.txt"
+    record.write_text(json.dumps(doc))
+    before = exact(out)
+    with pytest.raises(UnsafeArchiveError, match=r"base-1.0-0.*'\.\./\.\./outside\.txt'"):
+        portpack.unpack(archives["v1-small"], out, update=True)
+    assert exact(out) == before
+
+
+def test_a_directory_replaced_by_a_symlink_is_not_followed(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same files behind a symlinked directory pass the content check; the link
+    step opens each directory with O_NOFOLLOW and refuses."""
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(out / "env/share/base", elsewhere, symlinks=True)
+    shutil.rmtree(out / "env/share/base")
+    (out / "env/share/base").symlink_to(elsewhere)
+    before = exact(out)
+    with pytest.raises(UsageError, match=r"share/base.*a symlink is on the way"):
+        portpack.unpack(archives["v1-small"], out, update=True)
+    assert exact(out) == before
+    assert not list(out.glob(".env.portpack-*"))
+
+
+# -- PyPI wheels --------------------------------------------------------------------------------
+
+
+def test_a_changed_wheel_is_installed_and_the_old_one_leaves_nothing(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    channel = archives["v1"].parent.parent / "channel"
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    old = wheel(dist, "pp-upd", "1.0", {"pp_upd.py": b"V = 1\n", "pp_upd_old.py": b"OLD = 1\n"})
+    new = wheel(dist, "pp-upd", "1.1", {"pp_upd.py": b"V = 2\n"})
+    packages = ["python==3.12.1", "base"]
+    first = archive_with_wheel(channel, packages, old, tmp_path / "w")
+    second = archive_with_wheel(channel, packages, new, tmp_path / "w")
+    out = tmp_path / "app"
+    portpack.unpack(first, out)
+    result = portpack.unpack(second, out, update=True)
+    assert result.wheels == [new.name] and result.unowned_kept == []
+    site = out / "env/lib/python3.12/site-packages"
+    assert (site / "pp_upd.py").read_text() == "V = 2\n"
+    assert not (site / "pp_upd_old.py").exists()
+    assert not (site / "pp_upd-1.0.dist-info").exists()
+    assert diff(snapshot(out), fresh(second, out)) == []
+    again = portpack.unpack(second, out, update=True)  # the same wheel: installed again
+    assert again.wheels == [new.name]
+    assert diff(snapshot(out), fresh(second, out)) == []

@@ -148,3 +148,62 @@ def inodes(prefix: Path) -> dict[str, int]:
             if path.is_file() and not path.is_symlink():
                 out[path.relative_to(prefix).as_posix()] = path.stat().st_ino
     return out
+
+
+def exact(out: Path) -> dict[str, tuple[object, ...]]:
+    """:func:`snapshot` with every file's mtime and inode: what "intact" means (staging
+    directories left by a killed run are left out)."""
+    tree: dict[str, tuple[object, ...]] = {}
+    for rel, value in snapshot(out).items():
+        if rel.startswith(".env.portpack-"):
+            continue
+        st = (out / rel).lstat()
+        tree[rel] = (*value, st.st_mtime_ns, st.st_ino if value[0] == "file" else 0)
+    return tree
+
+
+def wheel(path: Path, project: str, version: str, files: dict[str, bytes]) -> Path:
+    """A pure-python wheel of ``project`` holding ``files``, with a correct RECORD."""
+    import base64
+    import zipfile
+
+    info = f"{project.replace('-', '_')}-{version}.dist-info"
+    files = {
+        **files,
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n",
+        f"{info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode()
+        ),
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    path = path / f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def archive_with_wheel(channel: Path, packages: list[str], whl: Path, work: Path) -> Path:
+    """As :func:`archive`, with the PyPI wheel ``whl`` added to the lock as pixi does."""
+    import yaml
+
+    where = work / whl.stem
+    where.mkdir(parents=True)
+    lock = portpack.lock(
+        packages, channels=[str(channel)], platforms=["linux-64"], output=where / "pixi.lock"
+    )
+    doc = yaml.safe_load(lock.read_text())
+    name, version = whl.name.split("-")[:2]
+    digest = hashlib.sha256(whl.read_bytes()).hexdigest()
+    entry = {"pypi": str(whl), "name": name.replace("_", "-"), "version": version, "sha256": digest}
+    doc["environments"]["default"]["packages"]["linux-64"].append({"pypi": entry["pypi"]})
+    doc["packages"].append(entry)
+    lock.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = where / "env.tar"
+    portpack.pack(lockfile=lock, output=out, cache_dir=work / "cache")
+    return out
