@@ -30,6 +30,7 @@ from update_support import (
 )
 
 import portpack
+from httpserver import serve_directory
 from portpack.errors import ArchiveError, LocalChangesError, UnsafeArchiveError, UsageError
 from portpack.install.verify import verify
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
@@ -432,3 +433,26 @@ def test_a_changed_wheel_is_installed_and_the_old_one_leaves_nothing(
     again = portpack.unpack(second, out, update=True)  # the same wheel: installed again
     assert again.wheels == [new.name]
     assert diff(snapshot(out), fresh(second, out)) == []
+
+
+def test_an_unowned_name_the_path_check_refuses_is_dropped(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    (out / "env/back\\slash.txt").write_text("odd name\n")
+    result = portpack.unpack(archives["v1-small"], out, update=True)
+    assert result.unowned_dropped == ["back\\slash.txt"]
+    assert diff(snapshot(out), fresh(archives["v1-small"], out)) == []
+
+
+def test_from_http(archives: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    with serve_directory(archives["v2"].parent) as url:
+        result = portpack.unpack(url + "env.tar", out, update=True)
+    assert result.updated and len(result.reused) == 4
+    updated, expected = snapshot(out), fresh(archives["v2"], out)
+    assert f"portpack unpack {url}env.tar" in (out / HISTORY).read_text()
+    updated.pop(HISTORY), expected.pop(HISTORY)
+    assert diff(updated, expected) == []

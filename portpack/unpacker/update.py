@@ -171,11 +171,11 @@ def _carry_unowned(
     dropped: list[str] = []
     for name in unowned:
         what = f"{job.prefix}, a file no package owns"
-        rel = safe_relpath(name, what)
-        if not job.keep_unowned or _taken(dest, rel):
-            dropped.append(name)
-            continue
         try:
+            rel = safe_relpath(name, what)  # a name the path check refuses is dropped
+            if not job.keep_unowned or _taken(dest, rel):
+                dropped.append(name)
+                continue
             if os.path.islink(os.path.join(tree.root, rel)):
                 dest.symlink(rel, tree.readlink(rel, what), what)
             else:
