@@ -261,6 +261,29 @@ def test_push_from_a_pipe(
     assert pull_bytes(registry.ref("envs/piped:1.4"))[1] == v14.read_bytes()
 
 
+def test_push_and_pull_through_an_http_proxy(
+    registry: Registry,
+    archives: tuple[Path, Path],
+    no_credentials: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A registry behind a proxy (HTTP_PROXY, as docker and skopeo read it): every
+    request goes through it, and a pull gives back the archive byte for byte."""
+    from support.tunnelproxy import TunnelProxy
+
+    v14, _ = archives
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with TunnelProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        push_archive(v14, registry.ref("proxied/app:1.4"))
+        _, data = pull_bytes(registry.ref("proxied/app:1.4"))
+    assert data == v14.read_bytes()
+    targets = [seen.target for seen in proxy.seen]
+    assert targets and all(t.startswith(f"http://{registry.netloc}/v2/") for t in targets)
+    assert any("/manifests/1.4" in t for t in targets)
+
+
 def test_a_file_that_is_no_portpack_archive_is_refused_before_anything_is_tagged(
     registry: Registry, tmp_path: Path, no_credentials: Path
 ) -> None:
