@@ -359,6 +359,17 @@ def test_tls_with_a_private_ca_given_by_ssl_cert_file(
         check(url)
 
 
+def test_an_insecure_host_is_read_without_verifying_its_certificate(
+    served: Path, private_ca: tuple[ssl.SSLContext, Path], check: Callable[..., str]
+) -> None:
+    context, _ = private_ca
+    with FaultServer(served, tls=context) as server:
+        netloc = server.url.split("//")[1].rstrip("/")
+        check(server.url + "env.tar", insecure_hosts=[netloc])
+        with pytest.raises(FetchError, match="TLS certificate is not trusted"):
+            open_url(server.url + "env.tar", insecure_hosts=["other.example"], **FAST)
+
+
 def test_an_unreadable_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"cannot use CA bundle .*missing\.pem"):
         open_url("https://127.0.0.1:1/env.tar", ca_bundle=tmp_path / "missing.pem")

@@ -284,6 +284,36 @@ def test_push_and_pull_through_an_http_proxy(
     assert any("/manifests/1.4" in t for t in targets)
 
 
+def test_insecure_host_means_unverified_tls_then_plain_http(
+    archives: tuple[Path, Path], no_credentials: Path, tmp_path: Path
+) -> None:
+    """``--insecure-host`` has docker's meaning: a registry with a certificate nobody
+    trusts is used without verifying it; unlisted, the certificate is refused by name
+    (loopback is not a reason to drop TLS), and a CA bundle makes it trusted."""
+    import trustme  # a test dependency (pyproject.toml)
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    for pem in cert.cert_chain_pems[1:]:
+        with open(tmp_path / "cert.pem", "ab") as fh:
+            fh.write(pem.bytes())
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    v14, _ = archives
+    registry = Registry(tmp_path / "tls", tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    try:
+        ref = registry.ref("tls/app:1.4")
+        with pytest.raises(RegistryError, match="TLS certificate not trusted") as caught:
+            push_archive(v14, ref)
+        assert "--insecure-host" in (caught.value.hint or "")
+        push_archive(v14, ref, insecure_hosts=[registry.netloc])
+        assert pull_bytes(ref, ca_bundle=str(tmp_path / "ca.pem"))[1] == v14.read_bytes()
+        assert pull_bytes(ref, insecure_hosts=["127.0.0.1"])[1] == v14.read_bytes()
+    finally:
+        registry.stop()
+
+
 def test_a_file_that_is_no_portpack_archive_is_refused_before_anything_is_tagged(
     registry: Registry, tmp_path: Path, no_credentials: Path
 ) -> None:

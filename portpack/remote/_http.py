@@ -115,6 +115,7 @@ class Transport:
         self._ca_bundle = ca_bundle
         self._proxy_rule = proxy
         self._proxied: dict[tuple[str, str], Proxy | None] = {}
+        self._unverified: set[str] = set()
         self._context: ssl.SSLContext | None = context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -129,6 +130,37 @@ class Transport:
             except (OSError, ssl.SSLError) as exc:
                 raise RegistryError(f"cannot read the CA bundle {self._ca_bundle}: {exc}") from exc
         return self._context
+
+    def skip_verification(self, netloc: str) -> None:
+        """Do not verify the TLS certificate of ``netloc`` (``host`` or ``host:port``, a
+        host the caller lists as insecure); every other host stays verified."""
+        self._unverified.add(netloc.lower())
+
+    def _context_for(self, netloc: str) -> ssl.SSLContext:
+        host = (urllib.parse.urlsplit(f"//{netloc}").hostname or "").lower()
+        if not {netloc.lower(), host} & self._unverified:
+            return self.context()
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def speaks_tls(self, netloc: str) -> bool:
+        """Whether ``netloc`` answers TLS (docker's probe of a registry that may use plain
+        HTTP); a certificate that fails verification is an error, not a reason for HTTP."""
+        try:
+            response = self.send("GET", f"https://{netloc}/v2/", {})
+        except ssl.SSLCertVerificationError as exc:
+            raise RegistryError(
+                f"cannot reach https://{netloc}: {network_reason(exc)}",
+                hint="Give its CA with --ca-bundle (or SSL_CERT_FILE), or list the host "
+                "with --insecure-host to skip verification.",
+            ) from None
+        except NETWORK_ERRORS:
+            return False
+        response.raw.read(SMALL_BODY)
+        response.close()
+        return True
 
     def proxy(self, scheme: str, netloc: str) -> Proxy | None:
         """The proxy requests to this origin go through (the rule is asked once per origin)."""
@@ -151,7 +183,7 @@ class Transport:
         new: http.client.HTTPConnection
         if scheme == "https":
             new = http.client.HTTPSConnection(
-                via, via_port, timeout=self.connect_timeout, context=self.context()
+                via, via_port, timeout=self.connect_timeout, context=self._context_for(netloc)
             )
             if proxy is not None:  # TLS to the URL's host, inside a CONNECT tunnel
                 auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
@@ -234,7 +266,7 @@ class Transport:
             except NETWORK_ERRORS as exc:
                 if last:
                     raise RegistryError(
-                        f"{what}: cannot reach {_origin(url)}: {_reason(exc)}", url=url
+                        f"{what}: cannot reach {_origin(url)}: {network_reason(exc)}", url=url
                     ) from exc
                 self._sleep(_backoff(attempt, None))
                 continue
@@ -274,7 +306,8 @@ def _origin(url: str) -> str:
     return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
 
 
-def _reason(exc: BaseException) -> str:
+def network_reason(exc: BaseException) -> str:
+    """What went wrong with a connection, in words (a certificate, a timeout, ...)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted ({exc.verify_message})"
     if isinstance(exc, socket.timeout | TimeoutError):

@@ -54,7 +54,9 @@ def free_port() -> int:
 class Registry:
     """One ``docker-registry serve`` process with its own storage."""
 
-    def __init__(self, root: Path, auth: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, auth: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.root = root
         self.storage = root / "storage"
         self.port = free_port()
@@ -67,6 +69,8 @@ class Registry:
         }
         if auth:
             config["auth"] = auth
+        if tls:  # (certificate, key) PEM files: the registry serves HTTPS only
+            config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         root.mkdir(parents=True, exist_ok=True)
         # The registry reads YAML; JSON is YAML.
         (root / "config.yml").write_text(json.dumps(config))
