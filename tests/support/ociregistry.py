@@ -241,8 +241,9 @@ class TokenServer:
 class FaultProxy:
     """A front on 127.0.0.1 that forwards to a registry and injects faults on request.
 
-    * ``fail[(method, kind)] = n``: answer the next ``n`` such requests with 503
-      (``kind`` is ``"manifests"``, ``"blobs"`` or ``"uploads"``);
+    * ``fail[(method, kind)] = n``: answer the next ``n`` such requests with
+      ``fail_status`` (503 unless set; ``kind`` is ``"manifests"``, ``"blobs"`` or
+      ``"uploads"``, or for any other server the path's next-to-last component);
     * ``cut_after = k``: cut the next large blob ``GET`` (no ``Range``) after ``k``
       bytes of its body, once;
     * ``redirect_blobs``: answer blob ``GET`` with 307 to ``/storage/...`` on the
@@ -250,9 +251,11 @@ class FaultProxy:
     ``log`` records ``(method, path, Range header)`` of every request.
     """
 
-    def __init__(self, upstream: Registry) -> None:
+    def __init__(self, upstream: Registry | Any) -> None:
         self.upstream = upstream
+        """Anything with the ``port`` of a server on 127.0.0.1 (S3's stand-in works too)."""
         self.fail: dict[tuple[str, str], int] = {}
+        self.fail_status = 503
         self.cut_after: int | None = None
         self.redirect_blobs = False
         self.log: list[tuple[str, str, str | None]] = []
@@ -304,7 +307,7 @@ class FaultProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         if self._take_fault(method, h.path):
-            h.send_response(503)
+            h.send_response(self.fail_status)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
