@@ -44,6 +44,8 @@ class RawInput:
         self.offset = 0
         """Offset in the archive of the next byte returned."""
         self.name = name
+        self.bytes_read = 0
+        """Bytes taken from ``stream`` so far (bytes skipped by seeking are not)."""
 
     def read(self, n: int) -> bytes:
         """Return up to ``n`` bytes; ``b""`` only at the end of the input."""
@@ -51,8 +53,28 @@ class RawInput:
             data, self._pending = self._pending[:n], self._pending[n:]
         else:
             data = self._stream.read(n)
+            self.bytes_read += len(data)
         self.offset += len(data)
         return data
+
+    def skip(self, n: int, seek: bool) -> None:
+        """Move ``n`` bytes forward: by seeking the stream if ``seek``, else by reading.
+
+        A seek past the end is not noticed here; the next read finds the end.
+        """
+        held = min(n, len(self._pending))
+        self._pending = self._pending[held:]
+        self.offset += held
+        left = n - held
+        if seek and left:
+            self._stream.seek(left, 1)
+            self.offset += left
+            return
+        while left:
+            data = self.read(min(left, _RAW_CHUNK))
+            if not data:
+                raise ArchiveError(f"{self.name} is truncated at byte {self.offset}")
+            left -= len(data)
 
     def unread(self, data: bytes) -> None:
         """Give back bytes read too far (a frame ended inside them)."""
@@ -151,6 +173,61 @@ def _outer_header(block: bytes, expected: str, size: int, where: str) -> None:
         )
 
 
+def read_metadata(raw: RawInput, dctx: zstandard.ZstdDecompressor) -> fmt.Metadata:
+    """Read and check the metadata frame at the start of ``raw`` (it then stands after it)."""
+    name = raw.name
+    magic = raw.read(len(_ZSTD_MAGIC))
+    if not magic:
+        raise ArchiveError(f"{name} is empty")
+    raw.unread(magic)
+    if magic != _ZSTD_MAGIC:
+        raise ArchiveError(
+            f"{name} is not a portpack or pixi-pack archive "
+            "(it starts with neither a zstd frame nor a tar header)"
+        )
+    try:
+        first = read_frame(raw, dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
+    except FrameError as exc:
+        member = _member_name(exc.head)
+        if member is not None and member != fmt.METADATA_NAME:
+            raise _not_first(name, member) from None
+        raise
+    if len(first) < BLOCK:
+        raise ArchiveError(f"{name} is not a portpack archive (too short)")
+    try:
+        header = parse_header(first[:BLOCK], name)
+    except ArchiveError:
+        raise ArchiveError(f"{name} is not a portpack archive") from None
+    if header.name != fmt.METADATA_NAME:
+        raise _not_first(name, header.name)
+    if BLOCK + header.size > len(first):
+        raise ArchiveError(f"{name}: {fmt.METADATA_NAME} is cut short in its frame")
+    try:
+        return fmt.Metadata.from_json(first[BLOCK : BLOCK + header.size])
+    except ArchiveError as exc:  # the same error, naming the archive
+        raise type(exc)(f"{name}: {exc.message}", hint=exc.hint) from None
+
+
+def check_header_frame(
+    raw: RawInput, dctx: zstandard.ZstdDecompressor, pad: int, expected: str, size: int
+) -> None:
+    """Read the small frame in front of a segment: ``pad`` zero bytes and its tar header."""
+    where = f"{raw.name} at byte {raw.offset}"
+    block = read_frame(raw, dctx, pad + 4 * BLOCK)
+    if len(block) < pad + BLOCK or block[:pad].strip(b"\0") or (len(block) - pad) % BLOCK:
+        raise ArchiveError(f"{where}: corrupt member header for {expected}")
+    _outer_header(block[pad:], expected, size, where)
+
+
+def check_offset(raw: RawInput, base: int, owner: str, what: str, seg: fmt.Segment) -> None:
+    """Refuse a segment that does not start where the metadata says (format version 2)."""
+    if seg.offset is not None and raw.offset - base != seg.offset:
+        raise ArchiveError(
+            f"{raw.name}: {owner}: {what} starts at byte {raw.offset - base} after the "
+            f"metadata, but {fmt.METADATA_NAME} records offset {seg.offset}; the archive is corrupt"
+        )
+
+
 @dataclass
 class _PackageStart:
     entry: fmt.PackageEntry
@@ -190,34 +267,10 @@ class ArchiveReader:
         """The first wheel, seen by :meth:`packages` and handed on to :meth:`wheels`."""
 
     def _read_metadata(self) -> fmt.Metadata:
-        magic = self._raw.read(len(_ZSTD_MAGIC))
-        if not magic:
-            raise ArchiveError(f"{self.name} is empty")
-        self._raw.unread(magic)
-        if magic != _ZSTD_MAGIC:
-            raise ArchiveError(
-                f"{self.name} is not a portpack or pixi-pack archive "
-                "(it starts with neither a zstd frame nor a tar header)"
-            )
-        try:
-            first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
-        except FrameError as exc:
-            member = _member_name(exc.head)
-            if member is not None and member != fmt.METADATA_NAME:
-                raise _not_first(self.name, member) from None
-            raise
-        if len(first) < BLOCK:
-            raise ArchiveError(f"{self.name} is not a portpack archive (too short)")
-        try:
-            header = parse_header(first[:BLOCK], self.name)
-        except ArchiveError:
-            raise ArchiveError(f"{self.name} is not a portpack archive") from None
-        if header.name != fmt.METADATA_NAME:
-            raise _not_first(self.name, header.name)
-        if BLOCK + header.size > len(first):
-            raise ArchiveError(f"{self.name}: {fmt.METADATA_NAME} is cut short in its frame")
-        self._pad = 0
-        return fmt.Metadata.from_json(first[BLOCK : BLOCK + header.size])
+        metadata = read_metadata(self._raw, self._dctx)
+        self._base = self._raw.offset
+        """Where the metadata frame ends: segment offsets count from here."""
+        return metadata
 
     # -- producer (background thread) -------------------------------------------------
 
@@ -268,14 +321,11 @@ class ArchiveReader:
                 return
 
     def _header_frame(self, pad: int, expected: str, size: int) -> None:
-        where = f"{self.name} at byte {self._raw.offset}"
-        block = read_frame(self._raw, self._dctx, pad + 4 * BLOCK)
-        if len(block) < pad + BLOCK or block[:pad].strip(b"\0") or (len(block) - pad) % BLOCK:
-            raise ArchiveError(f"{where}: corrupt member header for {expected}")
-        _outer_header(block[pad:], expected, size, where)
+        check_header_frame(self._raw, self._dctx, pad, expected, size)
 
     def _segment(self, owner: str, seg: fmt.Segment, what: str) -> Iterator[bytes]:
         """Decode one verbatim segment of ``owner`` (``package <dist>``, ``wheel <file>``)."""
+        check_offset(self._raw, self._base, owner, what, seg)
         start = self._raw.offset
         source = _SegmentSource(self._raw, seg.zst_size)
         reader = self._dctx.stream_reader(
