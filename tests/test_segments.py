@@ -23,7 +23,15 @@ import pytest
 import zstandard
 
 import portpack
-from hostile import Member, RawPackage, analyze, record, replace_metadata, write_conda
+from hostile import (
+    Member,
+    RawPackage,
+    analyze,
+    record,
+    replace_metadata,
+    to_version_1,
+    write_conda,
+)
 from portpack.archive import format as fmt
 from portpack.archive import sfx
 from portpack.archive import writer as archive_writer
@@ -39,6 +47,7 @@ from portpack.archive.segment_read import (
 )
 from portpack.archive.segment_source import SegmentRef, SegmentSource, package_refs, wheel_ref
 from portpack.errors import ArchiveError, UnsafeArchiveError
+from portpack.install.verify import verify
 from portpack.packer import packing
 from treesnap import diff, snapshot
 
@@ -77,19 +86,6 @@ def _wheel(dest: Path) -> tuple[fmt.WheelEntry, Path]:
         len(compressed), hashlib.sha256(compressed).hexdigest(), len(data),
     )  # fmt: skip
     return entry, path
-
-
-def to_version_1(archive: Path, dest: Path) -> Path:
-    """``archive`` as portpack 0.x wrote it: format version 1, no offsets (data untouched)."""
-
-    def edit(doc: dict[str, Any]) -> None:
-        doc["format_version"] = 1
-        for package in doc["packages"]:
-            del package["info"]["offset"], package["payload"]["offset"]
-        for wheel in doc.get("wheels", []):
-            del wheel["offset"]
-
-    return replace_metadata(archive, edit, dest)
 
 
 @pytest.fixture(scope="module")
@@ -392,6 +388,8 @@ def test_version_1_and_2_unpack_to_the_same_tree(built: Built, tmp_path: Path) -
         portpack.unpack(no_wheel, out)
         # (conda-meta/history names the archive unpacked)
         trees.append(snapshot(out / "env", skip=("conda-meta/history",)))
+        if path == built.v1:
+            assert verify(out / "env").ok
         if not no_wheel.is_dir():  # (inspect reads files)
             summary = portpack.inspect(no_wheel)
             assert [p.name for p in summary.packages] == list(NAMES)
