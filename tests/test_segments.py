@@ -325,6 +325,19 @@ def test_a_truncated_archive_is_refused(built: Built, tmp_path: Path, pipe: Any)
             list(iter_wheels(source, []))
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_sizes_larger_than_the_file_are_refused_on_opening(
+    built: Built, tmp_path: Path, version: int
+) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["wheels"][0]["zst_size"] = 1 << 70  # the last segment: the offsets still agree
+
+    archive = built.v1 if version == 1 else built.v2
+    huge = replace_metadata(archive, edit, tmp_path / "huge.tar")
+    with pytest.raises(ArchiveError, match=r"huge\.tar is truncated: it is \d+ bytes"):
+        open_local_segments(huge, "huge.tar")
+
+
 def _shift_offset(built: Built, tmp_path: Path, delta: int) -> Path:
     def edit(doc: dict[str, Any]) -> None:
         doc["packages"][1]["payload"]["offset"] += delta

@@ -53,7 +53,10 @@ class RawInput:
         self.offset += held
         left = n - held
         if seek and left:
-            self._stream.seek(left, 1)
+            try:
+                self._stream.seek(left, 1)
+            except (OSError, OverflowError, ValueError) as exc:
+                raise ArchiveError(f"{self.name}: cannot skip {left} bytes: {exc}") from exc
             self.offset += left
             return
         while left:

@@ -379,23 +379,28 @@ def _file_segments(fh: BinaryIO, name: str, owned: bool) -> tuple[fmt.Metadata, 
     raw = RawInput(fh, name)
     metadata = read_metadata(raw, zstandard.ZstdDecompressor())
     raw.bytes_read += sniffed + BLOCK
-    if metadata.format_version == 1:
-        return metadata, StreamSegments(raw, metadata, seekable=True, closer=closer)
     base = start + raw.offset
     _check_length(fh, base, metadata, name)
+    if metadata.format_version == 1:
+        return metadata, StreamSegments(raw, metadata, seekable=True, closer=closer)
     source = OffsetSegments(fh, base, metadata, name, owned)
     source.bytes_read = raw.bytes_read
     return metadata, source
 
 
 def _check_length(fh: BinaryIO, base: int, metadata: fmt.Metadata, name: str) -> None:
-    """Refuse a version 2 file that ends before its last segment does."""
+    """Refuse a file that ends before its last segment does (whatever the sizes claim).
+
+    In version 2 the last segment's offset says where that is; in version 1 the
+    segments' sizes add up to the least it can be.
+    """
     end = base
     for _, seg in fmt.archive_segments(metadata):
-        assert seg.offset is not None  # version 2: Metadata checked every one
-        end = base + seg.offset + seg.zst_size
+        end = (end if seg.offset is None else base + seg.offset) + seg.zst_size
+    position = fh.tell()
     size = fh.seek(0, os.SEEK_END)
+    fh.seek(position)
     if size < end:
         raise ArchiveError(
-            f"{name} is truncated: it is {size} bytes, its last segment ends at byte {end}"
+            f"{name} is truncated: it is {size} bytes, its segments need at least {end}"
         )
