@@ -29,8 +29,12 @@ import zstandard
 
 from portpack.archive import format as fmt
 from portpack.archive import sfx
-from portpack.archive.directory import PIXI_PACK_METADATA, Folder, is_archive_directory
-from portpack.archive.directory import stored_name as stored_name
+from portpack.archive.directory import (
+    PIXI_PACK_METADATA,
+    Folder,
+    is_archive_directory,
+    stored_name,
+)
 from portpack.archive.frames import (
     RawInput,
     check_header_frame,
