@@ -16,6 +16,19 @@ alternating the order:
 ``download, then unpack``
     the same client writes the archive to a file (fsynced: a download is on disk before
     anything unpacks it), then ``portpack.unpack`` reads the file; the file is removed.
+``registry``
+    ``portpack.unpack("oci://127.0.0.1:PORT/bench/env:1")`` from Debian's
+    ``docker-registry`` (the CNCF distribution registry, started here the way
+    ``tests/support/ociregistry.py`` starts it for the tests): the artifact was pushed
+    once before the runs; its layers stream into the prefix, never touching the disk.
+``pixi-unpack engine, downloaded``
+    what pixi-unpack does with a pixi-pack archive, with rattler's Rust installer:
+    the plain tar of ``.conda`` files (as ``benchmarks/compare.py`` makes it) is
+    downloaded by the same client and fsynced, untarred to a folder, and
+    ``rattler.install`` extracts every package into its cache and links the prefix.
+    Its extra disk is the download + the untarred folder + rattler's cache, measured
+    at its peak (all three exist together at the end). Python start-up and ``import
+    rattler`` are inside its time (the binary does not pay them: about 0.3 s here).
 ``local file``
     ``portpack.unpack`` of the archive already on disk (no network; the floor).
 
@@ -35,6 +48,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +57,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))  # for corpus.py
+sys.path.insert(0, str(ROOT / "tests"))  # for support/ociregistry.py
 
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
@@ -67,12 +82,58 @@ elif mode == "download":
     extra = os.path.getsize(path)
     portpack.unpack(path, out, "env")
     os.remove(path)
+elif mode == "registry":
+    portpack.unpack(source, out, "env")
 else:
     portpack.unpack(source, out, "env")
 print(json.dumps({"extra_disk": extra}))
 """
 
-MODES = {"streamed": "streamed", "download": "download, then unpack", "local": "local file"}
+# argv = [url of the pixi-pack tar, lockfile, output dir, scratch dir]: pixi-unpack's way.
+_PIXI_CHILD = r"""
+import asyncio, json, os, subprocess, sys
+import rattler
+from portpack.remote.http import open_url
+
+url, lockfile, out, scratch = sys.argv[1:]
+path = os.path.join(scratch, "pixi-pack.tar")
+with open_url(url) as stream, open(path, "wb") as fh:
+    while chunk := stream.read(1 << 20):
+        fh.write(chunk)
+    fh.flush()
+    os.fsync(fh.fileno())
+unpacked = os.path.join(scratch, "unpacked")
+os.mkdir(unpacked)
+subprocess.run(["tar", "-xf", path, "-C", unpacked], check=True)
+env = rattler.LockFile.from_path(lockfile).environment("default")
+platform = next(p for p in env.platforms() if p.name == "linux-64")
+records = env.conda_repodata_records_for_platform(platform)
+channel = os.path.join(unpacked, "channel")
+for record in records:
+    record.url = "file://" + os.path.join(channel, record.subdir, record.file_name)
+cache = os.path.join(scratch, "cache")
+asyncio.run(rattler.install(
+    records, os.path.join(out, "env"), cache_dir=cache, show_progress=False
+))
+def size(top):
+    total = os.path.getsize(top) if os.path.isfile(top) else 0
+    for root, dirs, files in os.walk(top):
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                total += os.lstat(p).st_size
+    return total
+print(json.dumps({"extra_disk": size(path) + size(unpacked) + size(cache)}), flush=True)
+os._exit(0)  # py-rattler 0.28 may crash at interpreter exit
+"""
+
+MODES = {
+    "streamed": "HTTP, streamed",
+    "download": "HTTP, download, then unpack",
+    "registry": "registry (oci://), streamed",
+    "pixi": "pixi-unpack engine, downloaded",
+    "local": "local file",
+}
 
 
 class Server:
@@ -89,19 +150,29 @@ class Server:
         self.proc.wait()
 
 
-def find_archive(args: argparse.Namespace, work: Path) -> Path:
+@dataclass
+class Inputs:
+    archive: Path
+    lockfile: Path | None
+    """The corpus's lockfile (None with ``--archive``: no pixi-unpack variant then)."""
+    channel: Path | None
+
+
+def find_inputs(args: argparse.Namespace, work: Path) -> Inputs:
     """``--archive``, or a pack of the default corpus's lockfile (kept in ``work``)."""
     if args.archive is not None:
-        return Path(args.archive)
+        return Inputs(Path(args.archive), None, None)
     corpus_dir = args.corpus_dir or os.environ.get("PORTPACK_BENCH_CORPUS")
     if corpus_dir:
         lockfile = Path(corpus_dir) / "default" / "portpack.lock"
         if not lockfile.is_file():
             sys.exit(f"no default corpus in {corpus_dir} (run benchmarks/corpus.py default)")
+        channel = lockfile.parent / "channel"
     else:
         import corpus as corpus_mod
 
-        lockfile = corpus_mod.load("default", log=print).lockfile
+        built = corpus_mod.load("default", log=print)
+        lockfile, channel = built.lockfile, built.channel
     archive = work / "www" / "env.tar"
     if not archive.is_file():
         import portpack
@@ -109,7 +180,22 @@ def find_archive(args: argparse.Namespace, work: Path) -> Path:
         archive.parent.mkdir(parents=True, exist_ok=True)
         print(f"packing {lockfile} into {archive}", flush=True)
         portpack.pack(lockfile=lockfile, output=archive, cache_dir=work / "pack-cache")
-    return archive
+    pixi_tar = work / "www" / "pixi-pack.tar"
+    if not pixi_tar.is_file():
+        with tarfile.open(pixi_tar, "w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(channel, arcname="channel")
+    return Inputs(archive, lockfile, channel)
+
+
+def start_registry(work: Path, archive: Path) -> tuple[object, str]:
+    """A ``docker-registry`` on loopback holding the archive as ``bench/env:1``."""
+    import portpack
+    from support.ociregistry import Registry
+
+    registry = Registry(work / "registry")
+    ref = registry.ref("bench/env:1")
+    portpack.push(archive, ref)
+    return registry, ref
 
 
 @dataclass
@@ -143,13 +229,15 @@ def measure(command: list[str]) -> tuple[Sample, str]:
         return Sample(wall, cpu, rss_kb / 1024, 0), out.read().decode()
 
 
-def run_once(mode: str, source: str, work: Path) -> Sample:
+def run_once(mode: str, args: list[str], work: Path) -> Sample:
     out = Path(tempfile.mkdtemp(dir=work, prefix=f"{mode}-"))
     scratch = out / "scratch"
     scratch.mkdir()
+    child = _PIXI_CHILD if mode == "pixi" else _CHILD
+    head = [] if mode == "pixi" else [mode]
     try:
         sample, stdout = measure(
-            [sys.executable, "-c", _CHILD, mode, source, str(out), str(scratch)]
+            [sys.executable, "-c", child, *head, *args, str(out), str(scratch)]
         )
         sample.extra_disk = int(json.loads(stdout.strip().splitlines()[-1])["extra_disk"])
         if not (out / "env" / "conda-meta").is_dir():
@@ -192,20 +280,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="portpack-http-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    archive = find_archive(args, work)
+    inputs = find_inputs(args, work)
+    archive = inputs.archive
     server = Server(archive.parent)
-    url = server.url + archive.name
-    results: dict[str, list[Sample]] = {mode: [] for mode in MODES}
+    registry, ref = start_registry(work, archive)
+    sources = {
+        "streamed": [server.url + archive.name],
+        "download": [server.url + archive.name],
+        "registry": [ref],
+        "local": [str(archive)],
+    }
+    if inputs.lockfile is not None:
+        sources["pixi"] = [server.url + "pixi-pack.tar", str(inputs.lockfile)]
+    modes = [mode for mode in MODES if mode in sources]
+    results: dict[str, list[Sample]] = {mode: [] for mode in modes}
     try:
         for run in range(args.runs):
-            order = list(MODES) if run % 2 == 0 else list(reversed(MODES))
-            for mode in order:
-                source = str(archive) if mode == "local" else url
-                results[mode].append(run_once(mode, source, work))
+            for mode in modes if run % 2 == 0 else list(reversed(modes)):
+                results[mode].append(run_once(mode, sources[mode], work))
                 last = results[mode][-1]
                 print(f"run {run + 1} {mode}: {last.wall:.2f} s, CPU {last.cpu:.2f} s", flush=True)
     finally:
         server.close()
+        registry.stop()  # type: ignore[attr-defined]
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print()
     print(table(results, archive.stat().st_size))
     return 0

@@ -205,3 +205,20 @@ def replace_metadata(archive: Path, edit: Callable[[dict[str, Any]], None], dest
     block = header.tobuf(format=tarfile.PAX_FORMAT) + body + bytes(-len(body) % 512)
     dest.write_bytes(zstandard.ZstdCompressor().compress(block) + rest)
     return dest
+
+
+def to_version_1(archive: Path, dest: Path) -> Path:
+    """``archive`` as a portpack of format version 1 wrote it: no segment offsets.
+
+    Only the metadata frame changes (offsets count from its end, and the rest of the
+    bytes are what version 1 wrote for the same input).
+    """
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["format_version"] = 1
+        for package in doc["packages"]:
+            del package["info"]["offset"], package["payload"]["offset"]
+        for wheel in doc.get("wheels", []):
+            del wheel["offset"]
+
+    return replace_metadata(archive, edit, dest)

@@ -54,7 +54,9 @@ def _metadata(**overrides: Any) -> fmt.Metadata:
         ],
     }
     fields.update(overrides)
-    return fmt.Metadata(**fields)
+    meta = fmt.Metadata(**fields)
+    # Header frames of 90 bytes in front of each segment, as the writer places them.
+    return fmt.with_offsets(meta, [90] * (2 * len(meta.packages) + len(meta.wheels)))
 
 
 def test_round_trip_is_exact() -> None:
@@ -108,17 +110,97 @@ def _raw(**changes: Any) -> bytes:
     return json.dumps(raw).encode()
 
 
-@pytest.mark.parametrize("version", [2, 99])
+@pytest.mark.parametrize("version", [3, 99, 1 << 70])
 def test_newer_format_version_is_refused(version: int) -> None:
     with pytest.raises(ArchiveError) as info:
         fmt.Metadata.from_json(_raw(format_version=version))
     message = info.value.message
-    assert f"archive format version {version}" in message
-    assert f"it reads version {fmt.FORMAT_VERSION}" in message
-    assert info.value.hint
+    assert f"format version {version}," in message
+    assert "versions 1 and 2" in message
+    assert "packed by a newer portpack" in message
+    assert info.value.hint is not None and "Upgrade portpack" in info.value.hint
 
 
-@pytest.mark.parametrize("version", [None, 0, "1"])
+def test_offsets_follow_the_segments_and_their_header_frames() -> None:
+    meta = _metadata()
+    zlib, python = meta.packages
+    assert [zlib.info.offset, zlib.payload.offset] == [90, 90 + 900 + 90]
+    assert python.info.offset == 90 + 900 + 90 + 50000 + 90
+    assert json.loads(meta.to_json())["packages"][0]["payload"]["offset"] == 1080
+
+
+def _version_1(raw: dict[str, Any]) -> dict[str, Any]:
+    raw["format_version"] = 1
+    for package in raw["packages"]:
+        del package["info"]["offset"], package["payload"]["offset"]
+    for wheel in raw.get("wheels", []):
+        del wheel["offset"]
+    return raw
+
+
+def test_version_1_without_offsets_is_read_and_written_back_as_it_was() -> None:
+    data = json.dumps(_version_1(json.loads(_metadata().to_json())), sort_keys=True, indent=1)
+    meta = fmt.Metadata.from_json(data.encode())
+    assert meta.format_version == 1
+    assert all(seg.offset is None for _, seg in fmt.archive_segments(meta))
+    assert meta.to_json() == data.encode() + b"\n"
+
+
+def test_version_1_with_an_offset_is_refused() -> None:
+    raw = _version_1(json.loads(_metadata().to_json()))
+    raw["packages"][1]["payload"]["offset"] = 5
+    with pytest.raises(ArchiveError, match=r"python-3\.12\.4-h0_cpython has a segment offset"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("missing", None),
+        ("negative", -1),
+        ("a string", "90"),
+        ("a float", 90.0),
+        ("a bool", True),
+        ("before the previous segment's end", 50),
+        ("overlapping the previous segment", 989),
+        ("a gap too large to hold only a header frame", 990 + fmt.MAX_SEGMENT_GAP + 1),
+    ],
+)
+def test_bad_offsets_are_refused_naming_the_package(where: str, value: Any) -> None:
+    raw = json.loads(_metadata().to_json())
+    if value is None:
+        del raw["packages"][0]["payload"]["offset"]
+    else:
+        raw["packages"][0]["payload"]["offset"] = value
+    with pytest.raises(ArchiveError, match=r"zlib-1\.3\.1-hb9d3cd8_2") as info:
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+    assert "offset" in info.value.message, where
+
+
+def test_the_largest_allowed_gap_is_read() -> None:
+    raw = json.loads(_metadata().to_json())
+    shift = fmt.MAX_SEGMENT_GAP - 90
+    raw["packages"][0]["payload"]["offset"] += shift
+    raw["packages"][1]["info"]["offset"] += shift
+    raw["packages"][1]["payload"]["offset"] += shift
+    meta = fmt.Metadata.from_json(json.dumps(raw).encode())
+    assert meta.packages[0].payload.offset == 90 + 900 + fmt.MAX_SEGMENT_GAP
+
+
+def test_wheel_offsets_are_checked_naming_the_wheel() -> None:
+    wheel = fmt.WheelEntry(
+        "pp_demo-1.0-py3-none-any.whl", "pp-demo", "1.0", 10, "e" * 64, 7, "f" * 64, 10
+    )
+    meta = _metadata(wheels=[wheel])
+    raw = json.loads(meta.to_json())
+    assert raw["wheels"][0]["offset"] == meta.packages[1].payload.offset + 90
+    assert fmt.Metadata.from_json(meta.to_json()) == meta
+    raw["wheels"][0]["offset"] = 3
+    with pytest.raises(ArchiveError, match=r"wheel pp_demo-1\.0-py3-none-any\.whl"):
+        fmt.Metadata.from_json(json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize("version", [None, 0, -2, "1", "2", 2.0, True])
 def test_other_format_versions_are_refused(version: Any) -> None:
     with pytest.raises(ArchiveError, match="not supported by this portpack"):
         fmt.Metadata.from_json(_raw(format_version=version))

@@ -359,6 +359,17 @@ def test_tls_with_a_private_ca_given_by_ssl_cert_file(
         check(url)
 
 
+def test_an_insecure_host_is_read_without_verifying_its_certificate(
+    served: Path, private_ca: tuple[ssl.SSLContext, Path], check: Callable[..., str]
+) -> None:
+    context, _ = private_ca
+    with FaultServer(served, tls=context) as server:
+        netloc = server.url.split("//")[1].rstrip("/")
+        check(server.url + "env.tar", insecure_hosts=[netloc])
+        with pytest.raises(FetchError, match="TLS certificate is not trusted"):
+            open_url(server.url + "env.tar", insecure_hosts=["other.example"], **FAST)
+
+
 def test_an_unreadable_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"cannot use CA bundle .*missing\.pem"):
         open_url("https://127.0.0.1:1/env.tar", ca_bundle=tmp_path / "missing.pem")
@@ -501,3 +512,77 @@ def test_an_auth_file_entry_of_an_unknown_kind_is_named(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"'files\.example\.org' is not a BearerToken") as caught:
         open_url("https://files.example.org/env.tar", auth_file=auth)
     assert PASSWORD not in str(caught.value)
+
+
+# -- proxies ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``set(url)``: route every URL through the proxy ``url``, as HTTPS_PROXY does."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("HTTP_PROXY", url)
+        monkeypatch.setenv("HTTPS_PROXY", url)
+
+    return use
+
+
+def test_https_through_a_proxy_is_tunnelled_and_still_verified(
+    served: Path,
+    private_ca: tuple[ssl.SSLContext, Path],
+    check: Callable[..., str],
+    proxy_env: Callable[[str], None],
+) -> None:
+    from support.tunnelproxy import TunnelProxy
+
+    context, bundle = private_ca
+    with FaultServer(served, tls=context) as server, TunnelProxy(("corp", PASSWORD)) as proxy:
+        netloc = server.url.split("//")[1].rstrip("/")
+        proxy_env(proxy.url.replace("//", f"//corp:{PASSWORD}@"))
+        check(server.url + "env.tar", ca_bundle=bundle)
+        assert proxy.seen and all(s.method == "CONNECT" and s.authorized for s in proxy.seen)
+        assert {s.target for s in proxy.seen} == {netloc}
+        # TLS is to the server, not the proxy: without the CA the tunnel is refused.
+        with pytest.raises(FetchError, match="TLS certificate is not trusted") as caught:
+            open_url(server.url + "env.tar", **FAST)
+        assert PASSWORD not in str(caught.value)
+
+
+def test_plain_http_goes_to_the_proxy_in_absolute_form_and_no_proxy_is_honoured(
+    server: FaultServer,
+    check: Callable[..., str],
+    proxy_env: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from support.tunnelproxy import TunnelProxy
+
+    with TunnelProxy() as proxy:
+        proxy_env(proxy.url)
+        check(server.url + "env.tar")
+        assert [s.method for s in proxy.seen] == ["GET"]
+        assert proxy.seen[0].target == server.url + "env.tar"
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        check(server.url + "env.tar")
+        assert len(proxy.seen) == 1  # reached directly
+
+
+def test_a_proxy_that_wants_credentials_is_named_without_them(
+    served: Path,
+    private_ca: tuple[ssl.SSLContext, Path],
+    proxy_env: Callable[[str], None],
+) -> None:
+    from support.tunnelproxy import TunnelProxy
+
+    context, bundle = private_ca
+    with FaultServer(served, tls=context) as server, TunnelProxy(("corp", PASSWORD)) as proxy:
+        proxy_env(proxy.url.replace("//", "//corp:wrong-one@"))
+        with pytest.raises(FetchError, match="407") as caught:
+            open_url(server.url + "env.tar", ca_bundle=bundle, **FAST)
+        assert "wrong-one" not in str(caught.value)
+        proxy_env("https://proxy.example:3128")
+        with pytest.raises(UsageError, match="only http:// proxies"):
+            open_url(server.url + "env.tar", ca_bundle=bundle, **FAST)

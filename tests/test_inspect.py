@@ -98,7 +98,7 @@ def test_portpack_archive_summary(archives: dict[str, Any]) -> None:
     out = cli("inspect", archives["portpack"], "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["format"] == "portpack" and doc["format_version"] == "1"
+    assert doc["format"] == "portpack" and doc["format_version"] == "2"
     assert doc["platform"] == "linux-64"
     assert doc["portpack_version"] == portpack.__version__
     records = {r["name"]: r for r in archives["records"]}

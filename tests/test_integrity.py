@@ -114,9 +114,10 @@ def test_newer_format_version_is_refused(archive: Path, tmp_path: Path) -> None:
         doc["format_version"] = fmt.FORMAT_VERSION + 1
 
     bad = replace_metadata(archive, newer, tmp_path / "new.tar")
-    with pytest.raises(ArchiveError, match="format version 2 is not supported") as info:
+    with pytest.raises(ArchiveError, match="format version 3, newer than") as info:
         portpack.unpack(bad, tmp_path / "out")
-    assert info.value.hint and "newer" in info.value.hint
+    assert str(bad) in info.value.message and "versions 1 and 2" in info.value.message
+    assert info.value.hint and "Upgrade portpack" in info.value.hint
     assert not (tmp_path / "out").exists()
 
 

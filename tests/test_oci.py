@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import portpack
-from hostile import Member, RawPackage, make_archive
+from hostile import Member, RawPackage, make_archive, to_version_1
 from portpack.archive import format as fmt
 from portpack.errors import ArchiveError, PortpackError, UsageError
 from portpack.remote._http import (
@@ -168,6 +168,24 @@ def test_push_then_pull_by_tag_and_by_digest_is_byte_identical(
     ]
 
 
+def test_a_version_1_archive_is_pushed_and_pulled_unchanged(
+    registry: Registry, archives: tuple[Path, Path], tmp_path: Path, no_credentials: Path
+) -> None:
+    v1 = to_version_1(archives[0], tmp_path / "v1.tar")
+    push_archive(v1, registry.ref("envs/old:1.4"))
+    meta, data = pull_bytes(registry.ref("envs/old:1.4"))
+    assert data == v1.read_bytes()
+    assert meta.format_version == 1 and meta.packages[0].info.offset is None
+    out = tmp_path / "out"
+    portpack.unpack(v1, out)
+    from_file = snapshot(out / "env", skip=("conda-meta/history",))  # holds the time
+    shutil.rmtree(out)
+    _, stream = open_artifact(registry.ref("envs/old:1.4"))
+    with stream:
+        portpack.unpack(stream, out)  # type: ignore[arg-type]
+    assert diff(from_file, snapshot(out / "env", skip=("conda-meta/history",))) == []
+
+
 def test_pulled_stream_unpacks_to_the_same_prefix_as_the_file(
     registry: Registry, archives: tuple[Path, Path], tmp_path: Path, no_credentials: Path
 ) -> None:
@@ -197,7 +215,8 @@ def test_second_push_uploads_only_the_changed_package(
     changed = [
         (a, b)
         for a, b in zip(meta14.packages, meta15.packages, strict=True)
-        if (a.info, a.payload) != (b.info, b.payload)
+        # (the same bytes, though later packages' offsets move when beta grows)
+        if (a.info.zst_sha256, a.payload.zst_sha256) != (b.info.zst_sha256, b.payload.zst_sha256)
     ]
     assert [b.name for _, b in changed] == ["beta"]
     beta = changed[0][1]
@@ -259,6 +278,59 @@ def test_push_from_a_pipe(
     from_file = push_archive(v14, registry.ref("envs/piped:again"))
     assert result.digest == from_file.digest
     assert pull_bytes(registry.ref("envs/piped:1.4"))[1] == v14.read_bytes()
+
+
+def test_push_and_pull_through_an_http_proxy(
+    registry: Registry,
+    archives: tuple[Path, Path],
+    no_credentials: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A registry behind a proxy (HTTP_PROXY, as docker and skopeo read it): every
+    request goes through it, and a pull gives back the archive byte for byte."""
+    from support.tunnelproxy import TunnelProxy
+
+    v14, _ = archives
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with TunnelProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        push_archive(v14, registry.ref("proxied/app:1.4"))
+        _, data = pull_bytes(registry.ref("proxied/app:1.4"))
+    assert data == v14.read_bytes()
+    targets = [seen.target for seen in proxy.seen]
+    assert targets and all(t.startswith(f"http://{registry.netloc}/v2/") for t in targets)
+    assert any("/manifests/1.4" in t for t in targets)
+
+
+def test_insecure_host_means_unverified_tls_then_plain_http(
+    archives: tuple[Path, Path], no_credentials: Path, tmp_path: Path
+) -> None:
+    """``--insecure-host`` has docker's meaning: a registry with a certificate nobody
+    trusts is used without verifying it; unlisted, the certificate is refused by name
+    (loopback is not a reason to drop TLS), and a CA bundle makes it trusted."""
+    import trustme  # a test dependency (pyproject.toml)
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    for pem in cert.cert_chain_pems[1:]:
+        with open(tmp_path / "cert.pem", "ab") as fh:
+            fh.write(pem.bytes())
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    v14, _ = archives
+    registry = Registry(tmp_path / "tls", tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    try:
+        ref = registry.ref("tls/app:1.4")
+        with pytest.raises(RegistryError, match="TLS certificate not trusted") as caught:
+            push_archive(v14, ref)
+        assert "--insecure-host" in (caught.value.hint or "")
+        push_archive(v14, ref, insecure_hosts=[registry.netloc])
+        assert pull_bytes(ref, ca_bundle=str(tmp_path / "ca.pem"))[1] == v14.read_bytes()
+        assert pull_bytes(ref, insecure_hosts=["127.0.0.1"])[1] == v14.read_bytes()
+    finally:
+        registry.stop()
 
 
 def test_a_file_that_is_no_portpack_archive_is_refused_before_anything_is_tagged(

@@ -163,6 +163,31 @@ def test_pack_from_an_oci_mirror_equals_pack_from_the_channel(
     assert served & fns == {f for f in fns if f.startswith("oldformat")}
 
 
+def test_the_config_files_proxy_carries_the_mirrors_requests(
+    registry: Registry,
+    template: LockTemplate,
+    fixture_channel: Path,
+    mirrored: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``[proxy-config]`` applies to OCI mirrors as to channels: every registry request
+    of the pack goes through the proxy (here the only way the packages are fetched)."""
+    from support.tunnelproxy import TunnelProxy
+
+    with FaultServer(fixture_channel) as server, TunnelProxy() as proxy:
+        config = _config(tmp_path, f"oci://127.0.0.1:{registry.port}/{MIRROR_PATH}", server.url)
+        config.write_text(config.read_text() + f'[proxy-config]\nhttp = "{proxy.url}"\n')
+        portpack.pack(
+            lockfile=template.write(tmp_path / "env.lock", UPSTREAM),
+            output=tmp_path / "mirror.tar",
+            cache_dir=tmp_path / "cache",
+            config=config,
+        )
+    blobs = [s.target for s in proxy.seen if "/blobs/" in s.target]
+    assert len(blobs) >= len(mirrored)
+    assert all(t.startswith(f"http://127.0.0.1:{registry.port}/v2/") for t in blobs)
+
+
 def test_package_missing_from_the_only_mirror_names_it_and_the_reference(
     registry: Registry, template: LockTemplate, mirrored: dict[str, str], tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -201,6 +202,46 @@ def test_missing_package_and_bad_bytes(
         assert not (tmp_path / "b.tar").exists()
     finally:
         client.put_object(Bucket="channels", Key=key, Body=original)
+
+
+def test_transient_answers_are_retried_and_a_403_is_not(
+    tmp_path: Path, endpoint: str, bucket: str
+) -> None:
+    """Through a front that answers with faults on the way to the S3 stand-in: 503s on
+    package downloads are retried with the fetch policy and the pack succeeds; a 403
+    names the URL, says access was denied, is not retried, and leaves nothing."""
+    from support.ociregistry import FaultProxy
+
+    lock = _lock(tmp_path, _config(tmp_path, endpoint), "s3://channels/channel")
+    front = FaultProxy(SimpleNamespace(port=int(endpoint.rsplit(":", 1)[1])))
+    try:
+        config = _config(tmp_path, f"http://{front.netloc}")
+        policy = config.read_text() + "[portpack]\nretry-backoff = 0.01\n"
+        config.write_text(policy)
+        front.fail[("GET", "linux-64")] = 2
+        portpack.pack(
+            lockfile=lock, output=tmp_path / "a.tar", cache_dir=tmp_path / "c1", config=config
+        )
+        gets = [
+            path for method, path, _ in front.log if method == "GET" and path.endswith(".conda")
+        ]
+        assert len(gets) == len(set(gets)) + 2  # two answered 503, asked again
+        front.log.clear()
+        front.fail_status = 403
+        front.fail[("GET", "linux-64")] = 1
+        with pytest.raises(FetchError) as info:
+            portpack.pack(
+                lockfile=lock, output=tmp_path / "b.tar", cache_dir=tmp_path / "c2", config=config
+            )
+        message = str(info.value)
+        assert "access denied" in message and "s3://channels/channel/linux-64/" in message
+        assert SECRET not in message + (info.value.hint or "")
+        denied = [p for m, p, _ in front.log if m == "GET" and p.endswith(".conda")]
+        assert len(denied) == len(set(denied))  # the 403 was not asked again
+        assert not (tmp_path / "b.tar").exists()
+        assert not [p for p in (tmp_path / "c2").rglob("*") if p.name.endswith(".conda")]
+    finally:
+        front.stop()
 
 
 def test_unpack_of_a_presigned_https_url_through_the_http_source(

@@ -97,7 +97,7 @@ def _block(name: bytes, size: int, kind: bytes, mode: int) -> bytes:
 # -- opening files without following symlinks -----------------------------------------
 
 
-class _Folder:
+class Folder:
     """An open folder: files below it are opened by name, never through a symlink."""
 
     def __init__(self, path: str) -> None:
@@ -174,7 +174,7 @@ def _file_chunks(fd: int, size: int, where: str) -> Iterator[bytes]:
 # -- pixi-pack's layout: a plain tar of the folder ------------------------------------
 
 
-def _pixi_pack_tar(folder: _Folder) -> Iterator[bytes]:
+def _pixi_pack_tar(folder: Folder) -> Iterator[bytes]:
     """The folder as pixi-pack's tar: every entry, walked sorted by name."""
     for rel, kind in _walk(folder, "", folder.fd, 0):
         if kind == "dir":
@@ -192,7 +192,7 @@ def _pixi_pack_tar(folder: _Folder) -> Iterator[bytes]:
     yield bytes(2 * BLOCK)
 
 
-def _walk(folder: _Folder, base: str, fd: int, depth: int) -> Iterator[tuple[str, str]]:
+def _walk(folder: Folder, base: str, fd: int, depth: int) -> Iterator[tuple[str, str]]:
     if depth > _MAX_DEPTH:
         raise ArchiveError(f"{folder.path}: {base} is nested too deeply")
     with os.scandir(fd) as entries:
@@ -218,19 +218,26 @@ def _walk(folder: _Folder, base: str, fd: int, depth: int) -> Iterator[tuple[str
 # -- portpack's layout: the archive's frames, from the metadata -----------------------
 
 
-def _portpack_stream(folder: _Folder) -> Iterator[bytes]:
-    """The zstd stream of the portpack archive whose members the folder holds."""
+def _portpack_stream(folder: Folder) -> Iterator[bytes]:
+    """The zstd stream of the portpack archive whose members the folder holds.
+
+    The header frames are compressed here (the zstandard of this machine may make
+    other bytes than the packer's), so a version 2 archive's offsets are placed
+    again for this stream; everything else in the metadata is as the folder has it.
+    """
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     meta = folder.read_small(fmt.METADATA_NAME, fmt.MAX_METADATA_SIZE)
     metadata = fmt.Metadata.from_json(meta)
-    yield cctx.compress(tar_header(fmt.METADATA_NAME, len(meta)) + meta + _pad(len(meta)))
     pad = 0
-    members: list[tuple[str, fmt.Segment]] = []
-    for entry in metadata.packages:
-        members.append((fmt.member_name(entry.stem, fmt.INFO_MEMBER), entry.info))
-        members.append((fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER), entry.payload))
-    members += [(wheel.member, wheel.segment) for wheel in metadata.wheels]
-    for member, segment in members:
+    members: list[tuple[str, fmt.Segment, bytes]] = []
+    for member, segment in _members(metadata):
+        frame = cctx.compress(bytes(pad) + tar_header(member, segment.size))
+        members.append((member, segment, frame))
+        pad = -segment.size % BLOCK
+    if metadata.format_version >= 2:
+        meta = fmt.with_offsets(metadata, [len(frame) for _, _, frame in members]).to_json()
+    yield cctx.compress(tar_header(fmt.METADATA_NAME, len(meta)) + meta + _pad(len(meta)))
+    for member, segment, frame in members:
         rel = stored_name(member)
         fd, size = folder.open_file(rel)
         if size != segment.zst_size:
@@ -239,10 +246,19 @@ def _portpack_stream(folder: _Folder) -> Iterator[bytes]:
                 f"{folder.path}: {rel} is {size} bytes, {fmt.METADATA_NAME} says "
                 f"{segment.zst_size}; the folder is corrupt"
             )
-        yield cctx.compress(bytes(pad) + tar_header(member, segment.size))
+        yield frame
         yield from _file_chunks(fd, size, f"{folder.path}/{rel}")
-        pad = -segment.size % BLOCK
     yield cctx.compress(bytes(pad) + bytes(2 * BLOCK))
+
+
+def _members(metadata: fmt.Metadata) -> list[tuple[str, fmt.Segment]]:
+    """Each member with a stored file, in archive order."""
+    members: list[tuple[str, fmt.Segment]] = []
+    for entry in metadata.packages:
+        members.append((fmt.member_name(entry.stem, fmt.INFO_MEMBER), entry.info))
+        members.append((fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER), entry.payload))
+    members += [(wheel.member, wheel.segment) for wheel in metadata.wheels]
+    return members
 
 
 def _pad(size: int) -> bytes:
@@ -255,7 +271,7 @@ def _pad(size: int) -> bytes:
 class _ChunkStream(io.RawIOBase):
     """A read-only binary stream over an iterator of chunks."""
 
-    def __init__(self, chunks: Iterator[bytes], folder: _Folder) -> None:
+    def __init__(self, chunks: Iterator[bytes], folder: Folder) -> None:
         self._chunks = chunks
         self._folder = folder
         self._buffer = memoryview(b"")
@@ -294,7 +310,7 @@ def is_archive_directory(path: str | os.PathLike[str]) -> bool:
 
 def open_directory(path: str | os.PathLike[str]) -> BinaryIO:
     """The byte stream of the archive whose members the folder ``path`` holds."""
-    folder = _Folder(os.fspath(path))
+    folder = Folder(os.fspath(path))
     try:
         if folder.exists(fmt.METADATA_NAME):
             chunks = _portpack_stream(folder)

@@ -1,4 +1,4 @@
-"""The portpack archive format, version 1: names, limits and the metadata model.
+"""The portpack archive format, version 2: names, limits and the metadata model.
 
 An archive is a sequence of zstd frames that decodes to one POSIX tar stream:
 
@@ -12,14 +12,17 @@ An archive is a sequence of zstd frames that decodes to one POSIX tar stream:
     A wheel file, compressed by portpack; installed after every conda package.
 
 The metadata records the compressed size and sha256 of each verbatim segment, so
-an unpacker verifies every byte it writes by hashing the compressed stream.  See
-``docs/archive-format.md`` for the full description.
+an unpacker verifies every byte it writes by hashing the compressed stream, and
+(since version 2) where each segment starts, so a reader that wants only some
+segments seeks or asks for byte ranges.  Version 1 archives (no offsets) are read
+too.  See ``docs/archive-format.md`` for the full description.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +31,9 @@ from portpack.conda.record import PackageRecord
 from portpack.errors import ArchiveError
 
 FORMAT_NAME = "portpack"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The versions this portpack reads: 1 (no segment offsets) and 2.
+READ_VERSIONS = (1, 2)
 METADATA_NAME = "portpack.json"
 PACKAGES_DIR = "pkgs"
 INFO_MEMBER = "info.tar"
@@ -36,6 +41,12 @@ PAYLOAD_MEMBER = "pkg.tar"
 WHEELS_DIR = "wheels"
 #: Metadata larger than this is refused before parsing (protects the unpacker's memory).
 MAX_METADATA_SIZE = 256 << 20
+#: The most bytes allowed between one segment's end and the next one's start (v2).
+#: Only a header frame sits there: padding (< 512 bytes) and a pax + ustar header
+#: (at most 4 blocks, the readers' own limit), at most ~2.6 KiB compressed even when
+#: stored raw. 8 KiB leaves room for that and refuses metadata that would hide data
+#: in the gaps a seeking reader never reads.
+MAX_SEGMENT_GAP = 8 << 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,16 @@ class Segment:
     """Compressed size in bytes, as stored in the archive."""
     zst_sha256: str
     """sha256 of the compressed bytes, recorded after the package was verified."""
+    offset: int | None = None
+    """Where the first compressed byte is, counted from the first byte after the
+    metadata frame (format version 2; None in version 1 and before packing)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The segment as JSON (``offset`` only when it is known)."""
+        doc = asdict(self)
+        if self.offset is None:
+            del doc["offset"]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,8 @@ class PackageEntry:
         return {
             "stem": self.stem,
             "record": self.record.to_json(),
-            "info": asdict(self.info),
-            "payload": asdict(self.payload),
+            "info": self.info.to_json(),
+            "payload": self.payload.to_json(),
             "installed_size": self.installed_size,
         }
 
@@ -101,11 +122,20 @@ class WheelEntry:
     """sha256 of those compressed bytes."""
     installed_size: int
     """Sum of the sizes of the files the wheel holds."""
+    offset: int | None = None
+    """Where the compressed bytes start (as :attr:`Segment.offset`)."""
 
     @property
     def segment(self) -> Segment:
         """The member's compressed bytes, as a :class:`Segment`."""
-        return Segment(self.size, self.zst_size, self.zst_sha256)
+        return Segment(self.size, self.zst_size, self.zst_sha256, self.offset)
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON (``offset`` only when it is known)."""
+        doc = asdict(self)
+        if self.offset is None:
+            del doc["offset"]
+        return doc
 
     @property
     def member(self) -> str:
@@ -151,8 +181,9 @@ class Metadata:
         Without wheels the ``wheels`` key is left out, so such archives stay exactly
         what portpack wrote before wheels were supported.
         """
-        doc = asdict(dataclasses.replace(self, packages=[]))
+        doc = asdict(dataclasses.replace(self, packages=[], wheels=[]))
         doc["packages"] = [entry.to_json() for entry in self.packages]
+        doc["wheels"] = [wheel.to_json() for wheel in self.wheels]
         if not self.wheels:
             del doc["wheels"]
         return json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n"
@@ -166,17 +197,91 @@ class Metadata:
             raise ArchiveError(f"{METADATA_NAME} is not valid JSON: {exc}") from exc
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             raise ArchiveError(f"{METADATA_NAME} does not describe a portpack archive")
-        version = raw.get("format_version")
-        if type(version) is not int or version != FORMAT_VERSION:
-            raise ArchiveError(
-                f"archive format version {version!r} is not supported by this portpack "
-                f"(it reads version {FORMAT_VERSION})",
-                hint="Unpack it with the portpack version that packed it, or a newer one.",
-            )
+        version = _check_version(raw.get("format_version"))
         try:
-            return _metadata_from_dict(raw)
+            metadata = _metadata_from_dict(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{METADATA_NAME} is malformed: {exc!r}") from exc
+        metadata = dataclasses.replace(metadata, format_version=version)
+        _check_offsets(metadata)
+        return metadata
+
+
+def _check_version(version: Any) -> int:
+    readable = " and ".join(str(v) for v in READ_VERSIONS)
+    if type(version) is int and version > FORMAT_VERSION:
+        raise ArchiveError(
+            f"the archive is of format version {version}, newer than this portpack "
+            f"reads (versions {readable}): it was packed by a newer portpack",
+            hint="Upgrade portpack to unpack it.",
+        )
+    if type(version) is not int or version not in READ_VERSIONS:
+        raise ArchiveError(
+            f"archive format version {version!r} is not supported by this portpack "
+            f"(it reads versions {readable})"
+        )
+    return version
+
+
+def archive_segments(metadata: Metadata) -> Iterator[tuple[str, Segment]]:
+    """Every segment of the archive in order, with its owner (``package <dist>``, ...)."""
+    for entry in metadata.packages:
+        yield f"package {entry.dist}", entry.info
+        yield f"package {entry.dist}", entry.payload
+    for wheel in metadata.wheels:
+        yield f"wheel {wheel.filename}", wheel.segment
+
+
+def _check_offsets(metadata: Metadata) -> None:
+    """Version 1 has no offsets; version 2 has one per segment, in order, gaps bounded."""
+    end = 0
+    for owner, seg in archive_segments(metadata):
+        offset = seg.offset
+        if metadata.format_version == 1:
+            if offset is not None:
+                raise ArchiveError(
+                    f"{METADATA_NAME}: {owner} has a segment offset, which format "
+                    "version 1 does not have; the metadata is corrupt"
+                )
+            continue
+        if type(offset) is not int or offset < 0:
+            raise ArchiveError(
+                f"{METADATA_NAME}: {owner} has no valid segment offset ({offset!r}); "
+                "format version 2 records one for every segment"
+            )
+        if offset < end or offset - end > MAX_SEGMENT_GAP:
+            raise ArchiveError(
+                f"{METADATA_NAME}: the segment offset of {owner} ({offset}) does not "
+                f"follow the previous segment (which ends at {end}); the metadata is corrupt"
+            )
+        end = offset + seg.zst_size
+
+
+def with_offsets(metadata: Metadata, gaps: Sequence[int]) -> Metadata:
+    """``metadata`` in the current format with every segment's offset filled in.
+
+    ``gaps`` are the sizes of the header frames in front of each segment, in archive
+    order (:func:`archive_segments`): the archive holds them and the segments after
+    the metadata frame, back to back.
+    """
+    offsets: list[int] = []
+    position = 0
+    for gap, (_, seg) in zip(gaps, archive_segments(metadata), strict=True):
+        offsets.append(position + gap)
+        position += gap + seg.zst_size
+    placed = iter(offsets)
+    packages = [
+        dataclasses.replace(
+            entry,
+            info=dataclasses.replace(entry.info, offset=next(placed)),
+            payload=dataclasses.replace(entry.payload, offset=next(placed)),
+        )
+        for entry in metadata.packages
+    ]
+    wheels = [dataclasses.replace(w, offset=next(placed)) for w in metadata.wheels]
+    return dataclasses.replace(
+        metadata, packages=packages, wheels=wheels, format_version=FORMAT_VERSION
+    )
 
 
 def _metadata_from_dict(raw: dict[str, Any]) -> Metadata:

@@ -22,42 +22,25 @@ from typing import IO, BinaryIO, cast
 import zstandard
 
 from portpack.archive import format as fmt
-from portpack.conda.tarstream import BLOCK, ChunkReader, Member, parse_header, parse_pax
+from portpack.archive.frames import RAW_CHUNK as _RAW_CHUNK
+from portpack.archive.frames import (  # RawInput, read_frame, FrameError: used from here too
+    FrameError,
+    RawInput,
+    check_header_frame,
+    check_offset,
+    check_trailer,
+    read_frame,
+    read_metadata,
+)
+from portpack.conda.tarstream import BLOCK, ChunkReader, Member
 from portpack.errors import ArchiveError
 
-_RAW_CHUNK = 1 << 18
 _DECODED_CHUNK = 1 << 20
 _QUEUE_DEPTH = 16
-_FRAME_FEED = 256
 #: Seconds close() waits for the reader thread to notice it must stop.
 _CLOSE_WAIT = 0.5
 #: Seconds of one slice of the consumer's wait for the reader thread.
 _GET_SLICE = 0.1
-
-
-class RawInput:
-    """Buffered forward reader of the raw archive bytes that can push bytes back."""
-
-    def __init__(self, stream: BinaryIO, name: str) -> None:
-        self._stream = stream
-        self._pending = b""
-        self.offset = 0
-        """Offset in the archive of the next byte returned."""
-        self.name = name
-
-    def read(self, n: int) -> bytes:
-        """Return up to ``n`` bytes; ``b""`` only at the end of the input."""
-        if self._pending:
-            data, self._pending = self._pending[:n], self._pending[n:]
-        else:
-            data = self._stream.read(n)
-        self.offset += len(data)
-        return data
-
-    def unread(self, data: bytes) -> None:
-        """Give back bytes read too far (a frame ended inside them)."""
-        self._pending = data + self._pending
-        self.offset -= len(data)
 
 
 class _SegmentSource:
@@ -75,80 +58,6 @@ class _SegmentSource:
         self.left -= len(data)
         self.sha256.update(data)
         return data
-
-
-class FrameError(ArchiveError):
-    """A zstd frame could not be decoded; ``head`` holds its first decoded bytes."""
-
-    def __init__(self, message: str, head: bytes) -> None:
-        super().__init__(message)
-        self.head = head
-
-
-def read_frame(raw: RawInput, dctx: zstandard.ZstdDecompressor, limit: int) -> bytes:
-    """Decode exactly one zstd frame (portpack's own small frames)."""
-    start = raw.offset
-    dobj = dctx.decompressobj()
-    out: list[bytes] = []
-    size = 0
-
-    def fail(message: str) -> FrameError:
-        return FrameError(message, b"".join(out)[:BLOCK])
-
-    while not dobj.eof:
-        # Small inputs bound what one call can produce (a zstd block expands at most
-        # ~32768x), so a hostile frame cannot balloon memory before the limit check.
-        chunk = raw.read(_FRAME_FEED)
-        if not chunk:
-            raise fail(f"{raw.name} is truncated at byte {raw.offset}")
-        try:
-            data = dobj.decompress(chunk)
-        except zstandard.ZstdError as exc:
-            raise fail(f"{raw.name}: corrupt zstd frame at byte {start}: {exc}") from exc
-        size += len(data)
-        out.append(data)
-        if size > limit:
-            raise fail(f"{raw.name}: frame at byte {start} is larger than allowed")
-    if dobj.unused_data:
-        raw.unread(dobj.unused_data)
-    return b"".join(out)
-
-
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def _not_first(name: str, member: str) -> ArchiveError:
-    return ArchiveError(
-        f"{name} is not a portpack archive: its first member is {member!r}, "
-        f"not {fmt.METADATA_NAME} (a portpack archive starts with it)"
-    )
-
-
-def _member_name(block: bytes) -> str | None:
-    """The member name of a tar header block, or None if ``block`` is not one."""
-    if len(block) < BLOCK:
-        return None
-    try:
-        return parse_header(block[:BLOCK], "").name
-    except ArchiveError:
-        return None
-
-
-def _outer_header(block: bytes, expected: str, size: int, where: str) -> None:
-    """Check that a decoded outer header (optionally pax + ustar) names ``expected``."""
-    member = parse_header(block[-BLOCK:], where)
-    if len(block) > BLOCK:
-        pax_hdr = parse_header(block[:BLOCK], where)
-        if pax_hdr.type not in (b"x", b"X"):
-            raise ArchiveError(f"{where}: unexpected tar header")
-        pax = parse_pax(block[BLOCK : BLOCK + pax_hdr.size], where)
-        member.name = pax.get("path", member.name)
-        member.size = int(pax.get("size", member.size))
-    if member.name != expected or member.size != size:
-        raise ArchiveError(
-            f"{where}: expected member {expected!r} of {size} bytes, "
-            f"found {member.name!r} of {member.size} bytes"
-        )
 
 
 @dataclass
@@ -190,34 +99,10 @@ class ArchiveReader:
         """The first wheel, seen by :meth:`packages` and handed on to :meth:`wheels`."""
 
     def _read_metadata(self) -> fmt.Metadata:
-        magic = self._raw.read(len(_ZSTD_MAGIC))
-        if not magic:
-            raise ArchiveError(f"{self.name} is empty")
-        self._raw.unread(magic)
-        if magic != _ZSTD_MAGIC:
-            raise ArchiveError(
-                f"{self.name} is not a portpack or pixi-pack archive "
-                "(it starts with neither a zstd frame nor a tar header)"
-            )
-        try:
-            first = read_frame(self._raw, self._dctx, fmt.MAX_METADATA_SIZE + 4 * BLOCK)
-        except FrameError as exc:
-            member = _member_name(exc.head)
-            if member is not None and member != fmt.METADATA_NAME:
-                raise _not_first(self.name, member) from None
-            raise
-        if len(first) < BLOCK:
-            raise ArchiveError(f"{self.name} is not a portpack archive (too short)")
-        try:
-            header = parse_header(first[:BLOCK], self.name)
-        except ArchiveError:
-            raise ArchiveError(f"{self.name} is not a portpack archive") from None
-        if header.name != fmt.METADATA_NAME:
-            raise _not_first(self.name, header.name)
-        if BLOCK + header.size > len(first):
-            raise ArchiveError(f"{self.name}: {fmt.METADATA_NAME} is cut short in its frame")
-        self._pad = 0
-        return fmt.Metadata.from_json(first[BLOCK : BLOCK + header.size])
+        metadata = read_metadata(self._raw, self._dctx)
+        self._base = self._raw.offset
+        """Where the metadata frame ends: segment offsets count from here."""
+        return metadata
 
     # -- producer (background thread) -------------------------------------------------
 
@@ -268,14 +153,11 @@ class ArchiveReader:
                 return
 
     def _header_frame(self, pad: int, expected: str, size: int) -> None:
-        where = f"{self.name} at byte {self._raw.offset}"
-        block = read_frame(self._raw, self._dctx, pad + 4 * BLOCK)
-        if len(block) < pad + BLOCK or block[:pad].strip(b"\0") or (len(block) - pad) % BLOCK:
-            raise ArchiveError(f"{where}: corrupt member header for {expected}")
-        _outer_header(block[pad:], expected, size, where)
+        check_header_frame(self._raw, self._dctx, pad, expected, size)
 
     def _segment(self, owner: str, seg: fmt.Segment, what: str) -> Iterator[bytes]:
         """Decode one verbatim segment of ``owner`` (``package <dist>``, ``wheel <file>``)."""
+        check_offset(self._raw, self._base, owner, what, seg)
         start = self._raw.offset
         source = _SegmentSource(self._raw, seg.zst_size)
         reader = self._dctx.stream_reader(
@@ -305,13 +187,7 @@ class ArchiveReader:
             )
 
     def _trailer(self, pad: int) -> None:
-        where = f"{self.name} at byte {self._raw.offset}"
-        block = read_frame(self._raw, self._dctx, pad + 2 * BLOCK)
-        if len(block) != pad + 2 * BLOCK or block.strip(b"\0"):
-            raise ArchiveError(f"{where}: corrupt end of archive")
-        rest = self._raw.read(1 << 16)
-        if rest:
-            raise ArchiveError(f"{where}: unexpected data after the end of the archive")
+        check_trailer(self._raw, self._dctx, pad)
 
     # -- consumer ---------------------------------------------------------------------
 
@@ -427,4 +303,12 @@ def open_metadata(stream: BinaryIO, name: str) -> fmt.Metadata:
     return ArchiveReader(stream, name).metadata
 
 
-__all__ = ["ArchiveReader", "Member", "PayloadStream", "open_metadata"]
+__all__ = [
+    "ArchiveReader",
+    "FrameError",
+    "Member",
+    "PayloadStream",
+    "RawInput",
+    "open_metadata",
+    "read_frame",
+]

@@ -47,7 +47,8 @@ def write_archive(
 
     ``wheels`` are the compressed wheel files (see :mod:`portpack.packer.pypi`) of
     ``metadata.wheels``, in the same order.  ``reporter`` hears of each member
-    written (:meth:`~portpack.progress.Reporter.on_transfer_start`).
+    written (:meth:`~portpack.progress.Reporter.on_transfer_start`).  The metadata is
+    written in the current format version, with the offsets :func:`place` gives it.
     """
     reporter = reporter or Reporter()
     reporter.on_transfer_start("Writing", *_totals(metadata))
@@ -71,30 +72,61 @@ def _write_members(
     wheels: Sequence[str | os.PathLike[str]],
     reporter: Reporter,
 ) -> None:
-    cctx = zstandard.ZstdCompressor(
+    cctx = _compressor()
+    # The header frames are compressed first: their sizes place every segment, and
+    # the offsets go into the metadata written in front of them.
+    frames, end = _header_frames(metadata, cctx)
+    metadata = fmt.with_offsets(metadata, [len(f) for f in frames])
+    meta = metadata.to_json()
+    block = _header(fmt.METADATA_NAME, len(meta)) + meta + bytes(-len(meta) % BLOCK)
+    out.write(cctx.compress(block))
+    headers = iter(frames)
+    for entry, pkg in zip(metadata.packages, packages, strict=True):
+        out.write(next(headers))
+        _copy(pkg, pkg.info_range, out)
+        out.write(next(headers))
+        _copy(pkg, pkg.payload_range, out)
+        reporter.on_transfer_progress(entry.info.zst_size + entry.payload.zst_size, 1)
+    for wheel, path in zip(metadata.wheels, wheels, strict=True):
+        out.write(next(headers))
+        _copy_file(path, ByteRange(0, wheel.zst_size), out)
+        reporter.on_transfer_progress(wheel.zst_size, 1)
+    out.write(end)
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(
         level=_FRAME_LEVEL, write_checksum=True, write_content_size=True
     )
 
-    def frame(data: bytes) -> None:
-        out.write(cctx.compress(data))
 
-    meta = metadata.to_json()
-    frame(_header(fmt.METADATA_NAME, len(meta)) + meta + bytes(-len(meta) % BLOCK))
+def _header_frames(
+    metadata: fmt.Metadata, cctx: zstandard.ZstdCompressor
+) -> tuple[list[bytes], bytes]:
+    """The frame in front of each segment (archive order), and the end-of-archive frame.
+
+    Each holds the previous member's tar padding and the next member's header; they
+    depend only on names and sizes, so they are the same every time.
+    """
+    frames = []
     pad = 0
-    for entry, pkg in zip(metadata.packages, packages, strict=True):
-        frame(bytes(pad) + _header(fmt.member_name(entry.stem, fmt.INFO_MEMBER), entry.info.size))
-        _copy(pkg, pkg.info_range, out)
-        name = fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER)
-        frame(bytes(-entry.info.size % BLOCK) + _header(name, entry.payload.size))
-        _copy(pkg, pkg.payload_range, out)
+    for entry in metadata.packages:
+        info = fmt.member_name(entry.stem, fmt.INFO_MEMBER)
+        frames.append(cctx.compress(bytes(pad) + _header(info, entry.info.size)))
+        payload = fmt.member_name(entry.stem, fmt.PAYLOAD_MEMBER)
+        pad = -entry.info.size % BLOCK
+        frames.append(cctx.compress(bytes(pad) + _header(payload, entry.payload.size)))
         pad = -entry.payload.size % BLOCK
-        reporter.on_transfer_progress(entry.info.zst_size + entry.payload.zst_size, 1)
-    for wheel, path in zip(metadata.wheels, wheels, strict=True):
-        frame(bytes(pad) + _header(wheel.member, wheel.size))
-        _copy_file(path, ByteRange(0, wheel.zst_size), out)
+    for wheel in metadata.wheels:
+        frames.append(cctx.compress(bytes(pad) + _header(wheel.member, wheel.size)))
         pad = -wheel.size % BLOCK
-        reporter.on_transfer_progress(wheel.zst_size, 1)
-    frame(bytes(pad) + bytes(2 * BLOCK))
+    return frames, cctx.compress(bytes(pad) + bytes(2 * BLOCK))
+
+
+def place(metadata: fmt.Metadata) -> fmt.Metadata:
+    """``metadata`` with the segment offsets :func:`write_archive` gives it."""
+    frames, _ = _header_frames(metadata, _compressor())
+    return fmt.with_offsets(metadata, [len(f) for f in frames])
 
 
 def _copy(pkg: AnalyzedPackage, rng: ByteRange, out: BinaryIO) -> None:
@@ -159,15 +191,16 @@ def write_directory(
 ) -> None:
     """Write the archive's members into the folder ``target`` (``--directory-only``).
 
-    ``portpack.json`` as it is, and each member's stored bytes (the zstd frames the
-    archive would hold) in ``<member>.zst``: see docs/archive-format.md.  The folder
-    appears only once it is complete.
+    ``portpack.json`` as the archive would hold it, and each member's stored bytes
+    (the zstd frames the archive would hold) in ``<member>.zst``: see
+    docs/archive-format.md.  The folder appears only once it is complete.
     """
     from portpack import outside
     from portpack.archive.directory import stored_name
 
     reporter = reporter or Reporter()
     reporter.on_transfer_start("Writing", *_totals(metadata))
+    metadata = place(metadata)  # the offsets of the equivalent archive (the same JSON)
     with contextlib.ExitStack() as stack:
         stack.callback(reporter.on_transfer_complete)
         root = stack.enter_context(outside.atomic_directory(target))

@@ -36,7 +36,10 @@ def network_options(func: _F) -> _F:
             "insecure_hosts",
             multiple=True,
             metavar="HOST",
-            help="Do not verify the TLS certificate of HOST (repeatable).",
+            help=(
+                "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
+                "use plain HTTP, as with docker's insecure registries (repeatable)."
+            ),
         ),
     ]
     for option in reversed(options):

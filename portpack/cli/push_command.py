@@ -56,7 +56,10 @@ Examples:
     "insecure_hosts",
     multiple=True,
     metavar="HOST",
-    help="Allow plain HTTP to registry HOST[:PORT] (localhost always may; repeatable).",
+    help=(
+        "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
+        "use plain HTTP, as with docker's insecure registries (repeatable)."
+    ),
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")

@@ -181,7 +181,10 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST",
-        help="Allow plain HTTP to registry HOST[:PORT] (localhost always may; repeatable).",
+        help=(
+            "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
+            "use plain HTTP, as with docker's insecure registries (repeatable)."
+        ),
     )
 
 

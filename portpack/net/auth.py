@@ -15,16 +15,13 @@ written anywhere (lockfiles, archive metadata, ``conda-meta``).
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from portpack.errors import UsageError
+from portpack.remote.auth_file import AuthEntry, AuthFile, read_auth_file
 
 # One masking rule for every URL and message: the unpack side's (a lower layer).
 from portpack.remote.netrc_auth import MASK as MASK
@@ -37,30 +34,8 @@ AUTH_FILE_ENV = "RATTLER_AUTH_FILE"
 DEFAULT_AUTH_FILE = Path("~/.rattler/credentials.json")
 
 
-@dataclass(frozen=True)
-class Authentication:
-    """One credential: a bearer token, HTTP basic auth or a conda token."""
-
-    kind: Literal["bearer", "basic", "conda-token"]
-    token: str = field(default="", repr=False)
-    username: str = ""
-    password: str = field(default="", repr=False)
-
-    def secrets(self) -> list[str]:
-        """The strings that must never be shown."""
-        if self.kind == "basic":
-            encoded = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            return [self.password, encoded]
-        return [self.token]
-
-    def header(self) -> str | None:
-        """The ``Authorization`` header value, if this credential is sent as one."""
-        if self.kind == "bearer":
-            return f"Bearer {self.token}"
-        if self.kind == "basic":
-            encoded = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            return f"Basic {encoded}"
-        return None
+#: One credential of the auth file (:mod:`portpack.remote.auth_file`, the one reader).
+Authentication = AuthEntry
 
 
 class Credentials:
@@ -89,32 +64,7 @@ class Credentials:
     @classmethod
     def from_file(cls, path: Path, what: str = "auth file") -> Credentials:
         """Parse one auth file; errors name the file and host, never a secret."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(
-                f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno})"
-            ) from None
-        if not isinstance(doc, dict):
-            raise UsageError(f"{what} {path} must hold a JSON object keyed by host")
-        entries = {}
-        for host, value in doc.items():
-            valid, auth = _parse_entry(value)
-            if not valid:
-                kinds = (
-                    ", ".join(sorted(value)) if isinstance(value, dict) else type(value).__name__
-                )
-                raise UsageError(
-                    f"{what} {path}: the entry for {host!r} is not a BearerToken, BasicHTTP "
-                    f"or CondaToken credential (found: {kinds})"
-                )
-            if auth is not None:
-                entries[str(host)] = auth
-        return cls(entries, path)
+        return cls(read_auth_file(path, what).entries, path)
 
     def lookup(self, url: str) -> tuple[str, Authentication] | None:
         """The entry for ``url``'s host: ``host:port``, ``host``, then ``*.domain`` wildcards."""
@@ -122,45 +72,13 @@ class Credentials:
         host = (parsed.hostname or "").lower()
         if not host:
             return None
-        keys = []
-        if parsed.port is not None:
-            keys.append(f"{host}:{parsed.port}")
-        keys.append(host)
-        domain = host
-        while domain:
-            keys.append(f"*.{domain}")
-            domain = domain.partition(".")[2]
-        lowered = {key.lower(): key for key in self.entries}
-        for key in keys:
-            if key in lowered:
-                original = lowered[key]
-                return original, self.entries[original]
-        return None
+        return AuthFile(self.source or Path(), self.entries).lookup(
+            host, parsed.port, ("bearer", "basic", "conda-token")
+        )
 
     def secrets(self) -> list[str]:
         """Every secret string of every entry (for :func:`redact`)."""
         return [s for auth in self.entries.values() for s in auth.secrets() if s]
-
-
-def _parse_entry(value: Any) -> tuple[bool, Authentication | None]:
-    """``(valid, credential)``; a valid entry portpack cannot use gives ``None``."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return False, None
-    ((kind, data),) = value.items()
-    if kind == "BearerToken" and isinstance(data, str):
-        return True, Authentication("bearer", token=data)
-    if kind == "CondaToken" and isinstance(data, str):
-        return True, Authentication("conda-token", token=data)
-    if kind == "BasicHTTP" and isinstance(data, dict):
-        user, pw = data.get("username"), data.get("password")
-        if isinstance(user, str) and isinstance(pw, str):
-            return True, Authentication("basic", username=user, password=pw)
-        return False, None
-    if kind == "OAuth" and isinstance(data, dict) and isinstance(data.get("access_token"), str):
-        return True, Authentication("bearer", token=data["access_token"])
-    if kind == "S3Credentials":
-        return True, None  # for s3:// channels, which portpack does not fetch
-    return False, None
 
 
 def url_secrets(url: str) -> list[str]:

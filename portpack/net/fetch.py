@@ -320,10 +320,7 @@ class Fetcher:
             part.write(chunk)
             self._progress(part, len(chunk))
 
-        net = self.network
-        settings = RegistrySettings(
-            net.auth_file, str(net.ca_bundle) if net.ca_bundle else None, net.insecure_hosts
-        )
+        settings = RegistrySettings.of(self.network)
         resumed = fetch_blob(cand.request_url, part.download, part.written, write, settings)
         if part.written and not resumed:  # no resume: start over before writing anything new
             self._progress(part, -part.reset())

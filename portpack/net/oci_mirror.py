@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING
 from portpack.errors import FetchError, UsageError
 from portpack.net.failures import Retry
 from portpack.net.request import Download
+from portpack.net.transport import proxy_for
+from portpack.remote.proxy import ProxyRule, environment_proxy
 
 SCHEME = "oci://"
 PACKAGE_V2 = "application/vnd.conda.package.v2"
@@ -45,6 +47,7 @@ REPODATA = "application/vnd.conda.repodata.v1+json"
 REPODATA_TAG = "latest"
 
 if TYPE_CHECKING:
+    from portpack.net.config import NetworkConfig
     from portpack.remote._http import Response
     from portpack.remote.oci import RegistryClient
 
@@ -133,6 +136,15 @@ class RegistrySettings:
     auth_file: str | os.PathLike[str] | None = None
     ca_bundle: str | None = None
     insecure_hosts: tuple[str, ...] = ()
+    proxy: ProxyRule = environment_proxy
+    """Which proxy a registry URL goes through (the config file's ``[proxy-config]``)."""
+
+    @classmethod
+    def of(cls, net: NetworkConfig) -> RegistrySettings:
+        """The registry client's share of the network settings, proxies included."""
+        ca_bundle = str(net.ca_bundle) if net.ca_bundle else None
+        rule: ProxyRule = lambda url: proxy_for(url, net)  # noqa: E731
+        return cls(net.auth_file, ca_bundle, net.insecure_hosts, rule)
 
 
 def fetch_blob(
@@ -150,7 +162,13 @@ def fetch_blob(
     credentials or a bad reference raise :class:`FetchError` (the next mirror is then
     tried); network failures raise :class:`~portpack.net.failures.Retry`.
     """
-    from portpack.remote._http import NotFoundError, RegistryAuthError, RegistryError, read_chunks
+    from portpack.remote._http import (
+        NotFoundError,
+        RegistryAuthError,
+        RegistryError,
+        Transport,
+        read_chunks,
+    )
     from portpack.remote.oci import RegistryClient
     from portpack.remote.oci_ref import parse_oci_ref
 
@@ -161,7 +179,8 @@ def fetch_blob(
         raise FetchError(
             f"cannot download {download.what} from the OCI mirror: {exc.message}", url=url
         ) from None
-    client = RegistryClient(ref, auth_file=settings.auth_file, ca_bundle=settings.ca_bundle)
+    transport = Transport(ca_bundle=settings.ca_bundle, proxy=settings.proxy)
+    client = RegistryClient(ref, auth_file=settings.auth_file, transport=transport)
     try:
         response = _blob(client, target, download, offset)
         resumed = offset > 0 and response.status == 206

@@ -231,28 +231,12 @@ def _auth_file_keys(auth_file: Path | None, bucket: str) -> dict[str, str]:
     """Session arguments from an ``S3Credentials`` entry for ``s3://bucket`` (else none)."""
     from portpack.net.auth import Credentials
 
-    source = Credentials.load(auth_file).source
-    if source is None:
+    entry = Credentials.load(auth_file).entries.get(f"s3://{bucket}")
+    if entry is None or entry.kind != "s3":
         return {}
-    try:
-        doc = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # Credentials.load read it a moment ago; a race is not ours to judge
-    entry = doc.get(f"s3://{bucket}") if isinstance(doc, dict) else None
-    data = entry.get("S3Credentials") if isinstance(entry, dict) else None
-    if not isinstance(data, dict):
-        return {}
-    names = {
-        "access_key_id": "aws_access_key_id",
-        "secret_access_key": "aws_secret_access_key",
-        "session_token": "aws_session_token",
-    }
-    keys = {arg: data[k] for k, arg in names.items() if isinstance(data.get(k), str)}
-    if "aws_access_key_id" not in keys or "aws_secret_access_key" not in keys:
-        raise UsageError(
-            f"auth file {source}: the S3Credentials entry for s3://{bucket} needs "
-            "access_key_id and secret_access_key"
-        )
+    keys = {"aws_access_key_id": entry.username, "aws_secret_access_key": entry.password}
+    if entry.token:
+        keys["aws_session_token"] = entry.token
     return keys
 
 

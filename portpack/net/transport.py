@@ -18,7 +18,6 @@ import socket
 import ssl
 import threading
 import urllib.parse
-import urllib.request
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from portpack.errors import UsageError
 from portpack.net.auth import redact
 from portpack.net.config import FetchPolicy, NetworkConfig
+from portpack.remote.proxy import environment_proxy
 
 MAX_REDIRECTS = 10
 
@@ -64,11 +64,7 @@ def proxy_for(url: str, net: NetworkConfig) -> str | None:
             if host == pattern.lstrip(".") or (pattern.startswith(".") and host.endswith(pattern)):
                 return None
         return configured
-    target = f"{host}:{parsed.port}" if parsed.port else host
-    if urllib.request.proxy_bypass_environment(target):  # type: ignore[attr-defined]
-        return None
-    proxies = urllib.request.getproxies_environment()
-    return proxies.get(scheme) or proxies.get("all") or None
+    return environment_proxy(url)  # the unpack side's rule: one reading of the environment
 
 
 class RedirectError(Exception):

@@ -20,7 +20,7 @@ from portpack import outside
 from portpack._version import __version__
 from portpack.archive import format as fmt
 from portpack.archive.segments import AnalysisCache, AnalyzedPackage, analyze
-from portpack.archive.writer import write_archive, write_directory
+from portpack.archive.writer import place, write_archive, write_directory
 from portpack.conda.record import PackageRecord
 from portpack.errors import PackageError
 from portpack.net.auth import strip_record
@@ -228,7 +228,7 @@ def build_metadata(
     """Everything the unpacker checks before writing: sizes, placeholders, virtual deps.
 
     Records given as JSON are typed (and so checked) here: pack never writes a record
-    the unpacker would refuse.
+    the unpacker would refuse.  The segment offsets are those the archive will have.
     """
     entries = []
     shortest: fmt.Placeholder | None = None
@@ -254,7 +254,7 @@ def build_metadata(
             for dep in raw.get("depends", [])
             if dep.startswith("__")
         ]
-    return fmt.Metadata(
+    metadata = fmt.Metadata(
         platform=platform,
         portpack_version=__version__,
         packages=entries,
@@ -264,3 +264,4 @@ def build_metadata(
         virtual_requirements=virtual,
         wheels=list(wheels),
     )
+    return place(metadata)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from portpack.errors import FetchError
+from portpack.remote.proxy import Proxy, ProxyRule, environment_proxy, parse_proxy
 
 CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 60.0
@@ -109,8 +110,12 @@ class Transport:
         read_timeout: float = READ_TIMEOUT,
         retries: int = RETRIES,
         sleep: Callable[[float], None] = time.sleep,
+        proxy: ProxyRule = environment_proxy,
     ) -> None:
         self._ca_bundle = ca_bundle
+        self._proxy_rule = proxy
+        self._proxied: dict[tuple[str, str], Proxy | None] = {}
+        self._unverified: set[str] = set()
         self._context: ssl.SSLContext | None = context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -126,6 +131,45 @@ class Transport:
                 raise RegistryError(f"cannot read the CA bundle {self._ca_bundle}: {exc}") from exc
         return self._context
 
+    def skip_verification(self, netloc: str) -> None:
+        """Do not verify the TLS certificate of ``netloc`` (``host`` or ``host:port``, a
+        host the caller lists as insecure); every other host stays verified."""
+        self._unverified.add(netloc.lower())
+
+    def _context_for(self, netloc: str) -> ssl.SSLContext:
+        host = (urllib.parse.urlsplit(f"//{netloc}").hostname or "").lower()
+        if not {netloc.lower(), host} & self._unverified:
+            return self.context()
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def speaks_tls(self, netloc: str) -> bool:
+        """Whether ``netloc`` answers TLS (docker's probe of a registry that may use plain
+        HTTP); a certificate that fails verification is an error, not a reason for HTTP."""
+        try:
+            response = self.send("GET", f"https://{netloc}/v2/", {})
+        except ssl.SSLCertVerificationError as exc:
+            raise RegistryError(
+                f"cannot reach https://{netloc}: {network_reason(exc)}",
+                hint="Give its CA with --ca-bundle (or SSL_CERT_FILE), or list the host "
+                "with --insecure-host to skip verification.",
+            ) from None
+        except NETWORK_ERRORS:
+            return False
+        response.raw.read(SMALL_BODY)
+        response.close()
+        return True
+
+    def proxy(self, scheme: str, netloc: str) -> Proxy | None:
+        """The proxy requests to this origin go through (the rule is asked once per origin)."""
+        key = (scheme, netloc)
+        if key not in self._proxied:
+            found = self._proxy_rule(f"{scheme}://{netloc}/")
+            self._proxied[key] = parse_proxy(found) if found else None
+        return self._proxied[key]
+
     def _connect(self, scheme: str, netloc: str, fresh: bool) -> http.client.HTTPConnection:
         conn = self._idle.pop((scheme, netloc), None)
         if conn is not None and not fresh:
@@ -134,13 +178,18 @@ class Transport:
             conn.close()
         parsed = urllib.parse.urlsplit(f"{scheme}://{netloc}")
         host, port = parsed.hostname or "", parsed.port
+        proxy = self.proxy(scheme, netloc)
+        via, via_port = (proxy.host, proxy.port) if proxy else (host, port)
         new: http.client.HTTPConnection
         if scheme == "https":
             new = http.client.HTTPSConnection(
-                host, port, timeout=self.connect_timeout, context=self.context()
+                via, via_port, timeout=self.connect_timeout, context=self._context_for(netloc)
             )
+            if proxy is not None:  # TLS to the URL's host, inside a CONNECT tunnel
+                auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+                new.set_tunnel(host, port, headers=auth)
         else:
-            new = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+            new = http.client.HTTPConnection(via, via_port, timeout=self.connect_timeout)
         new.connect()
         if new.sock is not None:
             new.sock.settimeout(self.read_timeout)
@@ -152,12 +201,17 @@ class Transport:
         """One attempt: send the request and return the answer's status and headers."""
         parsed = urllib.parse.urlsplit(url)
         target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        proxy = self.proxy(parsed.scheme, parsed.netloc) if parsed.scheme == "http" else None
+        if proxy is not None:  # plain http through a proxy: the absolute form
+            target = f"http://{parsed.netloc.rpartition('@')[2]}{target}"
         # A body that cannot be sent again gets a new connection: an idle one the server
         # has closed would fail it after its bytes were taken from the pipe.
         fresh = body is not None and not body.replayable
         conn = self._connect(parsed.scheme, parsed.netloc, fresh)
         try:
             conn.putrequest(method, target, skip_accept_encoding=True)
+            if proxy is not None and proxy.authorization:
+                conn.putheader("Proxy-Authorization", proxy.authorization)
             for name, value in headers.items():
                 conn.putheader(name, value)
             if body is not None:
@@ -212,7 +266,7 @@ class Transport:
             except NETWORK_ERRORS as exc:
                 if last:
                     raise RegistryError(
-                        f"{what}: cannot reach {_origin(url)}: {_reason(exc)}", url=url
+                        f"{what}: cannot reach {_origin(url)}: {network_reason(exc)}", url=url
                     ) from exc
                 self._sleep(_backoff(attempt, None))
                 continue
@@ -252,7 +306,8 @@ def _origin(url: str) -> str:
     return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
 
 
-def _reason(exc: BaseException) -> str:
+def network_reason(exc: BaseException) -> str:
+    """What went wrong with a connection, in words (a certificate, a timeout, ...)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted ({exc.verify_message})"
     if isinstance(exc, socket.timeout | TimeoutError):

@@ -29,6 +29,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portpack.errors import UsageError
@@ -70,6 +71,7 @@ def open_url(
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     reporter: Reporter | None = None,
+    insecure_hosts: Sequence[str] = (),
 ) -> HttpStream:
     """Open the archive at ``url`` for reading forward (see the module docstring).
 
@@ -78,6 +80,7 @@ def open_url(
     options (an unreadable CA bundle, auth or netrc file) raise
     :class:`~portpack.errors.UsageError`.  ``reporter`` hears of retries
     (``on_download_retry``) and of the bytes read (``on_transfer_progress``).
+    The TLS certificates of ``insecure_hosts`` (``host`` or ``host:port``) are not verified.
     """
     if not valid_http_url(url):
         raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
@@ -91,6 +94,8 @@ def open_url(
         retries,
         backoff,
     )
+    for host in insecure_hosts:
+        settings.transport.skip_verification(host)
     stream = HttpStream(settings, reporter or Reporter())
     try:
         stream._next_response()

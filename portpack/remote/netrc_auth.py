@@ -9,16 +9,15 @@ Two sources, as the tools fleets already use read them:
   ``{"BasicHTTP": {"username": "...", "password": "..."}}``.  Other kinds
   (``CondaToken``, ``S3Credentials``) are for channels and are not sent here.
 
-This is a small parser of its own: ``portpack.net.auth`` reads the same auth file but
-is a higher layer (built on urllib3), and this module is for the unpack path, which
-runs on targets with the standard library only.  A credential is looked up per host
-and per request, so a redirect to another host never carries the first host's.
+The auth file is read by :mod:`portpack.remote.auth_file`, the one reader, which
+``portpack.net.auth`` (channels) and the registry client use too.  A credential is
+looked up per host and per request, so a redirect to another host never carries the
+first host's.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import netrc
 import os
 import re
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from portpack.errors import UsageError
+from portpack.remote.auth_file import Kind, read_auth_file
 
 #: The environment variable curl and pip read the netrc file's path from.
 NETRC_ENV = "NETRC"
@@ -37,6 +37,8 @@ MASK = "***"
 _SECRET_QUERY = re.compile(r"sig|signature|token|key|credential|secret|password|auth", re.I)
 URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 TOKEN_SEGMENT = re.compile(r"/t/[^/?#\s]+")
+#: The kinds of auth-file entry sent with archive downloads (the others are for channels).
+_SENT: tuple[Kind, ...] = ("basic", "bearer")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Credentials:
         auth_file: str | os.PathLike[str] | None = None,
         netrc_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._auth = _read_auth_file(Path(auth_file)) if auth_file is not None else {}
+        self._auth = read_auth_file(Path(auth_file)) if auth_file is not None else None
         self._netrc, self._netrc_path = _read_netrc(netrc_file)
 
     def for_url(self, url: str) -> Credential | None:
@@ -81,33 +83,27 @@ class Credentials:
         host = (parts.hostname or "").lower()
         if not host:
             return None
-        for key in _host_keys(host, parts.port):
-            if key in self._auth:
-                return self._auth[key]
+        auth = self._auth
+        found = auth.lookup(host, parts.port, _SENT) if auth is not None else None
+        if auth is not None and found is not None:
+            entry, source = found[1], f"auth file {auth.path}"
+            if entry.kind == "basic":
+                return basic(entry.username, entry.password, source)
+            return bearer(entry.token, source)
         if self._netrc is not None:
-            entry = self._netrc.authenticators(host)
-            if entry is not None and (entry[0] or entry[2]):
-                return basic(entry[0], entry[2] or "", f"netrc file {self._netrc_path}")
+            machine = self._netrc.authenticators(host)
+            if machine is not None and (machine[0] or machine[2]):
+                return basic(machine[0], machine[2] or "", f"netrc file {self._netrc_path}")
         return None
 
     def secrets(self) -> list[str]:
         """Every secret string these credentials hold (masked by :func:`redact`)."""
-        found = [s for cred in self._auth.values() for s in cred.secrets]
+        found = self._auth.secrets() if self._auth is not None else []
         if self._netrc is not None:
             entries = list(self._netrc.hosts.values())
             found += [basic(login, pw or "", "").secrets[1] for login, _, pw in entries]
             found += [pw for _, _, pw in entries if pw]
         return found
-
-
-def _host_keys(host: str, port: int | None) -> list[str]:
-    keys = [f"{host}:{port}"] if port is not None else []
-    keys.append(host)
-    domain = host
-    while domain:
-        keys.append(f"*.{domain}")
-        domain = domain.partition(".")[2]
-    return keys
 
 
 def _read_netrc(given: str | os.PathLike[str] | None) -> tuple[netrc.netrc | None, Path | None]:
@@ -129,37 +125,6 @@ def _read_netrc(given: str | os.PathLike[str] | None) -> tuple[netrc.netrc | Non
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read netrc file {path}: {exc.strerror or exc}") from None
-
-
-def _read_auth_file(path: Path) -> dict[str, Credential]:
-    """rattler's auth file, keyed by lower-case host (errors name the file and host only)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read auth file {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"auth file {path} is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"auth file {path} must hold a JSON object keyed by host")
-    source = f"auth file {path}"
-    entries: dict[str, Credential] = {}
-    for host, value in doc.items():
-        kind, data = next(iter(value.items())) if isinstance(value, dict) and value else ("", None)
-        if kind == "BearerToken" and isinstance(data, str):
-            entries[str(host).lower()] = bearer(data, source)
-        elif kind == "BasicHTTP" and isinstance(data, dict):
-            user, password = data.get("username"), data.get("password")
-            if not (isinstance(user, str) and isinstance(password, str)):
-                raise UsageError(
-                    f"{source}: the BasicHTTP entry for {host!r} lacks a username "
-                    "or password string"
-                )
-            entries[str(host).lower()] = basic(user, password, source)
-        elif kind not in ("CondaToken", "S3Credentials", "OAuth") or len(value) != 1:
-            raise UsageError(
-                f"{source}: the entry for {host!r} is not a BearerToken or BasicHTTP credential"
-            )
-    return entries
 
 
 def redact_url(url: str) -> str:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from portpack.remote._http import (
-    NETWORK_ERRORS,
     BlobIntegrityError,
     Body,
     NotFoundError,
@@ -89,6 +88,8 @@ class RegistryClient:
         self.ref = ref
         self.repository = ref.repository
         self.transport = transport or Transport(ca_bundle=ca_bundle)
+        if ref.insecure:
+            self.transport.skip_verification(ref.netloc)
         source = credentials or CredentialSource(auth_file)
         self._sources = source
         credential = source.lookup(ref.netloc, ref.repository)
@@ -103,18 +104,9 @@ class RegistryClient:
 
     def _base(self) -> str:
         if self._scheme is None:
-            self._scheme = self._probe()
+            # A loopback or insecure host: TLS if it speaks TLS, else plain HTTP.
+            self._scheme = "https" if self.transport.speaks_tls(self.ref.netloc) else "http"
         return f"{self._scheme}://{self.ref.netloc}"
-
-    def _probe(self) -> str:
-        """For a loopback or insecure host: TLS if it speaks TLS, else plain HTTP."""
-        try:
-            response = self.transport.send("GET", f"https://{self.ref.netloc}/v2/", {})
-        except NETWORK_ERRORS:
-            return "http"
-        response.raw.read(1 << 16)
-        response.close()
-        return "https"
 
     def url(self, path: str, repository: str | None = None) -> str:
         return f"{self._base()}/v2/{repository or self.repository}/{path}"

@@ -38,6 +38,9 @@ class OciRef:
     """``sha256:<hex>`` when the reference names a digest (it wins over a tag)."""
     plain_http: bool
     """True for loopback and insecure hosts: plain HTTP may be used (after trying TLS)."""
+    insecure: bool = False
+    """Listed as insecure by the caller: its TLS certificate is not verified either
+    (docker's ``insecure-registries``: one meaning of ``--insecure-host`` everywhere)."""
 
     @property
     def netloc(self) -> str:
@@ -109,8 +112,9 @@ def parse_oci_ref(text: str, insecure_hosts: Iterable[str] = ()) -> OciRef:
         )
     if not at and tag is None:
         tag = DEFAULT_TAG
-    plain = is_loopback(host) or _listed(host, port, insecure_hosts)
-    return OciRef(host, port, repository, tag, digest if at else None, plain)
+    listed = _listed(host, port, insecure_hosts)
+    plain = is_loopback(host) or listed
+    return OciRef(host, port, repository, tag, digest if at else None, plain, listed)
 
 
 def _split_netloc(netloc: str, fail: Callable[[str], UsageError]) -> tuple[str, int | None]:

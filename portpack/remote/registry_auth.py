@@ -36,6 +36,7 @@ from typing import Any
 
 from portpack.errors import UsageError
 from portpack.remote._http import RegistryAuthError, Response
+from portpack.remote.auth_file import parse_auth_file, read_json_object
 
 REGISTRY_AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"
 DOCKER_CONFIG_ENV = "DOCKER_CONFIG"
@@ -105,17 +106,7 @@ class CredentialSource:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read the auth file {path}: {exc.strerror or exc}") from exc
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"the auth file {path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"the auth file {path} must hold a JSON object")
-    return doc
+    return read_json_object(path, "the auth file")
 
 
 def _bare_host(netloc: str) -> str:
@@ -204,29 +195,19 @@ def _helper_error(path: Path, key: str, helper: str, field_name: str) -> UsageEr
 
 
 def _rattler_lookup(doc: dict[str, Any], path: Path, netloc: str) -> Credential | None:
-    lowered = {str(k).lower(): v for k, v in doc.items()}
-    keys = _host_keys(netloc)
-    domain = _bare_host(netloc)
-    while "." in domain:
-        keys.append(f"*.{domain}")
-        domain = domain.partition(".")[2]
-    for key in keys:
-        if key not in lowered:
-            continue
-        value = lowered[key]
-        if isinstance(value, dict) and len(value) == 1:
-            ((kind, data),) = value.items()
-            if kind == "BearerToken" and isinstance(data, str):
-                return Credential(token=data, source=str(path))
-            if kind == "BasicHTTP" and isinstance(data, dict):
-                user, pw = data.get("username"), data.get("password")
-                if isinstance(user, str) and isinstance(pw, str):
-                    return Credential(user, pw, source=str(path))
-        raise UsageError(
-            f"the auth file {path}: the entry for {key!r} is not a BasicHTTP or "
-            "BearerToken credential (the ones a registry accepts)"
-        )
-    return None
+    parts = urllib.parse.urlsplit(f"//{netloc}")
+    found = parse_auth_file(doc, path, "the auth file").lookup(parts.hostname or "", parts.port)
+    if found is None:
+        return None
+    key, entry = found
+    if entry.kind == "bearer":
+        return Credential(token=entry.token, source=str(path))
+    if entry.kind == "basic":
+        return Credential(entry.username, entry.password, source=str(path))
+    raise UsageError(
+        f"the auth file {path}: the entry for {key!r} is not a BasicHTTP or "
+        "BearerToken credential (the ones a registry accepts)"
+    )
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:

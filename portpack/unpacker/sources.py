@@ -74,6 +74,7 @@ def open_archive_source(
                     auth_file=options.auth_file,
                     netrc_file=options.netrc_file,
                     reporter=_RetriesOnly(reporter) if reporter else None,
+                    insecure_hosts=options.insecure_hosts,
                 )
             ),
         )

@@ -54,7 +54,9 @@ def free_port() -> int:
 class Registry:
     """One ``docker-registry serve`` process with its own storage."""
 
-    def __init__(self, root: Path, auth: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, auth: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.root = root
         self.storage = root / "storage"
         self.port = free_port()
@@ -67,6 +69,8 @@ class Registry:
         }
         if auth:
             config["auth"] = auth
+        if tls:  # (certificate, key) PEM files: the registry serves HTTPS only
+            config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         root.mkdir(parents=True, exist_ok=True)
         # The registry reads YAML; JSON is YAML.
         (root / "config.yml").write_text(json.dumps(config))
@@ -237,8 +241,9 @@ class TokenServer:
 class FaultProxy:
     """A front on 127.0.0.1 that forwards to a registry and injects faults on request.
 
-    * ``fail[(method, kind)] = n``: answer the next ``n`` such requests with 503
-      (``kind`` is ``"manifests"``, ``"blobs"`` or ``"uploads"``);
+    * ``fail[(method, kind)] = n``: answer the next ``n`` such requests with
+      ``fail_status`` (503 unless set; ``kind`` is ``"manifests"``, ``"blobs"`` or
+      ``"uploads"``, or for any other server the path's next-to-last component);
     * ``cut_after = k``: cut the next large blob ``GET`` (no ``Range``) after ``k``
       bytes of its body, once;
     * ``redirect_blobs``: answer blob ``GET`` with 307 to ``/storage/...`` on the
@@ -246,9 +251,11 @@ class FaultProxy:
     ``log`` records ``(method, path, Range header)`` of every request.
     """
 
-    def __init__(self, upstream: Registry) -> None:
+    def __init__(self, upstream: Registry | Any) -> None:
         self.upstream = upstream
+        """Anything with the ``port`` of a server on 127.0.0.1 (S3's stand-in works too)."""
         self.fail: dict[tuple[str, str], int] = {}
+        self.fail_status = 503
         self.cut_after: int | None = None
         self.redirect_blobs = False
         self.log: list[tuple[str, str, str | None]] = []
@@ -300,7 +307,7 @@ class FaultProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         if self._take_fault(method, h.path):
-            h.send_response(503)
+            h.send_response(self.fail_status)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
