@@ -5,6 +5,7 @@ channel and the archives)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from update_support import (
 
 import portpack
 from httpserver import serve_directory
+from portpack.archive.reader import open_metadata
 from portpack.errors import ArchiveError, LocalChangesError, UnsafeArchiveError, UsageError
 from portpack.install.verify import verify
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
@@ -456,3 +458,46 @@ def test_from_http(archives: dict[str, Path], tmp_path: Path) -> None:
     assert f"portpack unpack {url}env.tar" in (out / HISTORY).read_text()
     updated.pop(HISTORY), expected.pop(HISTORY)
     assert diff(updated, expected) == []
+
+
+def test_from_a_file_only_the_changed_packages_are_read(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """A seekable file: the metadata and the changed package's segments, nothing else;
+    from a pipe everything is read (and the rest skipped)."""
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    data = archives["v1-small"].read_bytes()
+    with open(archives["v1-small"], "rb") as fh:
+        meta = open_metadata(fh, "v1-small")
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    frame.decompress(data)
+    metadata_bytes = len(data) - len(frame.unused_data)
+    (small,) = [e for e in meta.packages if e.name == "small"]
+    changed = small.info.zst_size + small.payload.zst_size
+    result = portpack.unpack(archives["v1-small"], out, update=True)
+    assert result.installed == ["small-1.1-0"]
+    # plus the first block sniffed and the changed members' tar headers: under 1 KiB
+    assert metadata_bytes + changed <= result.bytes_read <= metadata_bytes + changed + 1024
+    assert result.bytes_read < len(data) // 2
+    shutil.rmtree(out)
+    portpack.unpack(archives["v1"], out)
+    with open(archives["v1-small"], "rb") as fh:
+        piped = portpack.unpack(io.BufferedReader(NoSeek(fh)), out, update=True)  # type: ignore[arg-type]
+    assert piped.installed == ["small-1.1-0"] and piped.bytes_read >= len(data) - 1024
+
+
+class NoSeek(io.RawIOBase):
+    """A file read as a pipe is: forward only."""
+
+    def __init__(self, fh: io.BufferedReader) -> None:
+        self._fh = fh
+        self.name = "<pipe>"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        data = self._fh.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -70,6 +70,8 @@ class UnpackResult:
     unowned_dropped: list[str] = field(default_factory=list)
     """Files no package owned that an update left out (taken by the new environment,
     or ``keep_unowned=False``)."""
+    bytes_read: int = 0
+    """An update: the archive's bytes read or downloaded (unchanged packages skipped)."""
     copied_files: int = 0
     """Files of reused packages copied instead of hard linked (another file system,
     links refused, or link scripts to run)."""
@@ -159,6 +161,9 @@ def unpack(
 def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResult:
     with ExitStack() as stack:
         archive = open_archive_source(archive, stack, job.source, job.reporter)
+        state = _update_state(job)
+        if state is not None:
+            return _update(job, archive, stack, state)
         stream, name = _open(archive, stack)
         counted = _Counted(stream)
         stream, head = sniff(cast(BinaryIO, counted))
@@ -168,15 +173,12 @@ def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResu
         else:
             reader = ArchiveReader(stream, name)
             stack.callback(reader.close)
-            state = _update_state(job, name)
-            if state is not None:
-                return _update(job, reader, counted, state)
             linked, script = _portpack(job, reader, counted)
         return UnpackResult(job.prefix, script, [pkg.dist for _, pkg in linked], job.wheels)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _update_state(job: _Job, name: str) -> PrefixState | None:
+def _update_state(job: _Job) -> PrefixState | None:
     """The environment ``--update`` updates; None: none is there, a plain unpack."""
     if not job.update:
         return None
@@ -186,12 +188,22 @@ def _update_state(job: _Job, name: str) -> PrefixState | None:
 
 
 def _update(
-    job: _Job, reader: ArchiveReader, counted: _Counted, state: PrefixState
+    job: _Job,
+    archive: str | os.PathLike[str] | BinaryIO,
+    stack: ExitStack,
+    state: PrefixState,
 ) -> UnpackResult:
-    from portpack.unpacker.update import run
+    from portpack.unpacker.update import open_source, run
 
-    job.reporter.on_transfer_start("Updating", *_totals(reader.metadata), counted.position)
-    linked, script, report = run(job, reader, state)
+    if isinstance(archive, (str, os.PathLike)):
+        name = str(archive)
+    else:
+        given = getattr(archive, "name", None)
+        name = given if isinstance(given, str) else "<stream>"
+    meta, source = open_source(archive, name, stack)
+    stack.callback(job.reporter.on_transfer_complete)
+    job.reporter.on_transfer_start("Updating", *_totals(meta), lambda: source.bytes_read)
+    linked, script, report = run(job, meta, source, state)
     plan = report.plan
     return UnpackResult(
         job.prefix,
@@ -205,6 +217,7 @@ def _update(
         unowned_kept=report.kept,
         unowned_dropped=report.dropped,
         copied_files=report.copied_files,
+        bytes_read=source.bytes_read,
     )
 
 
@@ -212,11 +225,6 @@ def _pixi_pack(
     job: _Job, stream: BinaryIO, name: str, counted: _Counted, size: int | None
 ) -> tuple[Installed, Path]:
     """A pixi-pack archive: platform, glibc and integrity are checked while it streams."""
-    if _update_state(job, name) is not None:
-        raise UsageError(
-            f"--update needs a portpack archive; {name} is a pixi-pack archive",
-            hint="Unpack it without --update (with --force to replace the environment).",
-        )
     from portpack.unpacker import (
         pixipack as pixipack_read,  # only for pixi-pack archives: keeps start-up short
     )

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from portpack._platform import host_glibc_version
 from portpack.archive import format as fmt
-from portpack.archive.reader import ArchiveReader
+from portpack.archive.segment_decode import iter_packages, iter_wheels
+from portpack.archive.segment_read import open_local_segments
+from portpack.archive.segment_source import SegmentSource
 from portpack.conda.info import read_info
 from portpack.conda.tarstream import ChunkReader
 from portpack.errors import ArchiveError, PortpackError
@@ -71,41 +74,47 @@ def read_state(prefix: Path) -> PrefixState | None:
     return read_prefix(prefix)
 
 
-def fresh_packages(reader: ArchiveReader, wanted: Sequence[fmt.PackageEntry]) -> Fresh:
-    """The packages the update installs from the archive, in archive order.
+def open_source(
+    archive: str | os.PathLike[str] | BinaryIO, name: str, stack: ExitStack
+) -> tuple[fmt.Metadata, SegmentSource]:
+    """The archive's metadata and the source the update reads its segments from.
 
-    The one place the update reads packages from the archive: a forward-only stream
-    read front to back, each other package's payload read and skipped (drained, its
-    digest still checked). A source that can seek or fetch ranges reads only these.
+    The one place the update opens the archive: a seekable file seeks past unchanged
+    packages (by offset in format 2), a folder reads only the changed members' files,
+    a pipe or a remote stream is read forward and the rest skipped.
     """
-    stems = {entry.stem for entry in wanted}
-    for entry, info, payload in reader.packages():
-        if entry.stem in stems:
-            yield entry, info, payload
-        payload.close()
+    metadata, source = open_local_segments(archive, name)
+    stack.callback(source.close)
+    return metadata, source
+
+
+def fresh_packages(
+    source: SegmentSource, metadata: fmt.Metadata, wanted: Sequence[fmt.PackageEntry]
+) -> Fresh:
+    """The packages the update installs from the archive, in archive order."""
+    return iter_packages(source, metadata, wanted)
 
 
 def run(
-    job: UpdateJob, reader: ArchiveReader, state: PrefixState
+    job: UpdateJob, metadata: fmt.Metadata, source: SegmentSource, state: PrefixState
 ) -> tuple[Installed, Path, UpdateReport]:
-    """Update the environment ``state`` describes to ``reader``'s archive."""
-    meta = reader.metadata
-    plan = plan_update(state, meta, job.prefix)
+    """Update the environment ``state`` describes to the archive of ``source``."""
+    plan = plan_update(state, metadata, job.prefix)
     plan.check_local_changes(job.force)
-    _preconditions(meta, plan, job)
-    finish.check_wheels(meta, reader.name)
+    _preconditions(metadata, plan, job)
+    finish.check_wheels(metadata, source.name)
     target = staging.update_target(job.prefix)
     report = UpdateReport(plan)
 
     def fill(dest: Destination) -> Installed:
         tree = OldTree(str(job.prefix))
         try:
-            linked = _install(job, reader, plan, tree, dest)
+            linked = _install(job, metadata, source, plan, tree, dest)
             report.kept, report.dropped = _carry_unowned(job, plan.unowned, tree, dest)
         finally:
             tree.close()
         report.linked_files, report.copied_files = tree.linked, tree.copied
-        finish.write_conda_meta(dest, linked, reader.name, job.prefix)
+        finish.write_conda_meta(dest, linked, source.name, job.prefix)
         return linked
 
     def placed(linked: Installed) -> Path:
@@ -128,10 +137,15 @@ def _preconditions(meta: fmt.Metadata, plan: UpdatePlan, job: UpdateJob) -> None
 
 
 def _install(
-    job: UpdateJob, reader: ArchiveReader, plan: UpdatePlan, tree: OldTree, dest: Destination
+    job: UpdateJob,
+    meta: fmt.Metadata,
+    source: SegmentSource,
+    plan: UpdatePlan,
+    tree: OldTree,
+    dest: Destination,
 ) -> Installed:
     """Every package in install order, reused or from the archive; then the wheels."""
-    meta, reporter = reader.metadata, job.reporter
+    reporter = job.reporter
     ctx = LinkContext(
         destination=dest,
         prefix=str(job.prefix),
@@ -139,7 +153,7 @@ def _install(
         warn=reporter.warning,
         strict=job.strict,
     )
-    fresh = fresh_packages(reader, [e for e in meta.packages if e.name not in plan.reuse])
+    fresh = fresh_packages(source, meta, [e for e in meta.packages if e.name not in plan.reuse])
     linked: Installed = []
     for index, entry in enumerate(meta.packages):
         reporter.on_package_start(entry.name, index, len(meta.packages))
@@ -150,15 +164,27 @@ def _install(
         else:
             got, info_tar, payload = next(fresh, (None, b"", None))
             if got is None or payload is None or got.stem != entry.stem:
-                raise ArchiveError(f"{reader.name}: package {entry.dist} is not where expected")
+                raise ArchiveError(f"{source.name}: package {entry.dist} is not where expected")
             info = read_info(info_tar, entry.dist)
             linked.append((entry.record, link_package(ctx, entry.dist, info, payload)))
             payload.drain()  # the rest, and its digest check
         reporter.on_package_complete(entry.name)
     for got, _, _ in fresh:
-        raise ArchiveError(f"{reader.name}: package {got.dist} is not where expected")
-    if meta.wheels and ctx.python is not None:
-        finish.install_wheels(reader, dest, str(job.prefix), ctx.python, reporter, job.wheels)
+        raise ArchiveError(f"{source.name}: package {got.dist} is not where expected")
+    if not meta.wheels or ctx.python is None:
+        for _ in iter_wheels(source, []):  # a forward stream: read on to its checked end
+            pass
+    else:
+        finish.install_wheel_streams(
+            iter_wheels(source, meta.wheels),
+            len(meta.wheels),
+            source.name,
+            dest,
+            str(job.prefix),
+            ctx.python,
+            reporter,
+            job.wheels,
+        )
     return linked
 
 
