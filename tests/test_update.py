@@ -501,3 +501,17 @@ class NoSeek(io.RawIOBase):
         data = self._fh.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def test_a_pixi_pack_archive_cannot_update(archives: dict[str, Path], tmp_path: Path) -> None:
+    lock = archives["v1-small"].parent / "pixi.lock"
+    pixi = tmp_path / "pixi.tar"
+    portpack.pack(
+        lockfile=lock, output=pixi, cache_dir=tmp_path / "cache", archive_format="pixi-pack"
+    )
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    before = exact(out)
+    with pytest.raises(ArchiveError, match="pixi-pack archive"):
+        portpack.unpack(pixi, out, update=True)
+    assert exact(out) == before
