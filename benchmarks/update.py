@@ -209,6 +209,7 @@ def _rsync_run(v1: Path, v2: Path, out: Path) -> tuple[Sample, int]:
 
     build, deployed = out / "build", out / "deployed"
     portpack.unpack(v1, build, "env")
+    deployed.mkdir(parents=True)  # rsync creates the last directory only
     subprocess.run(["rsync", "-a", f"{build}/env/", f"{deployed}/env/"], check=True)
     portpack.unpack(v2, build, "env", update=True)  # the build tree moves to v2
     command = ["rsync", "-a", "--delete", "--stats", f"{build}/env/", f"{deployed}/env/"]

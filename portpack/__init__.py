@@ -17,6 +17,7 @@ from portpack.errors import (
     ArchiveError,
     FetchError,
     InstallError,
+    LocalChangesError,
     LockfileError,
     ManifestError,
     PackageError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from portpack.packer.packing import PackResult, pack
     from portpack.packer.push import PushResult, push
     from portpack.resolve.locking import lock
+    from portpack.unpacker.diffing import DiffReport, diff
     from portpack.unpacker.sources import inspect
     from portpack.unpacker.streaming import UnpackResult, unpack
 
@@ -44,6 +46,8 @@ _LAZY = {
     "push": "packer.push",
     "PushResult": "packer.push",
     "inspect": "unpacker.sources",
+    "diff": "unpacker.diffing",
+    "DiffReport": "unpacker.diffing",
     "unpack": "unpacker.streaming",
     "UnpackResult": "unpacker.streaming",
 }
@@ -51,8 +55,10 @@ _LAZY = {
 __all__ = [
     "ArchiveError",
     "ArchiveSummary",
+    "DiffReport",
     "FetchError",
     "InstallError",
+    "LocalChangesError",
     "LockfileError",
     "ManifestError",
     "PackResult",
@@ -68,6 +74,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UsageError",
     "__version__",
+    "diff",
     "inspect",
     "lock",
     "pack",

@@ -96,3 +96,12 @@ class PrefixContentError(UsageError):
         """``path: reason`` of files a package owns whose content changed."""
         self.missing = missing
         """Files a package owns that are not in the prefix."""
+
+
+class LocalChangesError(UsageError):
+    """``unpack --update``: files of packages it would keep were changed in the environment."""
+
+    def __init__(self, message: str, *, modified: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.modified = modified
+        """``path: reason`` of each changed file (``--force`` replaces them)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import click
 
 from portpack._version import __version__
+from portpack.cli.diff_command import diff
 from portpack.cli.lock_command import lock
 from portpack.cli.options import CONTEXT
 from portpack.cli.pack_command import pack
@@ -84,5 +85,5 @@ def unpack(args: Sequence[str]) -> None:
     raise SystemExit(main(list(args)))
 
 
-for _command in (lock, pack, push, verify, inspect):
+for _command in (lock, pack, push, verify, inspect, diff):
     cli.add_command(_command)

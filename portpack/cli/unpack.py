@@ -32,6 +32,7 @@ Examples:
   portpack unpack environment/ -o /app     # a folder written by pack --directory-only
   portpack unpack https://host/envs/app-1.4.tar -o /app   # streamed, not saved
   portpack unpack oci://host/envs/app:1.4 -o /app         # or @sha256:<digest>
+  portpack unpack app-1.5.tar -o /app --update  # keep unchanged packages' files
   . /app/activate.sh                       # then use the environment"""
 SFX_EPILOG = """\
 Examples:
@@ -152,7 +153,7 @@ def build_parser(
         metavar="TEXT",
         help="Name of the environment directory.  [default: env]",
     )
-    _add_install_options(parser)
+    _add_install_options(parser, self_extracting)
     if not self_extracting:
         _add_source_options(parser)
     _add_report_options(parser)
@@ -187,12 +188,26 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_install_options(parser: argparse.ArgumentParser) -> None:
+def _add_install_options(parser: argparse.ArgumentParser, self_extracting: bool) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="Replace an existing environment once the new one is complete.",
+        help="Replace an existing environment once the new one is complete (with --update: "
+        "replace files changed in it).",
     )
+    if not self_extracting:
+        parser.add_argument(
+            "--update",
+            action="store_true",
+            help="Bring the environment at OUTPUT_DIRECTORY/ENV_NAME to ARCHIVE, taking the "
+            "files of unchanged packages from it; with --force, files changed in it are "
+            "replaced (they are refused otherwise). Without an environment, a plain unpack.",
+        )
+        parser.add_argument(
+            "--drop-unowned",
+            action="store_true",
+            help="With --update: leave out files no package owns (kept by default).",
+        )
     parser.add_argument(
         "--run-link-scripts",
         action="store_true",
@@ -281,12 +296,34 @@ def main(
         _leave(exc)
     if args.verbose and not args.quiet:
         for dist in [*result.packages, *result.wheels]:
-            print(f"  {dist}")
+            print(f"  {dist}{' (reused)' if dist in result.reused else ''}")
     if not args.quiet:
         wheels = f" and {plural(len(result.wheels), 'PyPI wheel')}" if result.wheels else ""
-        print(f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}")
+        if result.updated:
+            _print_update(result, wheels)
+        else:
+            print(
+                f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}"
+            )
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
     return 0
+
+
+def _print_update(result: UnpackResult, wheels: str) -> None:
+    """What ``--update`` did: reused, installed, removed; files kept, dropped, replaced."""
+    print(
+        f"Updated {result.prefix}: {plural(len(result.installed), 'package')}{wheels} "
+        f"installed, {len(result.reused)} reused, {len(result.removed)} removed"
+    )
+    if result.copied_files:
+        print(f"  {plural(result.copied_files, 'file')} of reused packages copied, not linked")
+    for label, items in (
+        ("replaced (changed locally)", result.replaced),
+        ("kept (no package owns it)", result.unowned_kept),
+        ("dropped (no package owns it)", result.unowned_dropped),
+    ):
+        for item in items:
+            print(f"  {label}: {item}")
 
 
 def _unpack(args: argparse.Namespace) -> UnpackResult:
@@ -308,6 +345,8 @@ def _unpack(args: argparse.Namespace) -> UnpackResult:
             auth_file=getattr(args, "auth_file", None),
             netrc_file=getattr(args, "netrc", None),
             insecure_hosts=getattr(args, "insecure_hosts", ()),
+            update=getattr(args, "update", False),
+            keep_unowned=not getattr(args, "drop_unowned", False),
         )
 
     if args.archive != "-":

@@ -70,8 +70,10 @@ def write_records(
     dest: Destination,
     records: Sequence[tuple[PackageRecord, LinkedPackage]],
     command: str,
+    prefix: str | None = None,
 ) -> None:
-    """Write one JSON record per package and ``conda-meta/history``."""
+    """Write one JSON record per package and ``conda-meta/history`` (which names
+    ``prefix``, the environment's final path, when given)."""
     what = "conda-meta"
     dest.ensure_dir(META_DIR, what)
     for record, linked in records:
@@ -80,13 +82,23 @@ def write_records(
         rel = join(META_DIR, f"{linked.dist}.json", f"{what} of package {linked.dist}")
         dest.write(rel, record_chunks(record, linked), 0o644, None, what)
     history_rel = join(META_DIR, "history", what)
-    dest.write(history_rel, [history(records, command)], 0o644, None, what)
+    dest.write(history_rel, [history(records, command, prefix)], 0o644, None, what)
 
 
-def history(records: Sequence[tuple[PackageRecord, LinkedPackage]], command: str) -> bytes:
+#: The comment line of ``conda-meta/history`` naming the prefix the environment was
+#: unpacked to (its placeholders and entry points hold it): what ``unpack --update``
+#: reads to know whether a package's files are right for the prefix as they are.
+PREFIX_COMMENT = "# portpack prefix: "
+
+
+def history(
+    records: Sequence[tuple[PackageRecord, LinkedPackage]], command: str, prefix: str | None = None
+) -> bytes:
     """conda's ``history`` format: one revision adding every package."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     lines = [f"==> {stamp} <==", f"# cmd: {command}"]
+    if prefix is not None and "\n" not in prefix:
+        lines.append(PREFIX_COMMENT + prefix)
     for record, linked in records:
         channel = (record.channel or "").rstrip("/").rsplit("/", 1)[-1] or "local"
         lines.append(f"+{channel}::{linked.dist}")

@@ -214,6 +214,46 @@ class Destination:
             raise _install_error(exc, rel, what) from exc
         self._symlinks.add(rel)
 
+    def link_from(self, rel: RelPath, source_dir: int, name: str, copy: bool, what: str) -> bool:
+        """Create ``rel`` as a hard link to the file ``name`` of the directory open as
+        ``source_dir`` (never following a symlink), or as a copy of it when ``copy`` is
+        set or the file system refuses the link (``EXDEV``, ``EPERM``, ``EMLINK``).
+        True when it was linked.
+
+        The linked inode is another environment's: nothing here (or anywhere in the
+        destination) writes into an existing file, it only creates and renames.
+        """
+        self._parent(rel, what)
+        if not copy:
+            try:
+                os.link(name, self._abs(rel), src_dir_fd=source_dir, follow_symlinks=False)
+                return True
+            except FileExistsError:
+                raise UnsafeArchiveError(f"{what}: {rel!r} is written twice") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise _install_error(exc, rel, what) from exc
+        self._copy_from(rel, source_dir, name, what)
+        return False
+
+    def _copy_from(self, rel: RelPath, source_dir: int, name: str, what: str) -> None:
+        try:
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_dir)
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        try:
+            st = os.fstat(src)
+            if not stat.S_ISREG(st.st_mode):
+                raise InstallError(f"{what}: {rel!r} is no longer a regular file")
+            mode = self._check_mode(stat.S_IMODE(st.st_mode), rel, what)
+            with open(src, "rb", closefd=False) as fh:
+                self.write(rel, iter(lambda: fh.read(1 << 20), b""), mode, None, what)
+            os.utime(self._abs(rel), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        except OSError as exc:
+            raise _install_error(exc, rel, what) from exc
+        finally:
+            os.close(src)
+
     def rename(self, rel: RelPath, new_rel: RelPath, what: str) -> None:
         """Move a file this destination wrote to ``new_rel`` (never over an existing one)."""
         self.flush()

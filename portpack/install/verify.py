@@ -49,14 +49,35 @@ def verify(prefix: str | os.PathLike[str]) -> VerifyReport:
         raise UsageError(f"{root} is not a conda environment (no conda-meta/history)")
     report = VerifyReport(prefix=root)
     recorded: set[str] = set()
-    for record_path in sorted(meta.glob("*.json")):
-        for entry in _paths(record_path):
-            _check_into(report, recorded, str(entry["_path"]), entry)
-    for record_file in _wheel_records(root, recorded):
-        for rel, entry in _record_entries(root, record_file):
-            _check_into(report, recorded, rel, entry)
+    for rel, entry in recorded_entries(root):
+        _check_into(report, recorded, rel, entry)
     report.extra = sorted(_extras(root, recorded))
     return report
+
+
+def recorded_entries(root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every path the environment's records list: conda-meta's ``paths_data``, then the
+    ``RECORD`` of each wheel no conda package owns (path relative to ``root``, entry)."""
+    out = [
+        (str(entry["_path"]), entry)
+        for record_path in sorted((root / "conda-meta").glob("*.json"))
+        for entry in _paths(record_path)
+    ]
+    conda = {rel for rel, _ in out}
+    for record_file in _wheel_records(root, conda):
+        out += _record_entries(root, record_file)
+    return out
+
+
+def check_entry(path: Path, entry: dict[str, Any]) -> str | None:
+    """How ``path`` differs from its record ``entry`` (a ``paths_data`` entry as JSON):
+    ``"missing"``, another reason, or None when it matches."""
+    return _check(path, entry)
+
+
+def unowned(root: Path) -> list[str]:
+    """Files and symlinks below ``root`` no record lists (``__pycache__`` excluded)."""
+    return sorted(_extras(root, {rel for rel, _ in recorded_entries(root)}))
 
 
 def _check_into(report: VerifyReport, recorded: set[str], rel: str, entry: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ the packages' post-link scripts (opt-in) and the activation script."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,7 @@ from portpack import outside
 from portpack.archive import format as fmt
 from portpack.archive.reader import ArchiveReader
 from portpack.conda.record import PackageRecord
+from portpack.conda.tarstream import ChunkReader
 from portpack.errors import ArchiveError, InstallError
 from portpack.install.activation import DEFAULT_SHELL, activation_script, script_name
 from portpack.install.condameta import write_records
@@ -27,9 +28,14 @@ if TYPE_CHECKING:
 Installed = list[tuple[PackageRecord, LinkedPackage]]
 
 
-def write_conda_meta(dest: Destination, linked: Installed, archive_name: str) -> None:
-    """The conda-meta records (and history) that make the directory a conda environment."""
-    write_records(dest, linked, f"portpack unpack {archive_name}")
+def write_conda_meta(
+    dest: Destination, linked: Installed, archive_name: str, prefix: Path | None = None
+) -> None:
+    """The conda-meta records (and history, naming ``prefix``) that make the directory a
+    conda environment."""
+    write_records(
+        dest, linked, f"portpack unpack {archive_name}", None if prefix is None else str(prefix)
+    )
 
 
 def write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:
@@ -78,14 +84,30 @@ def install_wheels(
     wheels: list[str],
 ) -> None:
     """Install the archive's wheels, after every package (their python is in place)."""
+    install_wheel_streams(
+        reader.wheels(), len(reader.metadata.wheels), reader.name, dest, prefix, python,
+        reporter, wheels,
+    )  # fmt: skip
+
+
+def install_wheel_streams(
+    streams: Iterable[tuple[fmt.WheelEntry, ChunkReader]],
+    total: int,
+    name: str,
+    dest: Destination,
+    prefix: str,
+    python: PythonInfo,
+    reporter: Reporter,
+    wheels: list[str],
+) -> None:
+    """:func:`install_wheels` from each wheel's entry and decoded bytes, in order."""
     from portpack.install.wheels import WheelInstaller
 
     installer = WheelInstaller(dest, prefix, python, reporter.warning)
-    total = len(reader.metadata.wheels)
     try:
-        for index, (entry, stream) in enumerate(reader.wheels()):
+        for index, (entry, stream) in enumerate(streams):
             reporter.on_package_start(entry.name, index, total)
-            installer.from_stream(entry, stream, reader.name)
+            installer.from_stream(entry, stream, name)
             wheels.append(entry.filename)
             reporter.on_package_complete(entry.name)
     finally:

@@ -59,6 +59,14 @@ def check_target(prefix: Path, force: bool) -> Target:
     return Target(prefix, "environment", st)
 
 
+def update_target(prefix: Path) -> Target:
+    """The environment ``unpack --update`` replaces (read and checked by the caller)."""
+    try:
+        return Target(prefix, "environment", os.lstat(prefix))
+    except OSError as exc:
+        raise outside.output_error(exc, prefix, "cannot look at") from None
+
+
 def _has_entries(path: Path) -> bool:
     try:
         with os.scandir(path) as entries:

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from portpack import outside
 from portpack.archive import format as fmt
@@ -34,6 +34,9 @@ from portpack.progress import Reporter
 from portpack.unpacker import finish, preconditions, staging
 from portpack.unpacker.finish import Installed
 from portpack.unpacker.sources import SourceOptions, open_archive_source
+
+if TYPE_CHECKING:
+    from portpack.install.prefix_state import PrefixState
 
 #: Threads creating small files while the main thread parses (see portpack/install/writers.py).
 #: None by default. On tmpfs one writer helps (large corpus, best of 3: 4.05 s with
@@ -54,6 +57,30 @@ class UnpackResult:
     """``name-version-build`` of every installed package, in install order."""
     wheels: list[str] = field(default_factory=list)
     """File names of the PyPI wheels installed after the packages."""
+    updated: bool = False
+    """``update=True`` found an environment and updated it (else: a plain unpack)."""
+    reused: list[str] = field(default_factory=list)
+    """``name-version-build`` of the packages an update took from the old environment."""
+    removed: list[str] = field(default_factory=list)
+    """``name-version-build`` of the old environment's packages the archive does not have."""
+    replaced: list[str] = field(default_factory=list)
+    """``path: reason`` of locally changed files an update replaced (``force``)."""
+    unowned_kept: list[str] = field(default_factory=list)
+    """Files no package owned that an update took into the new environment."""
+    unowned_dropped: list[str] = field(default_factory=list)
+    """Files no package owned that an update left out (taken by the new environment,
+    or ``keep_unowned=False``)."""
+    bytes_read: int = 0
+    """An update: the archive's bytes read or downloaded (unchanged packages skipped)."""
+    copied_files: int = 0
+    """Files of reused packages copied instead of hard linked (another file system,
+    links refused, or link scripts to run)."""
+
+    @property
+    def installed(self) -> list[str]:
+        """The packages written from the archive (all of them for a plain unpack)."""
+        reused = set(self.reused)
+        return [dist for dist in self.packages if dist not in reused]
 
 
 @dataclass
@@ -70,6 +97,8 @@ class _Job:
     created: outside.CreatedDirs
     source: SourceOptions = field(default_factory=SourceOptions)
     wheels: list[str] = field(default_factory=list)
+    update: bool = False
+    keep_unowned: bool = True
 
     @property
     def prefix(self) -> Path:
@@ -90,6 +119,8 @@ def unpack(
     auth_file: str | os.PathLike[str] | None = None,
     netrc_file: str | os.PathLike[str] | None = None,
     insecure_hosts: Sequence[str] = (),
+    update: bool = False,
+    keep_unowned: bool = True,
 ) -> UnpackResult:
     """Unpack ``archive`` (a path or a binary stream, read front to back) into
     ``output_dir/env_name`` and write the activation script for ``shell`` into
@@ -102,8 +133,14 @@ def unpack(
     streamed into the prefix and never written to disk; ``ca_bundle``, ``auth_file``,
     ``netrc_file`` and ``insecure_hosts`` (registries allowed plain HTTP) say how to
     reach it (:class:`~portpack.unpacker.sources.SourceOptions`).
+    ``update``: bring the environment at ``output_dir/env_name`` (made by portpack,
+    pixi-unpack or conda) to the archive, taking the files of unchanged packages from it
+    (:mod:`portpack.unpacker.update`); ``force`` then replaces files changed in it, which
+    are refused otherwise (:class:`~portpack.errors.LocalChangesError`), and
+    ``keep_unowned`` says whether files no package owns are kept. Without an
+    environment there, it is a plain unpack.
     Raises a :class:`~portpack.errors.PortpackError` subclass on any failure, and
-    then leaves no partial environment behind.
+    then leaves no partial environment behind (an update leaves the old one as it was).
     """
     reporter = reporter or Reporter()
     _check_env_name(env_name)
@@ -113,6 +150,7 @@ def unpack(
     created = outside.CreatedDirs()  # removed again (if still empty) when the unpack fails
     job = _Job(out, env_name, force, run_link_scripts, strict, shell, reporter, created)
     job.source = SourceOptions(ca_bundle, auth_file, netrc_file, tuple(insecure_hosts))
+    job.update, job.keep_unowned = update, keep_unowned
     try:
         return _unpack(archive, job)
     except BaseException:
@@ -123,6 +161,9 @@ def unpack(
 def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResult:
     with ExitStack() as stack:
         archive = open_archive_source(archive, stack, job.source, job.reporter)
+        state = _update_state(job)
+        if state is not None:
+            return _update(job, archive, stack, state)
         stream, name = _open(archive, stack)
         counted = _Counted(stream)
         stream, head = sniff(cast(BinaryIO, counted))
@@ -135,6 +176,49 @@ def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResu
             linked, script = _portpack(job, reader, counted)
         return UnpackResult(job.prefix, script, [pkg.dist for _, pkg in linked], job.wheels)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _update_state(job: _Job) -> PrefixState | None:
+    """The environment ``--update`` updates; None: none is there, a plain unpack."""
+    if not job.update:
+        return None
+    from portpack.unpacker.update import read_state  # only for --update
+
+    return read_state(job.prefix)
+
+
+def _update(
+    job: _Job,
+    archive: str | os.PathLike[str] | BinaryIO,
+    stack: ExitStack,
+    state: PrefixState,
+) -> UnpackResult:
+    from portpack.unpacker.update import open_source, run
+
+    if isinstance(archive, (str, os.PathLike)):
+        name = str(archive)
+    else:
+        given = getattr(archive, "name", None)
+        name = given if isinstance(given, str) else "<stream>"
+    meta, source = open_source(archive, name, stack)
+    stack.callback(job.reporter.on_transfer_complete)
+    job.reporter.on_transfer_start("Updating", *_totals(meta), lambda: source.bytes_read)
+    linked, script, report = run(job, meta, source, state)
+    plan = report.plan
+    return UnpackResult(
+        job.prefix,
+        script,
+        [pkg.dist for _, pkg in linked],
+        job.wheels,
+        updated=True,
+        reused=[pkg.dist for record, pkg in linked if record.name in plan.reuse],
+        removed=[record.dist for record in plan.changes.removed],
+        replaced=list(plan.modified),
+        unowned_kept=report.kept,
+        unowned_dropped=report.dropped,
+        copied_files=report.copied_files,
+        bytes_read=source.bytes_read,
+    )
 
 
 def _pixi_pack(
@@ -188,7 +272,7 @@ def _build(
 
     def fill(dest: Destination) -> Installed:
         linked = install(dest)
-        finish.write_conda_meta(dest, linked, name)
+        finish.write_conda_meta(dest, linked, name, job.prefix)
         return linked
 
     def placed(linked: Installed) -> Path:
