@@ -46,10 +46,14 @@ from portpack.remote.segment_io import CheckedSegment, SequentialSegments, read_
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-#: The first request asks for this much; each next one for as much as was read so far.
-HEAD_SIZE = 64 << 10
+#: The first request asks for this much: small metadata fits, and what follows it may
+#: be wanted too.  Later requests ask for the rest of the metadata frame exactly, as
+#: far as its block headers tell (:func:`frame_need`).
+HEAD_SIZE = 16 << 10
 #: One request for the head asks for at most this much.
 MAX_HEAD_REQUEST = 16 << 20
+#: A zstd block holds at most this much (RFC 8878, Block_Maximum_Size).
+_MAX_BLOCK = 128 << 10
 #: Gaps between two wanted ranges at most this long are always fetched with them: they
 #: are portpack's header frames between a package's info and payload segments (a few
 #: hundred bytes), cheaper than the headers of another part or request.
@@ -111,7 +115,12 @@ class _Head(io.RawIOBase):
         start = len(self.data)
         if total is not None and start >= total:
             return False
-        size = min(max(HEAD_SIZE, start), MAX_HEAD_REQUEST)
+        need = frame_need(self.data)
+        if not start:
+            need = max(need, HEAD_SIZE)
+        elif need <= start:  # past the metadata frame (a forward walk reads on): grow
+            need = 2 * start
+        size = min(need - start, MAX_HEAD_REQUEST)
         headers = {"Range": f"bytes={start}-{start + size - 1}"}
         if self.known is not None and self.known.if_range is not None:
             headers["If-Range"] = self.known.if_range[1]
@@ -257,6 +266,12 @@ class HttpSegmentSource:
         self._head.close()
         self._s.transport.close()
 
+    def __enter__(self) -> HttpSegmentSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _Counting(Reporter):
     """Counts the bytes received into the source's :attr:`bytes_read`, passes on retries."""
@@ -283,6 +298,27 @@ class _Pull:
         data = self._source.read_at(self._pos, n)
         self._pos += len(data)
         return data
+
+
+def frame_need(data: bytes | bytearray) -> int:
+    """How far ``data`` (the file's first bytes) must reach to hold the zstd frame it
+    starts with, as far as the frame's header and block headers tell so far: its end
+    once the last block's header was seen, else the next block header's end."""
+    if len(data) < 6:
+        return 18  # the longest frame header
+    fhd = data[4]
+    single = (fhd >> 5) & 1
+    fcs = (0 if not single else 1, 2, 4, 8)[fhd >> 6]
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+    while pos + 3 <= len(data):
+        header = int.from_bytes(data[pos : pos + 3], "little")
+        kind, size = (header >> 1) & 3, header >> 3
+        pos += 3 + (1 if kind == 1 else size)
+        if kind == 3 or size > _MAX_BLOCK:
+            return pos  # not a valid block: the decoder says so once it has the bytes
+        if header & 1:
+            return pos + (4 if fhd & 4 else 0)
+    return pos + 3
 
 
 def _merge(gap: int, wanted: int) -> bool:

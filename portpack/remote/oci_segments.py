@@ -74,6 +74,12 @@ class OciSegmentSource:
         self._done()
         self._artifact.close()
 
+    def __enter__(self) -> OciSegmentSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _Pull:
     def __init__(self, source: OciSegmentSource, ref: SegmentRef, blob: BlobStream) -> None:
