@@ -261,3 +261,116 @@ def random_text(size: int) -> bytes:
     while len(out) < size:
         out += rng.choice(words) + b" "
     return bytes(out[:size])
+
+
+# -- servers that answer ranges their own way -----------------------------------------
+
+
+class Crafted:
+    """A server on 127.0.0.1 serving ``data``: single ranges as asked, multi-range
+    requests as ``mode`` says (``coalesce``: one range from the first byte asked to
+    the last; ``outside``: a multipart whose second part was not asked for;
+    ``length``: parts that give the file another length)."""
+
+    def __init__(self, data: bytes, mode: str) -> None:
+        import http.server
+        import threading
+
+        self.data, self.mode = data, mode
+        crafted = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                crafted.answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/env.tar"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def answer(self, h: Any) -> None:
+        size = len(self.data)
+        spans = [
+            tuple(int(x) for x in part.split("-"))
+            for part in h.headers["Range"].removeprefix("bytes=").split(",")
+        ]
+        headers = {"ETag": '"crafted"'}
+        if len(spans) == 1 or self.mode == "coalesce":
+            first, last = spans[0][0], spans[-1][1]
+            body = self.data[first : last + 1]
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        else:
+            total = size + 1 if self.mode == "length" else size
+            if self.mode == "outside":
+                spans[1] = (spans[1][0] + 10, spans[1][1] + 10)
+            body = b""
+            for first, last in spans:
+                body += (
+                    f"\r\n--XX\r\nContent-Range: bytes {first}-{last}/{total}\r\n\r\n".encode()
+                    + self.data[first : last + 1]
+                )
+            body += b"\r\n--XX--\r\n"
+            headers["Content-Type"] = "multipart/byteranges; boundary=XX"
+        h.send_response(206)
+        for name, value in headers.items():
+            h.send_header(name, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_ranges_the_server_coalesces_into_one_are_accepted(versions: Versions) -> None:
+    refs = wanted(versions)
+    server = Crafted(versions.new2.read_bytes(), "coalesce")
+    try:
+        with open_http_segments(server.url, **FAST) as source:
+            assert read_all(source, refs) == expected_bytes(versions.new2, refs)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("outside", r"sent bytes \d+-\d+, which were not asked for"),
+        ("length", "changed on the server while it was being read \\(its length was"),
+    ],
+)
+def test_multipart_parts_that_do_not_match_what_was_asked_are_refused(
+    versions: Versions, mode: str, message: str
+) -> None:
+    refs = wanted(versions)
+    server = Crafted(versions.new2.read_bytes(), mode)
+    try:
+        with open_http_segments(server.url, **FAST) as source, pytest.raises(FetchError) as caught:
+            read_all(source, refs)
+        assert caught.value.message.startswith(server.url)
+        assert caught.match(message)
+    finally:
+        server.stop()
+
+
+def test_an_impossible_offset_in_the_metadata_is_refused_naming_the_package(
+    server: FaultServer, www: Path, versions: Versions
+) -> None:
+    from hostile import replace_metadata
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["packages"][1]["payload"]["offset"] = 10**9
+
+    replace_metadata(versions.new2, edit, www / "hostile.tar")
+    refs = changed_refs(versions.old2, www / "hostile.tar")
+    url = server.url + "hostile.tar"
+    with open_http_segments(url, **FAST) as source, pytest.raises(ArchiveError) as caught:
+        read_all(source, refs)
+    assert "gives package beta-1.0-0 an impossible offset 1000000000" in str(caught.value)
