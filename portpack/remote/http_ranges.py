@@ -15,6 +15,7 @@ byte it stopped at (bounded retries with backoff, as :mod:`portpack.remote.http`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -197,6 +198,12 @@ class _Answer:
             n -= len(self.read(min(n, _READ)))
 
     def close(self) -> None:
+        window = self.window
+        if self._boundary is not None and window is not None and self.at >= window.end:
+            # Often only the closing delimiter is left: read it (bounded), so that the
+            # connection can serve the next request.
+            with contextlib.suppress(Retry):
+                self._drain()
         self.wire.body.close()
 
 
