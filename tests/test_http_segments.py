@@ -360,17 +360,21 @@ def test_multipart_parts_that_do_not_match_what_was_asked_are_refused(
         server.stop()
 
 
-def test_an_impossible_offset_in_the_metadata_is_refused_naming_the_package(
+def test_segments_beyond_the_end_of_the_file_are_refused_naming_the_package(
     server: FaultServer, www: Path, versions: Versions
 ) -> None:
     from hostile import replace_metadata
+    from portpack.archive.segment_source import package_refs
 
-    def edit(doc: dict[str, Any]) -> None:
-        doc["packages"][1]["payload"]["offset"] = 10**9
+    def edit(doc: dict[str, Any]) -> None:  # valid metadata, but longer than the file
+        doc["packages"][-1]["payload"]["zst_size"] += 10**6
 
     replace_metadata(versions.new2, edit, www / "hostile.tar")
-    refs = changed_refs(versions.old2, www / "hostile.tar")
+    refs = list(package_refs(segments.metadata_of(www / "hostile.tar").packages[-1]))
     url = server.url + "hostile.tar"
     with open_http_segments(url, **FAST) as source, pytest.raises(ArchiveError) as caught:
         read_all(source, refs)
-    assert "gives package beta-1.0-0 an impossible offset 1000000000" in str(caught.value)
+    assert f"{url}: the metadata gives package epsilon-1.0-0 an impossible offset" in str(
+        caught.value
+    )
+    assert len(served(server, "hostile.tar")) == 1  # refused before any range was asked for

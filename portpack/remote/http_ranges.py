@@ -29,7 +29,9 @@ from portpack.remote.http_request import Body, Retry, Settings, request
 MAX_RANGES = 32
 #: A multipart answer's part headers, and the text around its parts, are at most this long.
 MAX_PART_HEADERS = 8 << 10
-_READ = 1 << 20
+#: One read from the connection asks for at most this much: http.client fills the whole
+#: buffer before it returns, and a connection cut meanwhile loses what it had.
+_READ = 64 << 10
 
 
 @dataclass(frozen=True)

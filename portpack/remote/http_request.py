@@ -212,6 +212,8 @@ class Body:
 
     def readinto(self, view: memoryview) -> int:
         try:
+            if self._keep:
+                return self._read_kept(view)
             if self._left is None:
                 return self.response.readinto(view)
             if self._left == 0:
@@ -223,6 +225,20 @@ class Body:
             return n
         except (OSError, http.client.HTTPException) as exc:
             raise Retry(f"the connection broke: {describe(exc)}") from None
+
+    def _read_kept(self, view: memoryview) -> int:
+        """What has arrived (one read of the socket at most): a connection cut later
+        loses none of it, as a read that waits to fill ``view`` would."""
+        if self._left == 0:
+            return 0
+        want = len(view) if self._left is None else min(len(view), self._left)
+        data = self.response.read1(want)
+        view[: len(data)] = data
+        if self._left is not None:
+            self._left -= len(data)
+            if not self._left:
+                self.response.read()  # the end: http.client lets go of the connection
+        return len(data)
 
     def _check_no_more(self) -> None:
         """After the declared body: end of the connection (or silence), not more bytes."""

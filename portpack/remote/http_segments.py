@@ -7,7 +7,7 @@ only the wanted segments' bytes (:mod:`portpack.remote.http_ranges`: coalesced,
 several ranges per request where the server allows, each answer checked against the
 file the metadata came from).  For a v1 archive, or a server that ignores ``Range``,
 it reads the body forward and skips what is not wanted
-(:class:`~portpack.remote.segment_io.SequentialSegments`).  Either way each stream it
+(:class:`~portpack.archive.segment_read.StreamSegments`).  Either way each stream it
 yields is exactly the segment's bytes, checked against its sha256.
 """
 
@@ -18,6 +18,10 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+import zstandard
+
+from portpack.archive.frames import RawInput, read_metadata
+from portpack.archive.segment_read import SegmentStream, StreamSegments
 from portpack.archive.segment_source import SegmentRef
 from portpack.errors import ArchiveError
 from portpack.progress import Reporter
@@ -40,8 +44,6 @@ from portpack.remote.http_ranges import (
     check_window,
 )
 from portpack.remote.http_request import Body, Retry, Settings, request
-from portpack.remote.oci_layout import ArchiveCursor
-from portpack.remote.segment_io import CheckedSegment, SequentialSegments, read_metadata
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -201,20 +203,19 @@ class HttpSegmentSource:
         self._head = _Head(settings, self._reporter)
         self._fetcher: RangeFetcher | None = None
         try:
-            self._cursor = ArchiveCursor(cast(BinaryIO, self._head), self.name)
-            self.metadata = read_metadata(self._cursor)
+            self._raw = RawInput(cast(BinaryIO, self._head), self.name)
+            self.metadata = read_metadata(self._raw, zstandard.ZstdDecompressor())
         except BaseException:
             self.close()
             raise
-        self.metadata_end = self._cursor.offset
+        self.metadata_end = self._raw.offset
         """Where the metadata frame ends: v2 offsets count from here."""
 
     def segments(self, wanted: Sequence[SegmentRef]) -> Iterator[tuple[SegmentRef, BinaryIO]]:
         refs = list(wanted)
         if not self._head.ranged or any(r.segment.offset is None for r in refs):
             self._head.stream_rest()
-            walk = SequentialSegments(self.metadata, self._cursor, self.close)
-            yield from walk.segments(refs)
+            yield from StreamSegments(self._raw, self.metadata).segments(refs)
             return
         spans = self._spans(refs)
         assert self._head.known is not None
@@ -223,7 +224,7 @@ class HttpSegmentSource:
         self._fetcher = fetcher
         for ref in refs:
             start = self.metadata_end + cast(int, ref.segment.offset)
-            yield ref, cast(BinaryIO, CheckedSegment(ref, self.name, _Pull(self, start)))
+            yield ref, cast(BinaryIO, SegmentStream(ref, _Pull(self, start), self.name))
 
     def _spans(self, refs: list[SegmentRef]) -> list[Span]:
         """The wanted segments' ranges, checked against the file and coalesced."""

@@ -14,13 +14,13 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO, cast
 
 from portpack.archive import format as fmt
+from portpack.archive.segment_read import SegmentStream
 from portpack.archive.segment_source import SegmentRef
 from portpack.errors import ArchiveError
 from portpack.remote._http import RegistryError
 from portpack.remote.oci_archive import ArtifactStream
 from portpack.remote.oci_blob import BlobStream
 from portpack.remote.oci_layout import layer_plan
-from portpack.remote.segment_io import CheckedSegment
 
 
 class OciSegmentSource:
@@ -45,7 +45,7 @@ class OciSegmentSource:
             digest = "sha256:" + ref.segment.zst_sha256
             blob = self._open(ref, digest)
             try:
-                yield ref, cast(BinaryIO, CheckedSegment(ref, self.name, _Pull(self, ref, blob)))
+                yield ref, cast(BinaryIO, SegmentStream(ref, _Pull(self, ref, blob), self.name))
             finally:
                 self._done()
 

@@ -142,25 +142,17 @@ def open_segment_source(
 def open_local_segments(
     archive: Archive, stack: ExitStack, reporter: Reporter | None = None
 ) -> tuple[fmt.Metadata, SegmentSource]:
-    """A path or a stream, read forward, the segments not wanted read and dropped.
-
-    For the lead: u-format's local source (which seeks past unwanted segments in a
-    file) belongs here; this forward walk is what a pipe needs.
-    """
-    from portpack.remote.segment_io import open_forward_segments
+    """A path or a stream (:func:`portpack.archive.segment_read.open_local_segments`:
+    a file seeks, a pipe is read forward), closed by ``stack``."""
+    from portpack.archive.segment_read import open_local_segments as open_local
 
     if isinstance(archive, str | os.PathLike):
-        try:
-            stream: BinaryIO = stack.enter_context(open(archive, "rb"))  # noqa: SIM115
-        except OSError as exc:
-            from portpack.errors import UsageError
-
-            raise UsageError(f"cannot read {archive}: {exc.strerror or exc}") from None
         name = os.fspath(archive)
     else:
-        stream, name = archive, str(getattr(archive, "name", "<stream>"))
-    local = open_forward_segments(stream, name, lambda: None)
-    return local.metadata, local
+        name = str(getattr(archive, "name", "<stream>"))
+    meta, local = open_local(archive, name)
+    stack.callback(local.close)
+    return meta, local
 
 
 def inspect(

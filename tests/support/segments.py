@@ -1,9 +1,9 @@
 """Archives for the segment-source tests: two versions that differ in two packages.
 
-``v1`` archives are what portpack writes today; :func:`with_offsets` turns one into a
-format-v2-like archive by walking its zstd frames with zstandard alone (not portpack's
-reader) and writing each segment's offset from the end of the metadata frame into the
-metadata.  (Until helper u-format's v2 writer lands; then its archives serve.)
+portpack writes format v2; :func:`without_offsets` makes a v1 archive of one (as an
+older portpack wrote it), and :func:`with_offsets` a v2 archive again by walking its
+zstd frames with zstandard alone (not portpack's reader), which checks the offsets
+the writer records against an independent count.
 """
 
 from __future__ import annotations
@@ -77,12 +77,27 @@ def with_offsets(archive: Path, dest: Path) -> Path:
         pos += wheel["zst_size"]
 
     def edit(meta: dict[str, Any]) -> None:
+        meta["format_version"] = 2
         it = iter(offsets)
         for entry in meta["packages"]:
             entry["info"]["offset"] = next(it)
             entry["payload"]["offset"] = next(it)
         for wheel, offset in zip(meta.get("wheels", []), wheel_offsets, strict=True):
             wheel["offset"] = offset
+
+    return replace_metadata(archive, edit, dest)
+
+
+def without_offsets(archive: Path, dest: Path) -> Path:
+    """Copy ``archive`` to ``dest`` as a format v1 archive: no offsets."""
+
+    def edit(meta: dict[str, Any]) -> None:
+        meta["format_version"] = 1
+        for entry in meta["packages"]:
+            entry["info"].pop("offset", None)
+            entry["payload"].pop("offset", None)
+        for wheel in meta.get("wheels", []):
+            wheel.pop("offset", None)
 
     return replace_metadata(archive, edit, dest)
 
@@ -98,10 +113,12 @@ class Versions:
 
 
 def build(root: Path) -> Versions:
-    old = make_archive(root / "old", packages("1.4"))
-    new = make_archive(root / "new", packages("1.5"))
+    written = [make_archive(root / v, packages(v)) for v in ("1.4", "1.5")]
+    old, new = (without_offsets(w, root / f"v1-{w.parent.name}.tar") for w in written)
     old2 = with_offsets(old, root / "old2.tar")
     new2 = with_offsets(new, root / "new2.tar")
+    for mine, theirs in ((old2, written[0]), (new2, written[1])):
+        assert metadata_of(mine).packages == metadata_of(theirs).packages  # same offsets
     return Versions(old, new, old2, new2)
 
 
