@@ -2,7 +2,9 @@
 
 Used by the fetcher tests and ``benchmarks/bench_fetch.py``.  Features:
 
-* HTTP/1.1 with keep-alive, ``Range: bytes=N-`` requests (206) and ``ETag``; a path
+* HTTP/1.1 with keep-alive, ``Range`` requests (206; several ranges as
+  ``multipart/byteranges``, or the whole file with ``multipart=False``), ``If-Range``
+  and ``ETag``; a path
   ending in ``/`` is answered with that directory's ``index.html``.
 * Faults queued per file name, one consumed per request (:meth:`FaultServer.fail`):
   :class:`Status` (e.g. 500, or 429 with ``Retry-After``), :class:`Drop` (reset the
@@ -33,6 +35,7 @@ import argparse
 import base64
 import contextlib
 import http.server
+import io
 import os
 import socket
 import ssl
@@ -277,26 +280,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         stat = file.stat()
         size = stat.st_size
         etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
-        start = 0
+        spans: list[tuple[int, int]] = []
         wanted = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
         if fs.ranges and wanted and wanted.startswith("bytes=") and if_range in (None, etag):
-            first = wanted[len("bytes=") :].split("-", 1)[0]
-            start = int(first) if first.isdigit() else 0
-            if start >= size:
+            spans = _parse_ranges(wanted[len("bytes=") :], size)
+            if not spans:
                 self._status(record, 416, extra={"Content-Range": f"bytes */{size}"})
                 return
-        code = 206 if start else 200
+            if wanted.replace(" ", "") == "bytes=0-":
+                spans = []  # "bytes=0-": the whole file, answered 200 as before
+            if len(spans) > 1 and not fs.multipart:
+                spans = []  # like nginx's max_ranges 1: a multi-range request gets it all
+        boundary = "PORTPACK-TEST-BOUNDARY"
+        body: bytes | None = None
+        start, length = 0, size
+        if len(spans) == 1:
+            start, length = spans[0][0], spans[0][1] - spans[0][0] + 1
+        elif spans:
+            body = _multipart(file, spans, size, boundary)
+            length = len(body)
+        code = 206 if spans else 200
         record.status = code
         self.send_response(code)
-        self.send_header("Content-Type", "application/octet-stream")
-        declared = size - start + (fault.delta if isinstance(fault, Length) else 0)
+        if body is not None:
+            self.send_header("Content-Type", f"multipart/byteranges; boundary={boundary}")
+        else:
+            self.send_header("Content-Type", "application/octet-stream")
+        declared = length + (fault.delta if isinstance(fault, Length) else 0)
         self.send_header("Content-Length", str(declared))
         self.send_header("ETag", etag)
         if fs.ranges:
             self.send_header("Accept-Ranges", "bytes")
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        if len(spans) == 1:
+            self.send_header("Content-Range", f"bytes {spans[0][0]}-{spans[0][1]}/{size}")
         self.end_headers()
         if head:
             return
@@ -304,11 +321,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             fs.closing.wait(fault.seconds)  # ends early when the server stops
         limit = fault.after if isinstance(fault, Drop | Short) else None
+        if isinstance(fault, Length):
+            limit = size - start  # the whole rest of the file, whatever was declared
+        elif limit is None or limit > length:
+            limit = length
         began = time.monotonic()
-        with open(file, "rb") as fh:
-            fh.seek(start)
-            size = fault.chunk if isinstance(fault, Trickle) else _CHUNK
-            for chunk in _chunks(fh, limit, size):
+        with open(file, "rb") if body is None else io.BytesIO(body) as fh:
+            fh.seek(start if body is None else 0)
+            chunk_size = fault.chunk if isinstance(fault, Trickle) else _CHUNK
+            for chunk in _chunks(fh, limit, chunk_size):
                 if isinstance(fault, Trickle):
                     self.wfile.flush()
                     time.sleep(fault.interval)
@@ -329,6 +350,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _Abort
         if isinstance(fault, Short | Length):
             self.close_connection = True
+
+
+def _parse_ranges(spec: str, size: int) -> list[tuple[int, int]]:
+    """``(first, last)`` of each satisfiable range of a ``Range`` header (RFC 9110)."""
+    out = []
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        if not first:  # a suffix range: the last N bytes
+            if not last.isdigit() or not int(last):
+                continue
+            out.append((max(0, size - int(last)), size - 1))
+        elif first.isdigit() and int(first) < size:
+            end = int(last) if last.isdigit() else size - 1
+            if end >= int(first):
+                out.append((int(first), min(end, size - 1)))
+    return out
+
+
+def _multipart(file: Path, spans: list[tuple[int, int]], size: int, boundary: str) -> bytes:
+    """A ``multipart/byteranges`` body of ``spans`` of ``file``."""
+    data = file.read_bytes()
+    parts = []
+    for first, last in spans:
+        head = (
+            f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n"
+        )
+        parts.append(head.encode() + data[first : last + 1])
+    return b"".join(parts) + f"\r\n--{boundary}--\r\n".encode()
 
 
 def _chunks(fh: object, limit: int | None, chunk_size: int = _CHUNK) -> Iterator[bytes]:
@@ -367,6 +417,7 @@ class FaultServer:
         latency: float = 0.0,
         bandwidth: float | None = None,
         ranges: bool = True,
+        multipart: bool = True,
         port: int = 0,
     ) -> None:
         self.root = Path(root).resolve()
@@ -374,6 +425,8 @@ class FaultServer:
         self.latency = latency
         self.bandwidth = bandwidth
         self.ranges = ranges
+        self.multipart = multipart
+        """Whether a request for several ranges gets them (multipart), else the whole file."""
         self.requests: list[Request] = []
         self.chooser: Callable[[str, int], Fault | None] | None = None
         """Chooses the fault of a request no queued fault answers: (file name, attempt)."""

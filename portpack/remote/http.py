@@ -56,7 +56,7 @@ DEFAULT_BACKOFF = 0.5
 BACKOFF_CAP = 30.0
 MAX_REQUESTS = 200
 """Requests one stream makes at most, whatever the progress between them."""
-__all__ = ["MAX_REDIRECTS", "HttpStream", "open_url"]
+__all__ = ["MAX_REDIRECTS", "HttpStream", "make_settings", "open_url"]
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
@@ -82,17 +82,14 @@ def open_url(
     (``on_download_retry``) and of the bytes read (``on_transfer_progress``).
     The TLS certificates of ``insecure_hosts`` (``host`` or ``host:port``) are not verified.
     """
-    if not valid_http_url(url):
-        raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
-    if timeout <= 0 or retries < 0 or backoff < 0:
-        raise UsageError("timeout must be positive, retries and backoff not negative")
-    settings = Settings(
+    settings = make_settings(
         url,
-        _ssl_context(ca_bundle),
-        Credentials(auth_file=auth_file, netrc_file=netrc_file),
-        timeout,
-        retries,
-        backoff,
+        ca_bundle=ca_bundle,
+        auth_file=auth_file,
+        netrc_file=netrc_file,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
     )
     for host in insecure_hosts:
         settings.transport.skip_verification(host)
@@ -103,6 +100,31 @@ def open_url(
         stream.close()
         raise
     return stream
+
+
+def make_settings(
+    url: str,
+    *,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    auth_file: str | os.PathLike[str] | None = None,
+    netrc_file: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+) -> Settings:
+    """How to reach ``url`` (the options of :func:`open_url`), checked."""
+    if not valid_http_url(url):
+        raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
+    if timeout <= 0 or retries < 0 or backoff < 0:
+        raise UsageError("timeout must be positive, retries and backoff not negative")
+    return Settings(
+        url,
+        _ssl_context(ca_bundle),
+        Credentials(auth_file=auth_file, netrc_file=netrc_file),
+        timeout,
+        retries,
+        backoff,
+    )
 
 
 def _ssl_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
@@ -132,6 +154,17 @@ class HttpStream(io.RawIOBase):
         self._failures = 0
         self._requests = 0
         self._done = False
+
+    def continue_at(
+        self,
+        at: int,
+        size: int | None,
+        known: tuple[str, str] | None,
+        body: Body | None = None,
+    ) -> None:
+        """Read on from byte ``at`` of a body ``size`` long whose validator is ``known``:
+        from ``body`` (a response already there), else from a ``Range`` request."""
+        self._delivered, self.size, self._validator, self._body = at, size, known, body
 
     def readable(self) -> bool:
         return True
@@ -178,18 +211,7 @@ class HttpStream(io.RawIOBase):
             self._body.close()
             self._body = None
         self._failures += 1
-        if self._failures > self._s.retries:
-            raise self._s.error(
-                f"cannot download {self._s.name}: {failure.reason} "
-                f"(gave up after {self._failures} attempts in a row)"
-            )
-        delay = min(BACKOFF_CAP, self._s.backoff * 2 ** (self._failures - 1))
-        delay *= random.uniform(0.5, 1.0)
-        if failure.delay is not None:
-            delay = min(BACKOFF_CAP, max(delay, failure.delay))
-        reason = redact(failure.reason, self._s.credentials.secrets())
-        self._reporter.on_download_retry(self._s.name, reason, delay)
-        time.sleep(delay)
+        wait_before_retry(self._s, self._reporter, self._failures, failure)
 
     def _next_response(self) -> None:
         """Request the rest of the body (all of it while nothing was handed out)."""
@@ -226,7 +248,7 @@ class HttpStream(io.RawIOBase):
                         "range support.",
                     )
                 self.size = body.declared
-                self._validator = _validator(body.response)
+                self._validator = validator(body.response)
             else:  # 206, to our Range request
                 start, total = _content_range(self._s, body)
                 if start != self._delivered or (self.size is not None and total != self.size):
@@ -241,7 +263,26 @@ class HttpStream(io.RawIOBase):
             raise
 
 
-def _validator(response: http.client.HTTPResponse) -> tuple[str, str] | None:
+def wait_before_retry(
+    settings: Settings, reporter: Reporter, failures: int, failure: Retry
+) -> None:
+    """Sleep before attempt ``failures + 1`` (capped, jittered exponential backoff, at
+    least the server's ``Retry-After``), or raise once ``failures`` exceed the retries."""
+    if failures > settings.retries:
+        raise settings.error(
+            f"cannot download {settings.name}: {failure.reason} "
+            f"(gave up after {failures} attempts in a row)"
+        )
+    delay = min(BACKOFF_CAP, settings.backoff * 2 ** (failures - 1))
+    delay *= random.uniform(0.5, 1.0)
+    if failure.delay is not None:
+        delay = min(BACKOFF_CAP, max(delay, failure.delay))
+    reason = redact(failure.reason, settings.credentials.secrets())
+    reporter.on_download_retry(settings.name, reason, delay)
+    time.sleep(delay)
+
+
+def validator(response: http.client.HTTPResponse) -> tuple[str, str] | None:
     """What ``If-Range`` may carry: a strong ETag, else ``Last-Modified``."""
     etag = response.getheader("ETag")
     if etag and not etag.startswith("W/"):
@@ -252,6 +293,18 @@ def _validator(response: http.client.HTTPResponse) -> tuple[str, str] | None:
 
 def _content_range(settings: Settings, body: Body) -> tuple[int, int | None]:
     value = body.response.getheader("Content-Range") or ""
+    first, last, total = parse_content_range(settings, value)
+    if body.declared is not None and body.declared != last - first + 1:
+        raise settings.error(
+            f"{settings.name}: Content-Length {body.declared} does not match "
+            f"Content-Range {value!r}"
+        )
+    return first, total
+
+
+def parse_content_range(settings: Settings, value: str) -> tuple[int, int, int | None]:
+    """``(first, last, total)`` of a ``Content-Range: bytes first-last/total`` (total
+    None for ``*``); an invalid or impossible one is a :class:`FetchError`."""
     match = _CONTENT_RANGE.match(value)
     if match is None:
         raise settings.error(
@@ -261,9 +314,4 @@ def _content_range(settings: Settings, body: Body) -> tuple[int, int | None]:
     total = None if match.group(3) == "*" else int(match.group(3))
     if last < first or (total is not None and last >= total):
         raise settings.error(f"{settings.name} sent an impossible Content-Range {value!r}")
-    if body.declared is not None and body.declared != last - first + 1:
-        raise settings.error(
-            f"{settings.name}: Content-Length {body.declared} does not match "
-            f"Content-Range {value!r}"
-        )
-    return first, total
+    return first, last, total

@@ -4,7 +4,9 @@ Sent with the one HTTP client of remote/ (:class:`portpack.remote._http.Transpor
 one attempt per call: the stream retries and resumes).
 
 Credentials are chosen per request for that request's host; the body is read exactly
-as long as its ``Content-Length`` says, and more bytes than that are an error.
+as long as its ``Content-Length`` says, and more bytes than that are an error.  A
+``keep_alive`` request (the byte ranges of :mod:`portpack.remote.http_ranges`) leaves
+the connection open for the next one instead: its body ends at ``Content-Length``.
 """
 
 from __future__ import annotations
@@ -65,12 +67,12 @@ class Settings:
         )
 
 
-def request(settings: Settings, extra: dict[str, str]) -> Body:
+def request(settings: Settings, extra: dict[str, str], *, keep_alive: bool = False) -> Body:
     """GET the URL (following redirects); a response the stream can read, or an error."""
     url = settings.url
     for _ in range(MAX_REDIRECTS + 1):
         credential = settings.credentials.for_url(url)
-        body = _send(settings, url, extra, credential)
+        body = _send(settings, url, extra, credential, keep_alive)
         status = body.status
         if status in (200, 206):
             _check_encoding(settings, body)
@@ -93,13 +95,17 @@ def request(settings: Settings, extra: dict[str, str]) -> Body:
     raise settings.error(f"{settings.name} redirected more than {MAX_REDIRECTS} times")
 
 
-def _send(settings: Settings, url: str, extra: dict[str, str], cred: Credential | None) -> Body:
-    headers = {
-        "User-Agent": f"portpack/{__version__}",
-        "Accept-Encoding": "identity",
-        "Connection": "close",
-        **extra,
-    }
+def _send(
+    settings: Settings,
+    url: str,
+    extra: dict[str, str],
+    cred: Credential | None,
+    keep_alive: bool = False,
+) -> Body:
+    headers = {"User-Agent": f"portpack/{__version__}", "Accept-Encoding": "identity"}
+    if not keep_alive:
+        headers["Connection"] = "close"
+    headers.update(extra)
     if cred is not None:
         headers["Authorization"] = cred.header
     try:
@@ -112,7 +118,7 @@ def _send(settings: Settings, url: str, extra: dict[str, str], cred: Credential 
         ) from None
     except (OSError, http.client.HTTPException) as exc:
         raise Retry(f"cannot connect to {redact_url(url)}: {describe(exc)}") from None
-    return Body(settings, response)
+    return Body(settings, response, keep_alive)
 
 
 def _follow(settings: Settings, url: str, location: str) -> str:
@@ -187,9 +193,10 @@ def describe(exc: BaseException) -> str:
 class Body:
     """One response's body: exactly what its ``Content-Length`` declares, no more."""
 
-    def __init__(self, settings: Settings, sent: Response) -> None:
+    def __init__(self, settings: Settings, sent: Response, keep_alive: bool = False) -> None:
         self._s = settings
         self._sent = sent
+        self._keep = keep_alive
         response = sent.raw
         self.response = response
         self.status = response.status
@@ -199,21 +206,39 @@ class Body:
         self._left = self.declared
         # http.client would stop at Content-Length and hide extra bytes: read to the end
         # of the connection (the request asked for "Connection: close") and count here.
-        if not response.chunked:
+        # A kept-alive connection's next answer follows the body: stop at its length.
+        if not response.chunked and not keep_alive:
             response.length = None
 
     def readinto(self, view: memoryview) -> int:
         try:
+            if self._keep:
+                return self._read_kept(view)
             if self._left is None:
                 return self.response.readinto(view)
             if self._left == 0:
-                self._check_no_more()
+                if not self._keep:
+                    self._check_no_more()
                 return 0
             n = self.response.readinto(view[: self._left])
             self._left -= n
             return n
         except (OSError, http.client.HTTPException) as exc:
             raise Retry(f"the connection broke: {describe(exc)}") from None
+
+    def _read_kept(self, view: memoryview) -> int:
+        """What has arrived (one read of the socket at most): a connection cut later
+        loses none of it, as a read that waits to fill ``view`` would."""
+        if self._left == 0:
+            return 0
+        want = len(view) if self._left is None else min(len(view), self._left)
+        data = self.response.read1(want)
+        view[: len(data)] = data
+        if self._left is not None:
+            self._left -= len(data)
+            if not self._left:
+                self.response.read()  # the end: http.client lets go of the connection
+        return len(data)
 
     def _check_no_more(self) -> None:
         """After the declared body: end of the connection (or silence), not more bytes."""
@@ -233,5 +258,9 @@ class Body:
             )
 
     def close(self) -> None:
-        self.response.close()
-        self._sent.close(reuse=False)
+        # http.client lets go of a kept-alive body read to its end: the connection is
+        # clean and serves the next request; any other is closed.
+        done = self._keep and self.response.isclosed()
+        if not done:
+            self.response.close()
+        self._sent.close(reuse=done)

@@ -227,7 +227,9 @@ def open_artifact(
         config = stream.read()
         meta = fmt.Metadata.from_json(config)
         layers = _check_layers(client, manifest, meta)
-        return meta, ArtifactStream(client, layers, config, manifest.digest)
+        artifact = ArtifactStream(client, layers, config, manifest.digest)
+        artifact.manifest_size = len(manifest.data)
+        return meta, artifact
     except BaseException:
         client.close()
         raise
@@ -326,8 +328,20 @@ class ArtifactStream:
         self._current: BlobStream | None = None
         self._index = 0
         self._config = config
+        self.manifest_size = 0
+        """Bytes of the manifest that was read (the config's are ``len(config)``)."""
         self._head = b""
         """The first layer, read and checked at the first read (inspect never needs it)."""
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client the artifact was read with."""
+        return self._client
+
+    @property
+    def config(self) -> bytes:
+        """The config blob: the archive's ``portpack.json``."""
+        return self._config
 
     def _open(self, index: int) -> BlobStream:
         digest, size = self._layers[index]

@@ -65,6 +65,11 @@ class BlobStream:
         if size <= SMALL_BLOB:
             self._buffer = self._read_whole()
 
+    @property
+    def received(self) -> int:
+        """Bytes of the blob received so far."""
+        return self._count
+
     def _error(self, why: str) -> BlobIntegrityError:
         return BlobIntegrityError(
             f"{self._client.ref}: blob {self.digest} of repository "

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from portpack.progress import Reporter
 
 if TYPE_CHECKING:
+    from portpack.archive import format as fmt
+    from portpack.archive.segment_source import SegmentSource
     from portpack.archive.summary import ArchiveSummary
 
 Archive = str | os.PathLike[str] | BinaryIO
@@ -90,6 +92,67 @@ def open_archive_source(
         )
         return stack.enter_context(stream)  # type: ignore[return-value]
     return archive
+
+
+def open_segment_source(
+    archive: Archive,
+    stack: ExitStack,
+    options: SourceOptions | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[fmt.Metadata, SegmentSource]:
+    """The metadata of ``archive`` and a source of only the segments an update wants
+    (closed by ``stack``).
+
+    An ``http(s)://`` URL is read by byte ranges (only the metadata and the wanted
+    segments of a v2 archive), an ``oci://`` reference by the wanted layers' blobs;
+    a path or a stream goes to :func:`open_local_segments`.
+    """
+    options = options or SourceOptions()
+    retries_only = _RetriesOnly(reporter) if reporter else None
+    if is_url(archive):
+        from portpack.remote.http_segments import open_http_segments
+
+        assert isinstance(archive, str)
+        http = open_http_segments(
+            archive,
+            ca_bundle=options.ca_bundle,
+            auth_file=options.auth_file,
+            netrc_file=options.netrc_file,
+            reporter=retries_only,
+        )
+        stack.callback(http.close)
+        return http.metadata, http
+    if is_oci(archive):
+        from portpack.remote.oci_archive import open_artifact
+        from portpack.remote.oci_segments import OciSegmentSource
+
+        assert isinstance(archive, str)
+        meta, artifact = open_artifact(
+            archive,
+            insecure_hosts=options.insecure_hosts,
+            auth_file=options.auth_file,
+            ca_bundle=_text(options.ca_bundle),
+        )
+        oci = OciSegmentSource(meta, artifact)
+        stack.callback(oci.close)
+        return meta, oci
+    return open_local_segments(archive, stack, reporter)
+
+
+def open_local_segments(
+    archive: Archive, stack: ExitStack, reporter: Reporter | None = None
+) -> tuple[fmt.Metadata, SegmentSource]:
+    """A path or a stream (:func:`portpack.archive.segment_read.open_local_segments`:
+    a file seeks, a pipe is read forward), closed by ``stack``."""
+    from portpack.archive.segment_read import open_local_segments as open_local
+
+    if isinstance(archive, str | os.PathLike):
+        name = os.fspath(archive)
+    else:
+        name = str(getattr(archive, "name", "<stream>"))
+    meta, local = open_local(archive, name)
+    stack.callback(local.close)
+    return meta, local
 
 
 def inspect(
