@@ -454,6 +454,19 @@ def test_from_http(archives: dict[str, Path], tmp_path: Path) -> None:
     with serve_directory(archives["v2"].parent) as url:
         result = portpack.unpack(url + "env.tar", out, update=True)
     assert result.updated and len(result.reused) == 4
+    # By byte ranges: the metadata frame and the changed packages' segments, no more.
+    with open(archives["v1"], "rb") as old, open(archives["v2"], "rb") as new:
+        before = {e.record.sha256 for e in open_metadata(old, "v1").packages}
+        after = open_metadata(new, "v2").packages
+    changed = sum(
+        e.info.zst_size + e.payload.zst_size for e in after if e.record.sha256 not in before
+    )
+    data = archives["v2"].read_bytes()
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    frame.decompress(data)
+    needed = changed + len(data) - len(frame.unused_data)
+    assert needed <= result.bytes_read <= max(1.1 * needed, needed + (16 << 10))
+    assert result.bytes_read < len(data)
     updated, expected = snapshot(out), fresh(archives["v2"], out)
     assert f"portpack unpack {url}env.tar" in (out / HISTORY).read_text()
     updated.pop(HISTORY), expected.pop(HISTORY)

@@ -90,9 +90,8 @@ def open_url(
         timeout=timeout,
         retries=retries,
         backoff=backoff,
+        insecure_hosts=insecure_hosts,
     )
-    for host in insecure_hosts:
-        settings.transport.skip_verification(host)
     stream = HttpStream(settings, reporter or Reporter())
     try:
         stream._next_response()
@@ -111,13 +110,14 @@ def make_settings(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
+    insecure_hosts: Sequence[str] = (),
 ) -> Settings:
     """How to reach ``url`` (the options of :func:`open_url`), checked."""
     if not valid_http_url(url):
         raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
     if timeout <= 0 or retries < 0 or backoff < 0:
         raise UsageError("timeout must be positive, retries and backoff not negative")
-    return Settings(
+    settings = Settings(
         url,
         _ssl_context(ca_bundle),
         Credentials(auth_file=auth_file, netrc_file=netrc_file),
@@ -125,6 +125,9 @@ def make_settings(
         retries,
         backoff,
     )
+    for host in insecure_hosts:
+        settings.transport.skip_verification(host)
+    return settings
 
 
 def _ssl_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:

@@ -347,6 +347,7 @@ def open_http_segments(
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     reporter: Reporter | None = None,
+    insecure_hosts: Sequence[str] = (),
 ) -> HttpSegmentSource:
     """Read the metadata of the archive at ``url`` and return its segment source.
 
@@ -361,5 +362,6 @@ def open_http_segments(
         timeout=timeout,
         retries=retries,
         backoff=backoff,
+        insecure_hosts=insecure_hosts,
     )
     return HttpSegmentSource(settings, reporter or Reporter())

@@ -119,6 +119,7 @@ def open_segment_source(
             auth_file=options.auth_file,
             netrc_file=options.netrc_file,
             reporter=retries_only,
+            insecure_hosts=options.insecure_hosts,
         )
         stack.callback(http.close)
         return http.metadata, http

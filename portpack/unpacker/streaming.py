@@ -160,10 +160,10 @@ def unpack(
 
 def _unpack(archive: str | os.PathLike[str] | BinaryIO, job: _Job) -> UnpackResult:
     with ExitStack() as stack:
-        archive = open_archive_source(archive, stack, job.source, job.reporter)
         state = _update_state(job)
-        if state is not None:
+        if state is not None:  # URLs and references are read by range or layer
             return _update(job, archive, stack, state)
+        archive = open_archive_source(archive, stack, job.source, job.reporter)
         stream, name = _open(archive, stack)
         counted = _Counted(stream)
         stream, head = sniff(cast(BinaryIO, counted))
@@ -195,12 +195,7 @@ def _update(
 ) -> UnpackResult:
     from portpack.unpacker.update import open_source, run
 
-    if isinstance(archive, (str, os.PathLike)):
-        name = str(archive)
-    else:
-        given = getattr(archive, "name", None)
-        name = given if isinstance(given, str) else "<stream>"
-    meta, source = open_source(archive, name, stack)
+    meta, source = open_source(archive, stack, job.source, job.reporter)
     stack.callback(job.reporter.on_transfer_complete)
     job.reporter.on_transfer_start("Updating", *_totals(meta), lambda: source.bytes_read)
     linked, script, report = run(job, meta, source, state)

@@ -23,7 +23,6 @@ from typing import BinaryIO, Protocol
 from portpack._platform import host_glibc_version
 from portpack.archive import format as fmt
 from portpack.archive.segment_decode import iter_packages, iter_wheels
-from portpack.archive.segment_read import open_local_segments
 from portpack.archive.segment_source import SegmentSource
 from portpack.conda.info import read_info
 from portpack.conda.tarstream import ChunkReader
@@ -36,6 +35,7 @@ from portpack.paths import RelPath, safe_relpath
 from portpack.progress import Reporter
 from portpack.unpacker import finish, preconditions, staging
 from portpack.unpacker.finish import Installed
+from portpack.unpacker.sources import SourceOptions, open_segment_source
 from portpack.unpacker.update_plan import UpdatePlan, plan_update
 
 #: Each package the update installs from the archive: entry, ``info/`` tar, payload.
@@ -75,17 +75,20 @@ def read_state(prefix: Path) -> PrefixState | None:
 
 
 def open_source(
-    archive: str | os.PathLike[str] | BinaryIO, name: str, stack: ExitStack
+    archive: str | os.PathLike[str] | BinaryIO,
+    stack: ExitStack,
+    options: SourceOptions,
+    reporter: Reporter,
 ) -> tuple[fmt.Metadata, SegmentSource]:
     """The archive's metadata and the source the update reads its segments from.
 
     The one place the update opens the archive: a seekable file seeks past unchanged
     packages (by offset in format 2), a folder reads only the changed members' files,
-    a pipe or a remote stream is read forward and the rest skipped.
+    a pipe is read forward and the rest skipped, an ``http(s)://`` URL is asked for
+    the changed packages' byte ranges and an ``oci://`` reference for their layers
+    (:func:`portpack.unpacker.sources.open_segment_source`).
     """
-    metadata, source = open_local_segments(archive, name)
-    stack.callback(source.close)
-    return metadata, source
+    return open_segment_source(archive, stack, options, reporter)
 
 
 def fresh_packages(
