@@ -446,7 +446,7 @@ def test_self_extracting_archive_installs_wheels(
 def test_metadata_without_wheels_is_unchanged_and_bad_entries_are_refused() -> None:
     meta = fmt.Metadata(platform="linux-64", portpack_version="0", packages=[], installed_size=0)
     assert b"wheels" not in meta.to_json()  # archives without wheels stay as they were
-    wheel = fmt.WheelEntry(GREETLIB, "pp-greetlib", "1.0", 1, "a" * 64, 2, "b" * 64, 3)
+    wheel = fmt.WheelEntry(GREETLIB, "pp-greetlib", "1.0", 1, "a" * 64, 2, "b" * 64, 3, offset=0)
     doc = json.loads(fmt.Metadata(**{**meta.__dict__, "wheels": [wheel]}).to_json())
     assert fmt.Metadata.from_json(json.dumps(doc).encode()).wheels == [wheel]
     for bad in ({"filename": "../x-1-py3-none-any.whl"}, {"sha256": "nope"}, {"size": -1}):
