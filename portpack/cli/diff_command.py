@@ -7,7 +7,7 @@ import json
 import click
 
 from portpack.cli.common import plural, run_reporting_errors
-from portpack.cli.options import CONTEXT
+from portpack.cli.options import CONTEXT, source_options
 
 
 @click.command(
@@ -21,20 +21,7 @@ Examples:
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False), help="PEM CA bundle to trust.")
-@click.option(
-    "--auth-file",
-    type=click.Path(dir_okay=False),
-    help="Credentials: rattler's JSON keyed by host, or a docker/containers auth.json.",
-)
-@click.option("--netrc", "netrc_file", type=click.Path(dir_okay=False), help=".netrc for URLs.")
-@click.option(
-    "--insecure-host",
-    "insecure_hosts",
-    multiple=True,
-    metavar="HOST",
-    help="Allow plain HTTP to registry HOST[:PORT] (repeatable).",
-)
+@source_options
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def diff(
     old: str,

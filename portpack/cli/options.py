@@ -56,6 +56,37 @@ INPUT_NAMES = {
 }
 
 
+def source_options(func: _F) -> _F:
+    """How ``inspect`` and ``diff`` reach an archive given as a URL or reference:
+    ``--ca-bundle``, ``--auth-file``, ``--netrc``, ``--insecure-host``."""
+    options = [
+        click.option(
+            "--ca-bundle", type=click.Path(dir_okay=False), help="PEM CA bundle to trust."
+        ),
+        click.option(
+            "--auth-file",
+            type=click.Path(dir_okay=False),
+            help="Credentials: rattler's JSON keyed by host, or a docker/containers auth.json.",
+        ),
+        click.option(
+            "--netrc", "netrc_file", type=click.Path(dir_okay=False), help=".netrc for URLs."
+        ),
+        click.option(
+            "--insecure-host",
+            "insecure_hosts",
+            multiple=True,
+            metavar="HOST",
+            help=(
+                "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
+                "use plain HTTP, as with docker's insecure registries (repeatable)."
+            ),
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def inputs_checked(func: _F, **paths: Any) -> _F:
     """Check that the files named on the command line exist; return ``func`` to call.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from portpack.cli.common import run_reporting_errors
-from portpack.cli.options import CONTEXT
+from portpack.cli.options import CONTEXT, source_options
 
 
 @click.command(
@@ -56,20 +56,7 @@ Examples:
 )
 @click.argument("archive", default="environment.tar")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False), help="PEM CA bundle to trust.")
-@click.option(
-    "--auth-file",
-    type=click.Path(dir_okay=False),
-    help="Credentials (rattler's JSON by host, or a docker/containers auth.json).",
-)
-@click.option("--netrc", "netrc_file", type=click.Path(dir_okay=False), help=".netrc for URLs.")
-@click.option(
-    "--insecure-host",
-    "insecure_hosts",
-    multiple=True,
-    metavar="HOST",
-    help="Allow plain HTTP to registry HOST[:PORT] (repeatable).",
-)
+@source_options
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def inspect(
     archive: str,
