@@ -20,7 +20,12 @@ import pytest
 from faultserver import Basic, Drop, FaultServer, Request
 from portpack.archive.segment_source import SegmentRef
 from portpack.errors import ArchiveError, FetchError
-from portpack.remote.http_segments import HttpSegmentSource, frame_need, open_http_segments
+from portpack.remote.http_segments import (
+    HEAD_SIZE,
+    HttpSegmentSource,
+    frame_need,
+    open_http_segments,
+)
 from portpack.unpacker.sources import SourceOptions, open_segment_source
 from support import segments
 from support.segments import Versions, changed_refs, expected_bytes, metadata_end
@@ -250,6 +255,28 @@ def test_the_metadata_frame_end_is_found_from_its_block_headers() -> None:
                 head = frame[:need]
             assert head == frame
             assert frame_need(frame + b"more") == len(frame)
+
+
+def test_metadata_larger_than_the_first_request_is_read_to_its_end_exactly(
+    tmp_path: Path,
+) -> None:
+    # Many packages with incompressible digests: a metadata frame several times the
+    # first request. What the head costs is the frame itself, no byte past it.
+    from hostile import Member, RawPackage, make_archive
+
+    many = [
+        RawPackage(f"pkg{i:03d}", [Member(f"share/p{i}.txt", os.urandom(64))]) for i in range(90)
+    ]
+    archive = segments.with_offsets(make_archive(tmp_path / "big", many), tmp_path / "big.tar")
+    end = metadata_end(archive)
+    assert end > 2 * HEAD_SIZE
+    with FaultServer(archive.parent) as fs:
+        with open_http_segments(fs.url + archive.name, **FAST) as source:
+            assert source.metadata == segments.metadata_of(archive)
+            assert source.bytes_read == end
+        requests = served(fs, archive.name)
+    assert requests[0].headers["Range"] == f"bytes=0-{HEAD_SIZE - 1}"
+    assert sum(r.sent for r in requests) == end
 
 
 def random_text(size: int) -> bytes:

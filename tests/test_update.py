@@ -35,6 +35,7 @@ from httpserver import serve_directory
 from portpack.archive.reader import open_metadata
 from portpack.errors import ArchiveError, LocalChangesError, UnsafeArchiveError, UsageError
 from portpack.install.verify import verify
+from portpack.remote.http_segments import HEAD_SIZE
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
 from treesnap import diff
 
@@ -465,7 +466,7 @@ def test_from_http(archives: dict[str, Path], tmp_path: Path) -> None:
     frame = zstandard.ZstdDecompressor().decompressobj()
     frame.decompress(data)
     needed = changed + len(data) - len(frame.unused_data)
-    assert needed <= result.bytes_read <= max(1.1 * needed, needed + (16 << 10))
+    assert needed <= result.bytes_read <= max(1.1 * needed, needed + HEAD_SIZE)
     assert result.bytes_read < len(data)
     updated, expected = snapshot(out), fresh(archives["v2"], out)
     assert f"portpack unpack {url}env.tar" in (out / HISTORY).read_text()

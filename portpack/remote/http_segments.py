@@ -48,10 +48,12 @@ from portpack.remote.http_request import Body, Retry, Settings, request
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-#: The first request asks for this much: small metadata fits, and what follows it may
-#: be wanted too.  Later requests ask for the rest of the metadata frame exactly, as
-#: far as its block headers tell (:func:`frame_need`).
-HEAD_SIZE = 16 << 10
+#: The first request asks for this much. Bytes it reads past the metadata frame are
+#: wasted unless an update wants them, so it is small: an update downloads at most
+#: this much more than the metadata and its changed segments, and a metadata frame
+#: larger than it costs one more round trip. Later requests ask for the rest of the
+#: metadata frame exactly, as far as its block headers tell (:func:`frame_need`).
+HEAD_SIZE = 4 << 10
 #: One request for the head asks for at most this much.
 MAX_HEAD_REQUEST = 16 << 20
 #: A zstd block holds at most this much (RFC 8878, Block_Maximum_Size).
