@@ -183,6 +183,7 @@ def test_environment_without_python_unpacks_on_bare_debian(debian: Path, nopy_sh
     prefix = debian / "opt/c/env"
     assert not list(prefix.glob("bin/python*")) and not list(prefix.glob("lib/python*"))
     assert sorted(p.name for p in (prefix / "conda-meta").iterdir()) == [
+        ".portpack-stat",  # the stat index, for a later --update
         "hello-c-1.0-hb0f4dca_0.json",
         "history",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -25,10 +26,23 @@ def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int
                 out[rel] = ("link", 0, os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir", 0, "")
+            elif rel.endswith(STAT_INDEX):
+                out[rel] = ("file", mode, stat_index_paths(Path(path)))
             else:
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
                 out[rel] = ("file", mode, digest)
     return out
+
+
+#: The stat index (portpack.install.stat_index) holds inode numbers and times, which
+#: differ between two installations by nature: compared by the paths it lists.
+STAT_INDEX = "conda-meta/.portpack-stat"
+
+
+def stat_index_paths(path: Path) -> str:
+    lines = path.read_bytes().splitlines()[1:]
+    paths = sorted(json.loads(line)[0] for line in lines)
+    return "stat index of: " + hashlib.sha256(json.dumps(paths).encode()).hexdigest()
 
 
 def diff(a: dict[str, tuple[str, int, str]], b: dict[str, tuple[str, int, str]]) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import portpack
 from support.channel import index_channel
 from support.pkgwriter import DEFAULT_PLACEHOLDER, Entry, PackageSpec, write_conda
+from treesnap import STAT_INDEX, stat_index_paths
 
 HISTORY = "env/conda-meta/history"
 
@@ -118,6 +119,8 @@ def snapshot(out: Path) -> dict[str, tuple[str, int, str]]:
                 tree[rel] = ("link", 0, os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 tree[rel] = ("dir", stat.S_IMODE(st.st_mode), "")
+            elif rel.endswith(STAT_INDEX):
+                tree[rel] = ("file", stat.S_IMODE(st.st_mode), stat_index_paths(path))
             else:
                 data = path.read_bytes()
                 if rel == HISTORY:

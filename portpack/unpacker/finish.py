@@ -13,7 +13,8 @@ from portpack.archive import format as fmt
 from portpack.archive.reader import ArchiveReader
 from portpack.conda.record import PackageRecord
 from portpack.conda.tarstream import ChunkReader
-from portpack.errors import ArchiveError, InstallError
+from portpack.errors import ArchiveError, InstallError, PortpackError
+from portpack.install import stat_index
 from portpack.install.activation import DEFAULT_SHELL, activation_script, script_name
 from portpack.install.condameta import write_records
 from portpack.install.destination import Destination
@@ -36,6 +37,20 @@ def write_conda_meta(
     write_records(
         dest, linked, f"portpack unpack {archive_name}", None if prefix is None else str(prefix)
     )
+
+
+def write_stat_index(prefix: Path, linked: Installed, reporter: Reporter) -> None:
+    """Record the stat of the installed files for the next ``--update``'s check for
+    local changes (:mod:`portpack.install.stat_index`). Without it that check hashes
+    every file, so a failure is only a warning."""
+    paths = (f.path for _, pkg in linked for f in pkg.files if f.path_type != "directory")
+    try:
+        stat_index.write(prefix, paths)
+    except (OSError, PortpackError) as exc:
+        reporter.warning(
+            f"cannot write {prefix / stat_index.INDEX_NAME} ({exc}); the next "
+            "unpack --update will read every file to look for local changes"
+        )
 
 
 def write_activation(out: Path, prefix: Path, shell: str = DEFAULT_SHELL) -> Path:

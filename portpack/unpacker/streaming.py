@@ -75,6 +75,9 @@ class UnpackResult:
     copied_files: int = 0
     """Files of reused packages copied instead of hard linked (another file system,
     links refused, or link scripts to run)."""
+    hashed_files: int = 0
+    """Files an update read to look for local changes: those whose stat differs from
+    what the last unpack recorded (all of them when it recorded none)."""
 
     @property
     def installed(self) -> list[str]:
@@ -212,6 +215,7 @@ def _update(
         unowned_kept=report.kept,
         unowned_dropped=report.dropped,
         copied_files=report.copied_files,
+        hashed_files=plan.hashed_files,
         bytes_read=source.bytes_read,
     )
 
@@ -275,7 +279,9 @@ def _build(
             finish.run_link_scripts(job.prefix, [record for record, _ in linked])
         return finish.write_activation(job.out, job.prefix, job.shell)
 
-    return staging.build(target, WRITER_THREADS, fill, placed)
+    linked, script = staging.build(target, WRITER_THREADS, fill, placed)
+    finish.write_stat_index(job.prefix, linked, job.reporter)
+    return linked, script
 
 
 class _Counted:

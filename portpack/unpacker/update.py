@@ -126,6 +126,7 @@ def run(
         return finish.write_activation(job.out, job.prefix, job.shell)
 
     linked, script = staging.build(target, 0, fill, placed)
+    finish.write_stat_index(job.prefix, linked, job.reporter)
     return linked, script, report
 
 

@@ -7,7 +7,9 @@ files are right for the new environment as they are: the environment records the
 prefix it was unpacked to and it is the target (or no file of the package holds
 the prefix), noarch python packages find the same python, none of its paths took
 part in clobbering in the old environment, and none of its files was changed
-there. Every other package of the archive is installed from it.
+there (a file whose stat is as the environment's stat index recorded it after the
+last unpack is not read for that). Every other package of the archive is installed
+from it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 from portpack.archive import format as fmt
 from portpack.conda.changes import PackageChanges, compare
 from portpack.errors import LocalChangesError
-from portpack.install import verify
+from portpack.install import stat_index, verify
 from portpack.install.noarch import PythonInfo
 from portpack.install.prefix_state import InstalledPackage, PrefixState
+from portpack.install.stat_index import StatIndex
 from portpack.unpacker.finish import python_info
 
 #: Why a package whose file is unchanged is installed again.
@@ -46,6 +49,9 @@ class UpdatePlan:
     """``path: reason`` of changed files of packages that would otherwise be reused."""
     unowned: list[str] = field(default_factory=list)
     """Files of the old environment no record lists (kept unless dropped)."""
+    hashed_files: int = 0
+    """Files read to look for local changes: those whose stat differs from the stat
+    index, or all when the environment has none (:mod:`portpack.install.stat_index`)."""
 
     @property
     def install(self) -> list[str]:
@@ -85,6 +91,7 @@ def plan_update(state: PrefixState, meta: fmt.Metadata, prefix: Path) -> UpdateP
     clobbering = state.clobbering()
     same_python = _same_python(state.python, python_info(meta))
     same_prefix = state.recorded_prefix == str(prefix)
+    index = stat_index.read(state.root)
     for record in changes.unchanged:
         old = state.packages[record.name]
         if old.files is None:
@@ -96,7 +103,7 @@ def plan_update(state: PrefixState, meta: fmt.Metadata, prefix: Path) -> UpdateP
         elif record.name in clobbering:
             plan.reinstall[record.name] = CLOBBERS
         else:
-            found = _local_changes(state.root, old)
+            found = _local_changes(state.root, old, index, plan)
             if found:
                 plan.modified += found
                 plan.reinstall[record.name] = MODIFIED
@@ -110,10 +117,16 @@ def _same_python(old: PythonInfo | None, new: PythonInfo | None) -> bool:
     return old is not None and old == new
 
 
-def _local_changes(root: Path, package: InstalledPackage) -> list[str]:
-    """``path: reason`` for each file of ``package`` that differs from its record."""
+def _local_changes(
+    root: Path, package: InstalledPackage, index: StatIndex | None, plan: UpdatePlan
+) -> list[str]:
+    """``path: reason`` for each file of ``package`` that differs from its record; a
+    file the stat index shows unchanged is not read."""
     out = []
     for entry in package.files or ():
+        if index is not None and index.unchanged(entry.path):
+            continue
+        plan.hashed_files += entry.path_type not in ("directory", "softlink")
         problem = verify.check_entry(root / entry.path, entry.to_json())
         if problem:
             out.append(f"{entry.path}: {problem}")
