@@ -11,6 +11,7 @@ to ``pack`` explicitly, so the tests run offline after the first session.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -26,11 +27,14 @@ from typing import Any
 
 import pytest
 import trustme
+import update_support
+import zstandard
 
 import portpack
 from faultserver import Bearer, FaultServer, closed_port_url
 from httpserver import serve_directory
 from portpack.archive import sfx
+from portpack.archive.reader import open_metadata
 from portpack.errors import ArchiveError, FetchError, UsageError
 from portpack.net.config import load_network_config
 from portpack.net.fetch import Fetcher
@@ -288,6 +292,101 @@ def test_interrupt_removes_bootstrap_and_environment(env_sh: Path, tmp_path: Pat
     assert proc.returncode == 143, stderr
     assert "interrupted" in stderr
     assert leftovers(tmpdir) == [] and leftovers(out_dir) == []
+
+
+# -- updating a deployed environment in place -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def update_sh(fixture_channel: Path, work: Path, zstandard_wheel: Path) -> dict[str, Path]:
+    """The python environment plus package small, 1.0 in v1 and 1.1 in v2, as
+    self-extracting archives: they differ in that one package."""
+    channel = update_support.build_channel(work / "small-channel", only=("small",))
+    made = {}
+    for name, small in (("v1", "small==1.0"), ("v2", "small==1.1")):
+        lock = portpack.lock(
+            [*PY_ENV, small], channels=[str(fixture_channel), str(channel)],
+            platforms=["linux-64"], output=work / f"app-{name}.lock",
+        )  # fmt: skip
+        made[name] = work / f"app-{name}.sh"
+        portpack.pack(
+            lockfile=lock, output=made[name], cache_dir=work / "cache",
+            create_executable=True, zstandard_wheel=zstandard_wheel,
+        )  # fmt: skip
+    return made
+
+
+def test_update_in_place_reuses_the_unchanged_packages_files(
+    update_sh: dict[str, Path], tmp_path: Path
+) -> None:
+    """``sh app-v2.sh -o OUT --update`` over ``sh app-v1.sh -o OUT``: the environment a
+    fresh unpack of v2 leaves, and every file of the six packages both versions share
+    is the old file itself (its inode), not a copy."""
+    out, tmpdir = tmp_path / "app", tmp_path / "t"
+    first = run_sh(update_sh["v1"], "-o", str(out), "-q", tmpdir=tmpdir)
+    assert first.returncode == 0, first.stderr
+    before = update_support.inodes(out / "env")
+    run = run_sh(update_sh["v2"], "-o", str(out), "--update", "-v", tmpdir=tmpdir)
+    assert run.returncode == 0, run.stderr
+    assert f"Updated {out / 'env'}: 1 package installed, 6 reused, 0 removed" in run.stdout
+    assert "  small-1.1-0\n" in run.stdout and "  hello-c-1.0-hb0f4dca_0 (reused)" in run.stdout
+    assert leftovers(tmpdir) == [] and sorted(os.listdir(out)) == ["activate.sh", "env"]
+    after = update_support.inodes(out / "env")
+    assert diff(update_support.snapshot(out), update_support.fresh(update_sh["v2"], out)) == []
+    # (conda-meta is written anew, as by a fresh unpack)
+    new = sorted(r for r in after if after[r] != before.get(r) and not r.startswith("conda-meta/"))
+    assert new == ["bin/small", "share/small/version.txt"]
+    assert len(after) > 100 and "conda-meta/small-1.0-0.json" not in after
+
+
+def test_update_refuses_a_locally_changed_file_unless_forced(
+    update_sh: dict[str, Path], tmp_path: Path
+) -> None:
+    """A file of an unchanged package edited in place: the update names it, exits 2 and
+    leaves the environment as it was; ``--force`` replaces it (and ``--drop-unowned``
+    leaves out a file no package owns)."""
+    out, tmpdir = tmp_path / "app", tmp_path / "t"
+    portpack.unpack(update_sh["v1"], out)
+    env = out / "env"
+    (env / "etc/conda/activate.d/actpkg.sh").write_text("export ACTPKG_ACTIVE=edited\n")
+    (env / "etc/local.conf").write_text("mine\n")
+    before = update_support.exact(out)
+    run = run_sh(update_sh["v2"], "-o", str(out), "--update", tmpdir=tmpdir)
+    assert run.returncode == 2, run.stderr
+    assert "etc/conda/activate.d/actpkg.sh" in run.stderr and "--force" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert update_support.exact(out) == before and leftovers(tmpdir) == []
+    run = run_sh(
+        update_sh["v2"], "-o", str(out), "--update", "--force", "--drop-unowned", tmpdir=tmpdir
+    )
+    assert run.returncode == 0, run.stderr
+    assert "  replaced (changed locally): etc/conda/activate.d/actpkg.sh: " in run.stdout
+    assert "  dropped (no package owns it): etc/local.conf\n" in run.stdout
+    assert (env / "etc/conda/activate.d/actpkg.sh").read_text() == "export ACTPKG_ACTIVE=1\n"
+    assert diff(update_support.snapshot(out), update_support.fresh(update_sh["v2"], out)) == []
+
+
+def test_update_seeks_past_the_unchanged_packages_of_a_self_extracting_file(
+    update_sh: dict[str, Path], tmp_path: Path
+) -> None:
+    """The unpacker the header runs opens the file by its path, as here: it reads the
+    header, the metadata and the changed package's segments; the rest (the python
+    package and the others) is skipped by seeking, never read or decoded."""
+    out = tmp_path / "app"
+    portpack.unpack(update_sh["v1"], out)
+    result = portpack.unpack(update_sh["v2"], out, update=True)
+    assert result.installed == ["small-1.1-0"]
+    data = update_sh["v2"].read_bytes()
+    part = data[sfx.archive_offset(data[: sfx.MAX_HEADER], "v2") :]
+    meta = open_metadata(io.BytesIO(part), "v2")
+    (small,) = [e for e in meta.packages if e.name == "small"]
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    frame.decompress(part)
+    needed = len(part) - len(frame.unused_data) + small.info.zst_size + small.payload.zst_size
+    # plus the header sniffed for its offset, the archive's first block and the changed
+    # members' tar headers
+    assert needed <= result.bytes_read <= needed + sfx.MAX_HEADER + 2048
+    assert result.bytes_read < len(part) // 20
 
 
 def test_script_that_is_not_self_extracting(tmp_path: Path) -> None:

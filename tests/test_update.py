@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +32,16 @@ from update_support import (
 
 import portpack
 from httpserver import serve_directory
+from portpack.archive import format as fmt
 from portpack.archive.reader import open_metadata
 from portpack.errors import ArchiveError, LocalChangesError, UnsafeArchiveError, UsageError
 from portpack.install.verify import verify
 from portpack.remote.http_segments import HEAD_SIZE
+from portpack.remote.oci import RegistryClient
+from portpack.remote.oci_archive import push_archive
+from portpack.remote.oci_ref import parse_oci_ref
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
+from support.ociregistry import FaultProxy, Registry, require_registry
 from treesnap import diff
 
 PORTPACK = [sys.executable, "-m", "portpack"]
@@ -529,3 +534,78 @@ def test_a_pixi_pack_archive_cannot_update(archives: dict[str, Path], tmp_path: 
     with pytest.raises(ArchiveError, match="pixi-pack archive"):
         portpack.unpack(pixi, out, update=True)
     assert exact(out) == before
+
+
+# -- from an OCI registry: only the changed packages' layers --------------------------------
+
+
+@pytest.fixture(scope="module")
+def pushed(
+    archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultProxy]:
+    """A real registry (tests/support/ociregistry.py) holding envs/app:v1 (archive v1) and
+    envs/app:v2 (v1-small: package small changed), behind the proxy that logs requests."""
+    require_registry()
+    registry = Registry(tmp_path_factory.mktemp("registry"))
+    try:
+        push_archive(archives["v1"], registry.ref("envs/app:v1"))
+        push_archive(archives["v1-small"], registry.ref("envs/app:v2"))
+        front = FaultProxy(registry)
+        yield front
+        front.stop()
+    finally:
+        registry.stop()
+
+
+def blob_gets(proxy: FaultProxy) -> list[str]:
+    """The digests of the blobs fetched through ``proxy``, in order."""
+    return [p.rsplit("/", 1)[1] for m, p, _ in proxy.log if m == "GET" and "/blobs/" in p]
+
+
+def test_from_an_oci_registry_only_the_changed_layers_are_fetched(
+    pushed: FaultProxy, archives: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials of the user's are read
+    for name in ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with open(archives["v1-small"], "rb") as fh:
+        meta = open_metadata(fh, "v1-small")
+    (small,) = [e for e in meta.packages if e.name == "small"]
+    changed = [f"sha256:{seg.zst_sha256}" for seg in (small.info, small.payload)]
+    segments = {f"sha256:{seg.zst_sha256}" for _, seg in fmt.archive_segments(meta)}
+    client = RegistryClient(parse_oci_ref(pushed.ref("envs/app:v2")))
+    try:
+        manifest = client.get_manifest()
+    finally:
+        client.close()
+    config = manifest.doc["config"]
+    out = tmp_path / "app"
+    portpack.unpack(pushed.ref("envs/app:v1"), out)
+    pushed.log.clear()
+    result = portpack.unpack(pushed.ref("envs/app:v2"), out, update=True)
+    assert result.updated and result.installed == ["small-1.1-0"] and len(result.reused) == 7
+    # The manifest, the config (the metadata), then small's two layers: no other blob.
+    assert blob_gets(pushed) == [config["digest"], *changed]
+    assert not set(blob_gets(pushed)) & (segments - set(changed))
+    size = len(manifest.data) + config["size"] + small.info.zst_size + small.payload.zst_size
+    assert result.bytes_read == size
+    updated, expected = snapshot(out), fresh(archives["v1-small"], out)
+    assert f"portpack unpack {pushed.ref('envs/app:v2')}" in (out / HISTORY).read_text()
+    assert updated.pop(HISTORY) != expected.pop(HISTORY)
+    assert diff(updated, expected) == []
+    # The command line, from v1 unpacked from the file this time.
+    shutil.rmtree(out)
+    portpack.unpack(archives["v1"], out)
+    pushed.log.clear()
+    run = subprocess.run(
+        [*PORTPACK, "unpack", pushed.ref("envs/app:v2"), "-o", str(out), "--update"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"Updated {out / 'env'}: 1 package installed, 7 reused, 0 removed" in run.stdout
+    assert blob_gets(pushed) == [config["digest"], *changed]
+    updated, expected = snapshot(out), fresh(archives["v1-small"], out)
+    updated.pop(HISTORY), expected.pop(HISTORY)
+    assert diff(updated, expected) == []

@@ -85,11 +85,14 @@ def specs() -> list[PackageSpec]:
     return out
 
 
-def build_channel(root: Path) -> Path:
+def build_channel(root: Path, only: tuple[str, ...] = ()) -> Path:
+    """The update channel in ``root``; with ``only``, just the packages of those names
+    (to put beside another channel's python: tests/test_selfextract.py)."""
     for subdir in ("linux-64", "noarch"):
         (root / subdir).mkdir(parents=True)
     for spec in specs():
-        write_conda(root / spec.subdir, spec)
+        if not only or spec.name in only:
+            write_conda(root / spec.subdir, spec)
     index_channel(root)
     return root
 

@@ -38,6 +38,7 @@ SFX_EPILOG = """\
 Examples:
   sh {prog} -o /app          # creates /app/env and /app/activate.sh
   sh {prog} -o /srv -e web   # creates /srv/web and /srv/activate.sh
+  sh {prog} -o /app --update # keep unchanged packages' files
   . /app/activate.sh         # then use the environment"""
 DESCRIPTION = (
     "Unpack ARCHIVE into a new conda environment OUTPUT_DIRECTORY/ENV_NAME and write "
@@ -195,19 +196,19 @@ def _add_install_options(parser: argparse.ArgumentParser, self_extracting: bool)
         help="Replace an existing environment once the new one is complete (with --update: "
         "replace files changed in it).",
     )
-    if not self_extracting:
-        parser.add_argument(
-            "--update",
-            action="store_true",
-            help="Bring the environment at OUTPUT_DIRECTORY/ENV_NAME to ARCHIVE, taking the "
-            "files of unchanged packages from it; with --force, files changed in it are "
-            "replaced (they are refused otherwise). Without an environment, a plain unpack.",
-        )
-        parser.add_argument(
-            "--drop-unowned",
-            action="store_true",
-            help="With --update: leave out files no package owns (kept by default).",
-        )
+    what = "this archive" if self_extracting else "ARCHIVE"
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help=f"Bring the environment at OUTPUT_DIRECTORY/ENV_NAME to {what}, taking the "
+        "files of unchanged packages from it; with --force, files changed in it are "
+        "replaced (they are refused otherwise). Without an environment, a plain unpack.",
+    )
+    parser.add_argument(
+        "--drop-unowned",
+        action="store_true",
+        help="With --update: leave out files no package owns (kept by default).",
+    )
     parser.add_argument(
         "--run-link-scripts",
         action="store_true",
