@@ -48,7 +48,7 @@ def index_rows(env: Path) -> tuple[dict[str, list[int]], int]:
     path = env / stat_index.INDEX_NAME
     lines = path.read_bytes().splitlines()
     assert json.loads(lines[0]) == {"portpack_stat_index": 1, "dev": os.lstat(env).st_dev}
-    rows = {row[0]: row[1:] for row in map(json.loads, lines[1:])}
+    rows = {row[0]: row[1:] for line in lines[1:] for row in json.loads(line)}
     return rows, path.stat().st_mtime_ns
 
 
@@ -155,7 +155,7 @@ def _other_device(index: Path) -> None:
 
 def _bad_entry(index: Path) -> None:
     with open(index, "ab") as fh:
-        fh.write(b'["share/x", "1", 2, 3, 4]\n')
+        fh.write(b'[["share/x", "1", 2, 3, 4]]\n')
 
 
 def _symlink(index: Path) -> None:

@@ -41,7 +41,7 @@ STAT_INDEX = "conda-meta/.portpack-stat"
 
 def stat_index_paths(path: Path) -> str:
     lines = path.read_bytes().splitlines()[1:]
-    paths = sorted(json.loads(line)[0] for line in lines)
+    paths = sorted(row[0] for line in lines for row in json.loads(line))
     return "stat index of: " + hashlib.sha256(json.dumps(paths).encode()).hexdigest()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,10 @@ class PrefixState:
         python = self.packages.get("python")
         return None if python is None else PythonInfo.from_record(python.record)
 
+    def paths(self) -> Iterator[str]:
+        """Every path the records list."""
+        return (f.path for p in self.packages.values() for f in p.files or ())
+
     def clobbering(self) -> set[str]:
         """Names of the packages that took part in clobbering here (lost or won a path)."""
         wanted: set[str] = {
@@ -72,6 +76,8 @@ class PrefixState:
             for f in p.files or ()
             if f.original_path is not None
         }
+        if not wanted:  # no path was lost: none was contested
+            return set()
         ancestors = {parent for w in wanted for parent in _ancestors(w)}
         out = set()
         for name, package in self.packages.items():

@@ -13,9 +13,9 @@ The index is a cache. It is written after the environment is in place and the
 replaced one removed (removing hard links changes the ctime of the files they
 shared), and when it is missing, unreadable, of another version, another device or
 not well formed, the check hashes every file, as it does for environments made by
-conda or pixi-unpack. Its format: a JSON header line, then one JSON array per file,
-``[path, inode, size, mtime_ns, ctime_ns]``, so that neither side holds a
-million-path environment as one document.
+conda or pixi-unpack. Its format: a JSON header line, then lines that each hold a
+JSON array of up to 4096 rows ``[path, inode, size, mtime_ns, ctime_ns]``, so that
+the writer never holds a million-path environment as one document.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from portpack import outside
 from portpack.install.condameta import META_DIR
@@ -34,6 +35,7 @@ INDEX_NAME = f"{META_DIR}/.portpack-stat"
 VERSION = 1
 #: The largest index read (a million paths take about 80 MB).
 MAX_SIZE = 1 << 30
+_BATCH = 4096
 
 Entry = tuple[int, int, int, int]
 """inode, size, mtime_ns, ctime_ns."""
@@ -48,20 +50,26 @@ def write(prefix: Path, paths: Iterable[str]) -> int:
     count = 0
     with outside.atomic_file(prefix / INDEX_NAME) as fh:
         fh.write(json.dumps({"portpack_stat_index": VERSION, "dev": dev}).encode() + b"\n")
-        lines = []
+        rows: list[tuple[str, int, int, int, int]] = []
         for rel in paths:
             try:
                 st = os.lstat(f"{root}/{rel}")
             except OSError:
                 continue
-            lines.append(json.dumps([rel, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]))
-            count += 1
-            if len(lines) >= 4096:
-                fh.write(("\n".join(lines) + "\n").encode())
-                lines.clear()
-        if lines:
-            fh.write(("\n".join(lines) + "\n").encode())
+            rows.append((rel, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            if len(rows) >= _BATCH:
+                count += _write_rows(fh, rows)
+        count += _write_rows(fh, rows)
     return count
+
+
+def _write_rows(fh: BinaryIO, rows: list[tuple[str, int, int, int, int]]) -> int:
+    """One line: a JSON array of ``rows`` (then emptied)."""
+    n = len(rows)
+    if n:
+        fh.write(json.dumps(rows).encode() + b"\n")
+        rows.clear()
+    return n
 
 
 class StatIndex:
@@ -113,14 +121,14 @@ def read(prefix: Path) -> StatIndex | None:
             if not isinstance(header, dict) or header.get("portpack_stat_index") != VERSION:
                 return None
             dev = header.get("dev")
-            # One array per line, none with a raw newline inside: parsed in one call.
+            # An array of rows per line, none with a raw newline inside: one parse.
             body = fh.read().rstrip(b"\n").replace(b"\n", b",")
-            rows = json.loads(b"[" + body + b"]")
             entries = {}
-            for rel, *numbers in rows:
-                if not isinstance(rel, str) or not _numbers(numbers):
-                    return None
-                entries[rel] = (numbers[0], numbers[1], numbers[2], numbers[3])
+            for batch in json.loads(b"[" + body + b"]"):
+                for rel, *numbers in batch:
+                    if not isinstance(rel, str) or not _numbers(numbers):
+                        return None
+                    entries[rel] = (numbers[0], numbers[1], numbers[2], numbers[3])
         except (ValueError, TypeError, OSError):
             return None
     if type(dev) is not int:

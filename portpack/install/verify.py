@@ -13,6 +13,7 @@ import json
 import os
 import posixpath
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,16 @@ def check_entry(path: Path, entry: dict[str, Any]) -> str | None:
     return _check(path, entry)
 
 
-def unowned(root: Path) -> list[str]:
-    """Files and symlinks below ``root`` no record lists (``__pycache__`` excluded)."""
-    return sorted(_extras(root, {rel for rel, _ in recorded_entries(root)}))
+def unowned(root: Path, conda_paths: Iterable[str] | None = None) -> list[str]:
+    """Files and symlinks below ``root`` no record lists (``__pycache__`` excluded);
+    ``conda_paths``: the conda-meta records' paths, when the caller read them already
+    (the wheels' ``RECORD`` files are read here either way)."""
+    if conda_paths is None:
+        return sorted(_extras(root, {rel for rel, _ in recorded_entries(root)}))
+    recorded = set(conda_paths)
+    for record_file in _wheel_records(root, recorded):
+        recorded.update(rel for rel, _ in _record_entries(root, record_file))
+    return sorted(_extras(root, recorded))
 
 
 def _check_into(report: VerifyReport, recorded: set[str], rel: str, entry: dict[str, Any]) -> None:
@@ -177,16 +185,18 @@ def _check(path: Path, entry: dict[str, Any]) -> str | None:
 
 
 def _extras(root: Path, recorded: set[str]) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir == "conda-meta":
-            dirnames[:] = []
-            continue
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            runtime_cache = os.path.basename(dirpath) == _RUNTIME_CACHE and name.endswith(".pyc")
-            if rel in recorded or runtime_cache:
-                continue
-            out.append(rel)
+    """Files and symlinks below ``root`` (outside ``conda-meta/``) not in ``recorded``."""
+    out: list[str] = []
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        runtime_cache = os.path.basename(rel_dir) == _RUNTIME_CACHE
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if rel != "conda-meta":
+                        pending.append(rel)
+                elif rel not in recorded and not (runtime_cache and rel.endswith(".pyc")):
+                    out.append(rel)
     return out

@@ -109,7 +109,7 @@ def plan_update(state: PrefixState, meta: fmt.Metadata, prefix: Path) -> UpdateP
                 plan.reinstall[record.name] = MODIFIED
             else:
                 plan.reuse[record.name] = old
-    plan.unowned = verify.unowned(state.root)
+    plan.unowned = verify.unowned(state.root, state.paths())
     return plan
 
 
