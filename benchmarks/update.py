@@ -17,11 +17,20 @@ beforehand and not timed:
     which counts the bytes it sends).
 ``full unpack``
     ``portpack.unpack("v2.tar", out)`` into an empty ``out``: what updating costs today.
+``floor: cp -al + rm -rf``
+    what any update that builds the new environment beside the old one and removes
+    the old one after the swap cannot do without: one hard link per file, then the
+    old tree removed (no Python, no archive, no conda-meta).
 ``rsync -a --delete``
     what pixi-pack's users do (pixi-pack #245): a build tree updated to v2, rsynced over
     a deployed copy of v1 that was itself rsynced from it (so unchanged files share their
     modification times and rsync's quick check skips them). Bytes are rsync's "total
     transferred file size".
+
+The environments go to a fresh journaled ext4 image, as in compare.py (``--out-dir``
+picks another place): the root file system here has no journal, and ext4 without
+one makes every file created soon after many were deleted cost a scan, which made
+the full unpack 5-7 times slower than on a normal disk and its ratio meaningless.
 
 Wall and CPU time (medians), and the bytes each read: ``rchar`` of ``/proc/self/io``
 around the call (every byte read by system calls: archive, old files hashed for the
@@ -41,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import zstandard
@@ -51,6 +61,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import corpus as corpus_mod  # noqa: E402
+from compare import ext4_image  # noqa: E402
 from http_unpack import Sample, measure  # noqa: E402
 
 # argv = [source, output dir, mode]; prints {"rchar": bytes read during the call}.
@@ -73,6 +84,7 @@ MODES = {
     "update-http": "update, HTTP",
     "full": "full unpack",
     "rsync": "rsync -a --delete",
+    "floor": "floor: cp -al + rm -rf",
 }
 
 
@@ -194,6 +206,10 @@ def one_run(mode: str, v1: Path, v2: Path, url: str, work: Path) -> tuple[Sample
     try:
         if mode == "rsync":
             return _rsync_run(v1, v2, out)
+        if mode == "floor":
+            portpack.unpack(v1, out, "env")
+            command = ["sh", "-c", 'cp -al "$1/env" "$1/new" && rm -rf "$1/env"', "sh", str(out)]
+            return measure(command)[0], 0
         if mode != "full":
             portpack.unpack(v1, out, "env")
         source = url if mode == "update-http" else str(v2)
@@ -223,21 +239,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--package", default="idna", help="the package that changes")
     parser.add_argument("--work", type=Path, help="working directory (default: a temp dir)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where the environments go (default: a fresh journaled ext4 image, as "
+        "compare.py makes it, else the working directory)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("rsync") is None:
         sys.exit("rsync is not installed (apt-get install rsync)")
-    from faultserver import FaultServer
-
     work = args.work or Path(tempfile.mkdtemp(prefix="portpack-update-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     v1, v2, needed = make_archives(work, args.package)
+    with ExitStack() as stack:
+        out_dir = args.out_dir or stack.enter_context(ext4_image(print)) or work
+        print(f"environments in {out_dir}")
+        return _measure(args.runs, v1, v2, needed, out_dir)
+
+
+def _measure(runs: int, v1: Path, v2: Path, needed: int, out_dir: Path) -> int:
+    from faultserver import FaultServer
+
     results: dict[str, list[tuple[Sample, int]]] = {mode: [] for mode in MODES}
     served: list[int] = []
     with FaultServer(v2.parent) as server:
-        for run in range(args.runs):
+        for run in range(runs):
             for mode in MODES if run % 2 == 0 else list(reversed(MODES)):
                 server.requests.clear()
-                results[mode].append(one_run(mode, v1, v2, server.url + v2.name, work))
+                results[mode].append(one_run(mode, v1, v2, server.url + v2.name, out_dir))
                 if mode == "update-http":
                     served.append(sum(r.sent for r in server.requests_for(v2.name)))
                 sample = results[mode][-1][0]
