@@ -51,6 +51,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))  # for corpus.py
 sys.path.insert(0, str(ROOT / "tests"))  # for support/ociregistry.py
+
+from compare import ext4_image  # noqa: E402
 
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
@@ -277,9 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", help="a benchmarks/.corpus holding default/")
     parser.add_argument("--archive", help="an archive to serve instead of the corpus's")
     parser.add_argument("--work", type=Path, help="working directory (default: a temp dir)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where the environments go (default: a fresh journaled ext4 image, as "
+        "compare.py makes it, else the working directory)",
+    )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="portpack-http-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        out_dir = args.out_dir or stack.enter_context(ext4_image(print)) or work
+        print(f"environments in {out_dir}")
+        return _measure(args, work, out_dir)
+
+
+def _measure(args: argparse.Namespace, work: Path, out_dir: Path) -> int:
     inputs = find_inputs(args, work)
     archive = inputs.archive
     server = Server(archive.parent)
@@ -297,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for run in range(args.runs):
             for mode in modes if run % 2 == 0 else list(reversed(modes)):
-                results[mode].append(run_once(mode, sources[mode], work))
+                results[mode].append(run_once(mode, sources[mode], out_dir))
                 last = results[mode][-1]
                 print(f"run {run + 1} {mode}: {last.wall:.2f} s, CPU {last.cpu:.2f} s", flush=True)
     finally:
