@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from portpack.unpacker.sources import SourceOptions, open_segment_source
 from support import segments
 from support.segments import Versions, changed_refs, expected_bytes, metadata_end
 
-FAST: dict[str, Any] = {"backoff": 0.0, "timeout": 10.0}
+FAST = SourceOptions(backoff=0.0, timeout=10.0)
 USER, PASSWORD = "ann", "range-Secret-42"
 
 
@@ -83,7 +84,7 @@ def test_only_the_wanted_ranges_are_fetched_in_one_multipart_request(
     server: FaultServer, versions: Versions
 ) -> None:
     refs = wanted(versions)
-    with open_http_segments(server.url + "env.tar", **FAST) as source:
+    with open_http_segments(server.url + "env.tar", FAST) as source:
         assert source.metadata == segments.metadata_of(versions.new2)
         assert source.name == server.url + "env.tar"
         assert read_all(source, refs) == expected_bytes(versions.new2, refs)
@@ -105,7 +106,7 @@ def test_a_server_refusing_multiple_ranges_gets_one_request_per_range(
 ) -> None:
     refs = wanted(versions)
     with FaultServer(www, multipart=False) as fs:
-        with open_http_segments(fs.url + "env.tar", **FAST) as source:
+        with open_http_segments(fs.url + "env.tar", FAST) as source:
             assert read_all(source, refs) == expected_bytes(versions.new2, refs)
         requests = served(fs)
     # The first multi-range request was answered with the whole file (as nginx with
@@ -125,7 +126,7 @@ def test_a_server_without_range_support_is_read_forward_whole(
 ) -> None:
     refs = wanted(versions)
     with FaultServer(www, ranges=False) as fs:
-        with open_http_segments(fs.url + "env.tar", **FAST) as source:
+        with open_http_segments(fs.url + "env.tar", FAST) as source:
             assert read_all(source, refs) == expected_bytes(versions.new2, refs)
             received = source.bytes_read
         requests = served(fs)
@@ -140,7 +141,7 @@ def test_a_v1_archive_is_read_forward_after_its_head(
 ) -> None:
     refs = changed_refs(versions.old, versions.new)  # no offsets: format v1
     assert all(r.segment.offset is None for r in refs)
-    with open_http_segments(server.url + "env-v1.tar", **FAST) as source:
+    with open_http_segments(server.url + "env-v1.tar", FAST) as source:
         data = read_all(source, refs)
     v2 = changed_refs(versions.old2, versions.new2)
     assert data == expected_bytes(versions.new2, v2)  # the same segments, v1 or v2
@@ -157,7 +158,7 @@ def test_a_file_replaced_on_the_server_after_the_metadata_is_refused(
     server: FaultServer, www: Path, versions: Versions
 ) -> None:
     refs = wanted(versions)
-    with open_http_segments(server.url + "env.tar", **FAST) as source:
+    with open_http_segments(server.url + "env.tar", FAST) as source:
         replacement = www / "replacement.tar"
         shutil.copy(versions.old2, replacement)
         os.replace(replacement, www / "env.tar")
@@ -175,7 +176,7 @@ def test_a_connection_cut_inside_a_range_is_resumed(
 ) -> None:
     refs = wanted(versions)
     server.chooser = lambda name, attempt: Drop(40_000) if attempt == 1 else None
-    with open_http_segments(server.url + "env.tar", **FAST) as source:
+    with open_http_segments(server.url + "env.tar", FAST) as source:
         assert read_all(source, refs) == expected_bytes(versions.new2, refs)
     requests = served(server)
     assert isinstance(requests[1].fault, Drop)
@@ -195,7 +196,7 @@ def test_a_corrupt_wanted_segment_is_refused_naming_the_package(
     data = bytearray((www / "env.tar").read_bytes())
     data[metadata_end(versions.new2) + payload.segment.offset + 5000] ^= 0x10
     (www / "bad.tar").write_bytes(bytes(data))
-    with open_http_segments(server.url + "bad.tar", **FAST) as source:
+    with open_http_segments(server.url + "bad.tar", FAST) as source:
         streams = source.segments(refs)
         _, info = next(streams)
         info.read()
@@ -218,8 +219,8 @@ def test_netrc_credentials_are_sent_with_every_range(
     with FaultServer(www, auth=Basic(USER, PASSWORD)) as fs:
         url = fs.url + "env.tar"
         with pytest.raises(FetchError, match="HTTP 401, authentication required"):
-            open_http_segments(url, **FAST)
-        with open_http_segments(url, netrc_file=netrc, **FAST) as source:
+            open_http_segments(url, FAST)
+        with open_http_segments(url, replace(FAST, netrc_file=netrc)) as source:
             assert read_all(source, refs) == expected_bytes(versions.new2, refs)
         requests = served(fs)
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -271,7 +272,7 @@ def test_metadata_larger_than_the_first_request_is_read_to_its_end_exactly(
     end = metadata_end(archive)
     assert end > 2 * HEAD_SIZE
     with FaultServer(archive.parent) as fs:
-        with open_http_segments(fs.url + archive.name, **FAST) as source:
+        with open_http_segments(fs.url + archive.name, FAST) as source:
             assert source.metadata == segments.metadata_of(archive)
             assert source.bytes_read == end
         requests = served(fs, archive.name)
@@ -360,7 +361,7 @@ def test_ranges_the_server_coalesces_into_one_are_accepted(versions: Versions) -
     refs = wanted(versions)
     server = Crafted(versions.new2.read_bytes(), "coalesce")
     try:
-        with open_http_segments(server.url, **FAST) as source:
+        with open_http_segments(server.url, FAST) as source:
             assert read_all(source, refs) == expected_bytes(versions.new2, refs)
     finally:
         server.stop()
@@ -379,7 +380,7 @@ def test_multipart_parts_that_do_not_match_what_was_asked_are_refused(
     refs = wanted(versions)
     server = Crafted(versions.new2.read_bytes(), mode)
     try:
-        with open_http_segments(server.url, **FAST) as source, pytest.raises(FetchError) as caught:
+        with open_http_segments(server.url, FAST) as source, pytest.raises(FetchError) as caught:
             read_all(source, refs)
         assert caught.value.message.startswith(server.url)
         assert caught.match(message)
@@ -399,7 +400,7 @@ def test_segments_beyond_the_end_of_the_file_are_refused_naming_the_package(
     replace_metadata(versions.new2, edit, www / "hostile.tar")
     refs = list(package_refs(segments.metadata_of(www / "hostile.tar").packages[-1]))
     url = server.url + "hostile.tar"
-    with open_http_segments(url, **FAST) as source, pytest.raises(ArchiveError) as caught:
+    with open_http_segments(url, FAST) as source, pytest.raises(ArchiveError) as caught:
         read_all(source, refs)
     assert f"{url}: the metadata gives package epsilon-1.0-0 an impossible offset" in str(
         caught.value

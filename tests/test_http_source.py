@@ -12,6 +12,7 @@ import re
 import shutil
 import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ from faultserver import (
 from portpack.errors import FetchError, PortpackError, UsageError
 from portpack.progress import Reporter
 from portpack.remote.http import HttpStream, open_url
+from portpack.remote.options import SourceOptions
 from treesnap import diff, snapshot
 
 HISTORY = ("conda-meta/history",)  # names the archive it came from: a path or a URL
-FAST: dict[str, Any] = {"backoff": 0.0, "timeout": 10.0}
+FAST = SourceOptions(backoff=0.0, timeout=10.0)
 Snapshot = dict[str, tuple[str, int, str]]
 
 
@@ -96,13 +98,14 @@ def server(served: Path) -> Iterator[FaultServer]:
 
 @pytest.fixture
 def check(place: Path, reference: Snapshot) -> Callable[..., str]:
-    """``check(url, **open_url_options)``: stream ``url`` into ``place``, compare the
-    tree against unpacking the file, and return the history the prefix recorded."""
+    """``check(url, reporter=None, **options)``: stream ``url`` (``FAST`` with the
+    :class:`SourceOptions` given) into ``place``, compare the tree against unpacking
+    the file, and return the history the prefix recorded."""
 
-    def run(url: str, **options: Any) -> str:
+    def run(url: str, reporter: Reporter | None = None, **options: Any) -> str:
         prefix = place / "env"
         try:
-            with open_url(url, **{**FAST, **options}) as stream:
+            with open_url(url, replace(FAST, **options), reporter=reporter) as stream:
                 portpack.unpack(stream, place, "env")
             assert diff(reference, snapshot(prefix, skip=HISTORY)) == []
             return (prefix / "conda-meta" / "history").read_text()
@@ -112,8 +115,8 @@ def check(place: Path, reference: Snapshot) -> Callable[..., str]:
     return run
 
 
-def unpack_url(url: str, out: Path, **options: Any) -> Path:
-    with open_url(url, **{**FAST, **options}) as stream:
+def unpack_url(url: str, out: Path) -> Path:
+    with open_url(url, FAST) as stream:
         return portpack.unpack(stream, out, "env").prefix
 
 
@@ -200,14 +203,14 @@ def test_errors_worth_retrying_are_retried_a_bounded_number_of_times(
     ]
     server.fail("env.tar", *[Status(500)] * 3)
     with pytest.raises(FetchError, match=r"HTTP 500 \(gave up after 3 attempts in a row\)"):
-        open_url(server.url + "env.tar", retries=2, backoff=0.0)
+        open_url(server.url + "env.tar", SourceOptions(retries=2, backoff=0.0))
 
 
 def test_a_refused_connection_gives_up_after_the_retries(tmp_path: Path) -> None:
     url = closed_port_url() + "env.tar"
     recorder = Recorder()
     with pytest.raises(FetchError) as caught:
-        open_url(url, retries=2, backoff=0.0, reporter=recorder)
+        open_url(url, SourceOptions(retries=2, backoff=0.0), reporter=recorder)
     assert f"cannot download {url}: cannot connect to {url}" in str(caught.value)
     assert caught.value.url == url
     assert len(recorder.retries) == 2
@@ -293,7 +296,7 @@ def test_a_wrong_content_length_is_an_error_and_leaves_nothing(
 ) -> None:
     url = server.url + "env.tar"
     server.fail("env.tar", Length(delta))
-    with pytest.raises(FetchError, match=expected) as caught, open_url(url, **FAST) as stream:
+    with pytest.raises(FetchError, match=expected) as caught, open_url(url, FAST) as stream:
         stream.read()
     assert url in str(caught.value)
     server.fail("env.tar", Length(delta))
@@ -353,7 +356,7 @@ def test_tls_with_a_private_ca_given_by_ssl_cert_file(
     with FaultServer(served, tls=context) as server:
         url = server.url + "env.tar"
         with pytest.raises(FetchError, match="TLS certificate is not trusted") as caught:
-            open_url(url, **FAST)
+            open_url(url, FAST)
         assert "--ca-bundle or SSL_CERT_FILE" in str(caught.value)
         monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
         check(url)
@@ -366,13 +369,37 @@ def test_an_insecure_host_is_read_without_verifying_its_certificate(
     with FaultServer(served, tls=context) as server:
         netloc = server.url.split("//")[1].rstrip("/")
         check(server.url + "env.tar", insecure_hosts=[netloc])
+        check(server.url + "env.tar", insecure_hosts=netloc)  # one host, not its letters
         with pytest.raises(FetchError, match="TLS certificate is not trusted"):
-            open_url(server.url + "env.tar", insecure_hosts=["other.example"], **FAST)
+            open_url(server.url + "env.tar", replace(FAST, insecure_hosts=["other.example"]))
 
 
 def test_an_unreadable_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"cannot use CA bundle .*missing\.pem"):
-        open_url("https://127.0.0.1:1/env.tar", ca_bundle=tmp_path / "missing.pem")
+        open_url("https://127.0.0.1:1/env.tar", SourceOptions(ca_bundle=tmp_path / "missing.pem"))
+
+
+@pytest.mark.parametrize(
+    ("knobs", "named"),
+    [
+        ({"timeout": 0.0}, "timeout=0.0"),
+        ({"timeout": -1.0}, "timeout=-1.0"),
+        ({"timeout": float("inf")}, "timeout=inf"),
+        ({"timeout": float("nan")}, "timeout=nan"),
+        ({"backoff": -0.5}, "backoff=-0.5"),
+        ({"backoff": float("inf")}, "backoff=inf"),
+        ({"retries": -1}, "got -1"),
+    ],
+)
+def test_options_that_would_leave_a_wait_unbounded_are_refused(
+    knobs: dict[str, Any], named: str
+) -> None:
+    """Every wait is bounded: a timeout or backoff that is not a finite number of
+    seconds, or negative retries, is a usage error naming the value, before any
+    connection."""
+    with pytest.raises(UsageError) as caught:
+        SourceOptions(**knobs)
+    assert named in str(caught.value)
 
 
 # -- credentials ----------------------------------------------------------------------
@@ -423,7 +450,7 @@ def test_without_credentials_a_401_says_what_to_do(
     monkeypatch.delenv("NETRC", raising=False)
     url = private_server.url + "env.tar"
     with pytest.raises(FetchError) as caught:
-        open_url(url, **FAST)
+        open_url(url, FAST)
     assert str(caught.value) == (
         f"cannot download {url}: HTTP 401, authentication required\n"
         "No credentials were found for this host: add it to ~/.netrc (or the file $NETRC "
@@ -447,7 +474,7 @@ def test_credentials_never_appear_in_errors_or_retry_reasons(
     wrong = netrc_for(tmp_path, "127.0.0.1", password="not-" + PASSWORD)
     url = private_server.url + "env.tar"
     with pytest.raises(FetchError) as caught:
-        open_url(url, netrc_file=wrong, **FAST)
+        open_url(url, replace(FAST, netrc_file=wrong))
     assert "HTTP 401" in str(caught.value)
     assert f"The credentials from the netrc file {wrong} were refused." in str(caught.value)
     assert "not-" + PASSWORD not in str(caught.value)
@@ -455,19 +482,19 @@ def test_credentials_never_appear_in_errors_or_retry_reasons(
     in_url = url.replace("http://", f"http://{USER}:{PASSWORD}@")
     private_server.fail("env.tar", Status(503))
     recorder = Recorder()
-    with open_url(in_url, reporter=recorder, **FAST) as stream:
+    with open_url(in_url, FAST, reporter=recorder) as stream:
         assert secrets_in(stream.name) == []
         assert stream.name == url.replace("http://", "http://***@")
     assert recorder.retries and all(secrets_in(repr(r)) == [] for r in recorder.retries)
     with pytest.raises(FetchError) as caught:
-        open_url(in_url.replace("env.tar", "missing.tar"), **FAST)
+        open_url(in_url.replace("env.tar", "missing.tar"), FAST)
     assert "HTTP 404" in str(caught.value)
     assert secrets_in(str(caught.value)) == [] and secrets_in(str(caught.value.url)) == []
     # A netrc file that cannot be parsed is named, its content is not quoted.
     broken = tmp_path / "broken"
     broken.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD} {PASSWORD}x\n")
     with pytest.raises(UsageError) as caught_usage:
-        open_url(url, netrc_file=broken)
+        open_url(url, SourceOptions(netrc_file=broken))
     assert str(broken) in str(caught_usage.value)
     assert PASSWORD not in str(caught_usage.value)
 
@@ -510,7 +537,7 @@ def test_an_auth_file_entry_of_an_unknown_kind_is_named(tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"files.example.org": {"Magic": PASSWORD}}))
     with pytest.raises(UsageError, match=r"'files\.example\.org' is not a BearerToken") as caught:
-        open_url("https://files.example.org/env.tar", auth_file=auth)
+        open_url("https://files.example.org/env.tar", SourceOptions(auth_file=auth))
     assert PASSWORD not in str(caught.value)
 
 
@@ -548,7 +575,7 @@ def test_https_through_a_proxy_is_tunnelled_and_still_verified(
         assert {s.target for s in proxy.seen} == {netloc}
         # TLS is to the server, not the proxy: without the CA the tunnel is refused.
         with pytest.raises(FetchError, match="TLS certificate is not trusted") as caught:
-            open_url(server.url + "env.tar", **FAST)
+            open_url(server.url + "env.tar", FAST)
         assert PASSWORD not in str(caught.value)
 
 
@@ -581,8 +608,8 @@ def test_a_proxy_that_wants_credentials_is_named_without_them(
     with FaultServer(served, tls=context) as server, TunnelProxy(("corp", PASSWORD)) as proxy:
         proxy_env(proxy.url.replace("//", "//corp:wrong-one@"))
         with pytest.raises(FetchError, match="407") as caught:
-            open_url(server.url + "env.tar", ca_bundle=bundle, **FAST)
+            open_url(server.url + "env.tar", replace(FAST, ca_bundle=bundle))
         assert "wrong-one" not in str(caught.value)
         proxy_env("https://proxy.example:3128")
         with pytest.raises(UsageError, match="only http:// proxies"):
-            open_url(server.url + "env.tar", ca_bundle=bundle, **FAST)
+            open_url(server.url + "env.tar", replace(FAST, ca_bundle=bundle))

@@ -40,6 +40,7 @@ from portpack.remote.oci_archive import (
     push_archive,
 )
 from portpack.remote.oci_ref import parse_oci_ref
+from portpack.remote.options import SourceOptions
 from portpack.remote.registry_auth import CredentialSource, parse_challenge
 from support.ociregistry import FaultProxy, Registry, TokenServer, require_registry
 from treesnap import diff, snapshot
@@ -121,8 +122,8 @@ def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def pull_bytes(ref: str, **kwargs: Any) -> tuple[fmt.Metadata, bytes]:
-    meta, stream = open_artifact(ref, **kwargs)
+def pull_bytes(ref: str, options: SourceOptions | None = None) -> tuple[fmt.Metadata, bytes]:
+    meta, stream = open_artifact(ref, options)
     with stream:
         return meta, stream.read()
 
@@ -326,9 +327,9 @@ def test_insecure_host_means_unverified_tls_then_plain_http(
         with pytest.raises(RegistryError, match="TLS certificate not trusted") as caught:
             push_archive(v14, ref)
         assert "--insecure-host" in (caught.value.hint or "")
-        push_archive(v14, ref, insecure_hosts=[registry.netloc])
-        assert pull_bytes(ref, ca_bundle=str(tmp_path / "ca.pem"))[1] == v14.read_bytes()
-        assert pull_bytes(ref, insecure_hosts=["127.0.0.1"])[1] == v14.read_bytes()
+        push_archive(v14, ref, SourceOptions(insecure_hosts=[registry.netloc]))
+        assert pull_bytes(ref, SourceOptions(ca_bundle=tmp_path / "ca.pem"))[1] == v14.read_bytes()
+        assert pull_bytes(ref, SourceOptions(insecure_hosts=["127.0.0.1"]))[1] == v14.read_bytes()
     finally:
         registry.stop()
 
@@ -468,7 +469,7 @@ def test_basic_auth_with_htpasswd(
     assert f"{basic_registry.netloc} requires credentials" in str(anonymous.value)
     # rattler's auth file (--auth-file) for the push ...
     auth = rattler_auth_file(tmp_path / "credentials.json", basic_registry.netloc)
-    result = push_archive(v14, ref, auth_file=auth)
+    result = push_archive(v14, ref, SourceOptions(auth_file=auth))
     assert result.uploaded_blobs > 0
     # ... docker's config.json, with a base64 "auth", for the pull.
     docker = tmp_path / "docker"
@@ -481,7 +482,7 @@ def test_basic_auth_with_htpasswd(
     assert pull_bytes(ref)[1] == v14.read_bytes()
     wrong = rattler_auth_file(tmp_path / "wrong.json", basic_registry.netloc, "not-it-at-all")
     with pytest.raises(RegistryAuthError) as refused:
-        open_artifact(ref, auth_file=wrong)
+        open_artifact(ref, SourceOptions(auth_file=wrong))
     text = str(refused.value)
     assert "refused the credentials for alice" in text and str(wrong) in text
     assert "not-it-at-all" not in text and PASSWORD not in text
@@ -519,7 +520,7 @@ def test_bearer_token_flow(
     assert "requires credentials" in str(anonymous.value)
     wrong = rattler_auth_file(tmp_path / "wrong.json", reg.netloc, "wrong-password-here")
     with pytest.raises(RegistryAuthError) as refused:
-        open_artifact(ref, auth_file=wrong)
+        open_artifact(ref, SourceOptions(auth_file=wrong))
     assert "token service" in str(refused.value) and str(wrong) in str(refused.value)
     assert "wrong-password-here" not in str(refused.value)
 

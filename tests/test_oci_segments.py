@@ -135,7 +135,7 @@ def test_registry_basic_auth_is_honoured(
     try:
         auth = rattler_auth_file(tmp_path / "credentials.json", reg.netloc)
         ref = reg.ref("envs/private:1.5")
-        push_archive(versions.new, ref, auth_file=auth)
+        push_archive(versions.new, ref, SourceOptions(auth_file=auth))
         refs = changed_refs(versions.old, versions.new)
         with ExitStack() as stack, pytest.raises(RegistryAuthError):
             open_segment_source(ref, stack)

@@ -250,6 +250,7 @@ def test_unpack_of_a_presigned_https_url_through_the_http_source(
     """An archive shipped through S3 needs no S3 client to unpack: a presigned URL is a
     plain HTTP(S) URL (the signature is in its query string) for portpack.remote.http."""
     from portpack.remote.http import open_url
+    from portpack.remote.options import SourceOptions
 
     lock = portpack.lock(
         ["hello-c"],
@@ -264,7 +265,7 @@ def test_unpack_of_a_presigned_https_url_through_the_http_source(
         "get_object", Params={"Bucket": bucket, "Key": "archives/p.tar"}, ExpiresIn=600
     )
     assert "Signature" in url
-    with open_url(url, timeout=30.0, backoff=0.0) as stream:
+    with open_url(url, SourceOptions(timeout=30.0, backoff=0.0)) as stream:
         portpack.unpack(stream, tmp_path / "streamed", "env")
     portpack.unpack(tmp_path / "p.tar", tmp_path / "file", "env")
     skip = ("conda-meta/history",)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import portpack
-from faultserver import FaultServer
+from faultserver import Basic, FaultServer
 from hostile import Member, RawPackage, make_archive
 from portpack.remote._http import Body
 from portpack.remote.oci import MANIFEST_MEDIA_TYPE, RegistryClient, sha256_digest
@@ -130,6 +131,46 @@ def test_cli_inspect_of_a_url(server: FaultServer, home: Path, archive: Path) ->
     assert done.returncode == 0, done.stderr
     names = [p["name"] for p in json.loads(done.stdout)["packages"]]
     assert names == ["alpha", "beta"]
+
+
+def test_cli_inspect_and_diff_hand_every_source_option_to_the_url_client(
+    archive: Path, home: Path, tmp_path: Path
+) -> None:
+    """``--ca-bundle``, ``--netrc``, ``--auth-file`` and ``--insecure-host`` of inspect
+    and diff reach the client: a TLS server with a private CA that wants credentials
+    is refused without each option and read with it."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    user, password = "fleet", "opt-Secret-7"
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {user} password {password}\n")
+    netrc.chmod(0o600)
+    with FaultServer(archive.parent, tls=context, auth=Basic(user, password)) as server:
+        url = server.url + "env.tar"
+        netloc = f"127.0.0.1:{server.port}"
+        auth = tmp_path / "auth.json"
+        auth.write_text(
+            json.dumps({netloc: {"BasicHTTP": {"username": user, "password": password}}})
+        )
+        untrusted = cli(home, "inspect", url, "--netrc", netrc)
+        assert untrusted.returncode == 1 and "TLS certificate is not trusted" in untrusted.stderr
+        anonymous = cli(home, "inspect", url, "--ca-bundle", bundle)
+        assert anonymous.returncode == 1 and "HTTP 401" in anonymous.stderr
+        for how in (
+            ["--ca-bundle", bundle, "--netrc", netrc],
+            ["--ca-bundle", bundle, "--auth-file", auth],
+            ["--insecure-host", netloc, "--netrc", netrc],
+        ):
+            done = cli(home, "inspect", url, "--json", *how)
+            assert done.returncode == 0, (how, done.stderr)
+            assert [p["name"] for p in json.loads(done.stdout)["packages"]] == ["alpha", "beta"]
+            same = cli(home, "diff", url, archive, *how)
+            assert same.returncode == 0, (how, same.stderr)
+        assert password not in untrusted.stderr + anonymous.stderr
 
 
 def test_a_missing_url_is_one_clear_paragraph_and_leaves_nothing(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from portpack.cli.common import plural, run_reporting_errors
 from portpack.cli.options import CONTEXT, source_options
+
+if TYPE_CHECKING:
+    from portpack.remote.options import SourceOptions
 
 
 @click.command(
@@ -27,10 +31,7 @@ def diff(
     old: str,
     new: str,
     as_json: bool,
-    ca_bundle: str | None,
-    auth_file: str | None,
-    netrc_file: str | None,
-    insecure_hosts: tuple[str, ...],
+    source: SourceOptions,
     debug: bool,
 ) -> None:
     """Compare the packages of OLD and NEW: each an environment directory or an archive
@@ -38,19 +39,9 @@ def diff(
     the archive's metadata is read). From an environment to an archive it shows what
     'portpack unpack ARCHIVE --update' would do. Exit status 0 when they hold the same
     packages, 1 when they differ."""
-    from portpack.unpacker.diffing import diff as do_diff
+    from portpack.unpacker.diffing import diff_with
 
-    report = run_reporting_errors(
-        lambda: do_diff(
-            old,
-            new,
-            ca_bundle=ca_bundle,
-            auth_file=auth_file,
-            netrc_file=netrc_file,
-            insecure_hosts=insecure_hosts,
-        ),
-        debug,
-    )
+    report = run_reporting_errors(lambda: diff_with(old, new, source), debug)
     doc = report.to_json()
     if as_json:
         click.echo(json.dumps(doc, indent=2))

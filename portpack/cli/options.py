@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,18 @@ import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: ``--insecure-host``, the same for every command that reaches a registry or a URL.
+INSECURE_HOST = click.option(
+    "--insecure-host",
+    "insecure_hosts",
+    multiple=True,
+    metavar="HOST",
+    help=(
+        "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
+        "use plain HTTP, as with docker's insecure registries (repeatable)."
+    ),
+)
 
 
 def network_options(func: _F) -> _F:
@@ -31,16 +44,7 @@ def network_options(func: _F) -> _F:
             type=click.Path(dir_okay=False),
             help="PEM file of CA certificates to trust (default: $SSL_CERT_FILE, else certifi's).",
         ),
-        click.option(
-            "--insecure-host",
-            "insecure_hosts",
-            multiple=True,
-            metavar="HOST",
-            help=(
-                "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
-                "use plain HTTP, as with docker's insecure registries (repeatable)."
-            ),
-        ),
+        INSECURE_HOST,
     ]
     for option in reversed(options):
         func = option(func)
@@ -56,9 +60,25 @@ INPUT_NAMES = {
 }
 
 
-def source_options(func: _F) -> _F:
+def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """How ``inspect`` and ``diff`` reach an archive given as a URL or reference:
-    ``--ca-bundle``, ``--auth-file``, ``--netrc``, ``--insecure-host``."""
+    ``--ca-bundle``, ``--auth-file``, ``--netrc``, ``--insecure-host``, handed to the
+    command as one ``source`` (:class:`~portpack.remote.options.SourceOptions`)."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        ca_bundle: str | None,
+        auth_file: str | None,
+        netrc_file: str | None,
+        insecure_hosts: tuple[str, ...],
+        **kwargs: Any,
+    ) -> Any:
+        from portpack.remote.options import SourceOptions
+
+        source = SourceOptions(ca_bundle, auth_file, netrc_file, insecure_hosts)
+        return func(*args, source=source, **kwargs)
+
     options = [
         click.option(
             "--ca-bundle", type=click.Path(dir_okay=False), help="PEM CA bundle to trust."
@@ -71,20 +91,12 @@ def source_options(func: _F) -> _F:
         click.option(
             "--netrc", "netrc_file", type=click.Path(dir_okay=False), help=".netrc for URLs."
         ),
-        click.option(
-            "--insecure-host",
-            "insecure_hosts",
-            multiple=True,
-            metavar="HOST",
-            help=(
-                "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
-                "use plain HTTP, as with docker's insecure registries (repeatable)."
-            ),
-        ),
+        INSECURE_HOST,
     ]
+    wrapped: Callable[..., Any] = command
     for option in reversed(options):
-        func = option(func)
-    return func
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def inputs_checked(func: _F, **paths: Any) -> _F:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from portpack.cli.common import run_reporting_errors
-from portpack.cli.options import CONTEXT
+from portpack.cli.options import CONTEXT, INSECURE_HOST
 
 if TYPE_CHECKING:
     from portpack.packer.push import PushResult
@@ -51,16 +51,7 @@ Examples:
     type=click.Path(dir_okay=False),
     help="PEM file of CA certificates to trust (default: the system store, $SSL_CERT_FILE).",
 )
-@click.option(
-    "--insecure-host",
-    "insecure_hosts",
-    multiple=True,
-    metavar="HOST",
-    help=(
-        "Do not verify the TLS certificate of HOST[:PORT]; a registry there may also "
-        "use plain HTTP, as with docker's insecure registries (repeatable)."
-    ),
-)
+@INSECURE_HOST
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def push(

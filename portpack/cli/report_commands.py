@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from portpack.cli.common import run_reporting_errors
 from portpack.cli.options import CONTEXT, source_options
+
+if TYPE_CHECKING:
+    from portpack.remote.options import SourceOptions
 
 
 @click.command(
@@ -61,10 +66,7 @@ Examples:
 def inspect(
     archive: str,
     as_json: bool,
-    ca_bundle: str | None,
-    auth_file: str | None,
-    netrc_file: str | None,
-    insecure_hosts: tuple[str, ...],
+    source: SourceOptions,
     debug: bool,
 ) -> None:
     """Show what ARCHIVE (portpack or pixi-pack; a file, '-', an http(s):// URL or an
@@ -77,18 +79,9 @@ def inspect(
     import sys
 
     from portpack.cli.render import summary_text
-    from portpack.unpacker.sources import inspect as do_inspect
+    from portpack.unpacker.sources import inspect_with
 
     # "-": standard input (named "<stdin>" in the summary and in errors).
-    source = sys.stdin.buffer if archive == "-" else archive
-    summary = run_reporting_errors(
-        lambda: do_inspect(
-            source,
-            ca_bundle=ca_bundle,
-            auth_file=auth_file,
-            netrc_file=netrc_file,
-            insecure_hosts=insecure_hosts,
-        ),
-        debug,
-    )
+    given = sys.stdin.buffer if archive == "-" else archive
+    summary = run_reporting_errors(lambda: inspect_with(given, source), debug)
     click.echo(json.dumps(summary.to_json(), indent=2) if as_json else summary_text(summary))

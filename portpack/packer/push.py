@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from portpack.errors import UsageError
 from portpack.remote.oci_archive import PushResult, push_archive
 from portpack.remote.oci_ref import OciRef, parse_oci_ref
+from portpack.remote.options import SourceOptions
 
 if TYPE_CHECKING:
     from portpack.packer.options import PackOptions
@@ -44,20 +45,14 @@ def push(
     push that fails tags nothing.  The result names the manifest digest and counts the
     blobs and bytes uploaded and skipped.
     """
-    parsed = _reference(ref, insecure_hosts)
-    return push_archive(
-        archive,
-        parsed,
-        mount_from=mount_from,
-        auth_file=auth_file,
-        ca_bundle=None if ca_bundle is None else os.fspath(ca_bundle),
-    )
+    options = SourceOptions(ca_bundle=ca_bundle, auth_file=auth_file, insecure_hosts=insecure_hosts)
+    return push_archive(archive, _reference(ref, options), options, mount_from=mount_from)
 
 
-def _reference(ref: str, insecure_hosts: Sequence[str]) -> OciRef:
+def _reference(ref: str, options: SourceOptions) -> OciRef:
     if not isinstance(ref, str) or not ref.lower().startswith("oci://"):
         raise UsageError(f"not an OCI reference (oci://HOST/REPOSITORY[:TAG]): {ref!r}")
-    return parse_oci_ref(ref, insecure_hosts)
+    return parse_oci_ref(ref, options.insecure_hosts)
 
 
 def pack_and_push(
@@ -70,8 +65,11 @@ def pack_and_push(
     returned and what the push did.
     """
     ref = str(options.output.target)
-    insecure = tuple(options.network.insecure_hosts)
-    parsed = _reference(ref, insecure)
+    net = options.network
+    source = SourceOptions(
+        ca_bundle=net.ca_bundle, auth_file=net.auth_file, insecure_hosts=net.insecure_hosts
+    )
+    parsed = _reference(ref, source)
     if options.output.archive_format != "portpack":
         raise UsageError(f"{ref}: only portpack archives can be pushed to a registry")
     if options.output.directory_only or options.output.executable is not None:
@@ -84,11 +82,4 @@ def pack_and_push(
         path = Path(scratch) / "environment.tar"
         output = dataclasses.replace(options.output, target=path)
         result = pack_with(dataclasses.replace(options, output=output))
-        pushed = push(
-            path,
-            str(parsed),
-            auth_file=options.network.auth_file,
-            ca_bundle=options.network.ca_bundle,
-            insecure_hosts=insecure,
-        )
-        return result, pushed
+        return result, push_archive(path, parsed, source)

@@ -5,7 +5,8 @@ a file: nothing is written to disk.  On the standard library only (``http.client
 ``ssl``), because it runs on targets without pip.
 
 * TLS is verified against the system store (which honours ``SSL_CERT_FILE`` and
-  ``SSL_CERT_DIR``), or against ``ca_bundle`` alone when one is given.
+  ``SSL_CERT_DIR``), or against ``ca_bundle`` alone when the options
+  (:class:`~portpack.remote.options.SourceOptions`) give one.
 * Credentials (:mod:`portpack.remote.netrc_auth`) are chosen per request for the
   request's own host, so a redirect to another host carries none of the first host's;
   they never appear in an error (URLs are named with their secrets masked).
@@ -14,9 +15,10 @@ a file: nothing is written to disk.  On the standard library only (``http.client
   ``Last-Modified``); the ``206``'s ``Content-Range`` must start at ``N`` and name the
   same total.  A ``200`` to that request (no range support, or the file changed) is an
   error once bytes were handed to the reader, since they cannot be taken back.
-* Every wait is bounded: connect and each read by ``timeout``, consecutive failed
-  attempts by ``retries`` (with capped, jittered exponential backoff), all requests of
-  one stream by :data:`MAX_REQUESTS`, redirects by :data:`MAX_REDIRECTS`.
+* Every wait is bounded: connect and each read by the options' ``timeout``,
+  consecutive failed attempts by ``retries`` (with capped, jittered exponential
+  backoff), all requests of one stream by :data:`MAX_REQUESTS`, redirects by
+  :data:`MAX_REDIRECTS`.
 * A body longer than its ``Content-Length`` is refused, not cut short silently.
 """
 
@@ -29,7 +31,6 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from portpack.errors import UsageError
@@ -43,17 +44,13 @@ from portpack.remote.http_request import (
     valid_http_url,
 )
 from portpack.remote.netrc_auth import Credentials, redact, redact_url
+from portpack.remote.options import SourceOptions
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-DEFAULT_TIMEOUT = 30.0
-"""Seconds to wait for a connection, and for each read."""
-DEFAULT_RETRIES = 5
-"""Failed attempts in a row (no byte arrived in between) that are retried."""
-DEFAULT_BACKOFF = 0.5
-"""Seconds before the first retry; doubled per failure in a row, up to :data:`BACKOFF_CAP`."""
 BACKOFF_CAP = 30.0
+"""The longest wait between two attempts (the options' ``backoff`` doubles up to it)."""
 MAX_REQUESTS = 200
 """Requests one stream makes at most, whatever the progress between them."""
 __all__ = ["MAX_REDIRECTS", "HttpStream", "make_settings", "open_url"]
@@ -62,37 +59,18 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
 
 def open_url(
-    url: str,
-    *,
-    ca_bundle: str | os.PathLike[str] | None = None,
-    auth_file: str | os.PathLike[str] | None = None,
-    netrc_file: str | os.PathLike[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    backoff: float = DEFAULT_BACKOFF,
-    reporter: Reporter | None = None,
-    insecure_hosts: Sequence[str] = (),
+    url: str, options: SourceOptions | None = None, *, reporter: Reporter | None = None
 ) -> HttpStream:
-    """Open the archive at ``url`` for reading forward (see the module docstring).
+    """Open the archive at ``url`` for reading forward (see the module docstring), as
+    ``options`` say (defaults: the system store, no auth file, ``$NETRC``).
 
     The first response is awaited here, so a wrong URL, missing credentials or an
     untrusted certificate raise :class:`~portpack.errors.FetchError` at once; bad
     options (an unreadable CA bundle, auth or netrc file) raise
     :class:`~portpack.errors.UsageError`.  ``reporter`` hears of retries
     (``on_download_retry``) and of the bytes read (``on_transfer_progress``).
-    The TLS certificates of ``insecure_hosts`` (``host`` or ``host:port``) are not verified.
     """
-    settings = make_settings(
-        url,
-        ca_bundle=ca_bundle,
-        auth_file=auth_file,
-        netrc_file=netrc_file,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        insecure_hosts=insecure_hosts,
-    )
-    stream = HttpStream(settings, reporter or Reporter())
+    stream = HttpStream(make_settings(url, options), reporter or Reporter())
     try:
         stream._next_response()
     except BaseException:
@@ -101,31 +79,21 @@ def open_url(
     return stream
 
 
-def make_settings(
-    url: str,
-    *,
-    ca_bundle: str | os.PathLike[str] | None = None,
-    auth_file: str | os.PathLike[str] | None = None,
-    netrc_file: str | os.PathLike[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    backoff: float = DEFAULT_BACKOFF,
-    insecure_hosts: Sequence[str] = (),
-) -> Settings:
-    """How to reach ``url`` (the options of :func:`open_url`), checked."""
+def make_settings(url: str, options: SourceOptions | None = None) -> Settings:
+    """How to reach ``url`` with ``options``, checked (the TLS certificates of
+    ``options.insecure_hosts`` are not verified)."""
     if not valid_http_url(url):
         raise UsageError(f"not an http:// or https:// URL: {redact_url(url)}")
-    if timeout <= 0 or retries < 0 or backoff < 0:
-        raise UsageError("timeout must be positive, retries and backoff not negative")
+    options = options or SourceOptions()
     settings = Settings(
         url,
-        _ssl_context(ca_bundle),
-        Credentials(auth_file=auth_file, netrc_file=netrc_file),
-        timeout,
-        retries,
-        backoff,
+        _ssl_context(options.ca_bundle),
+        Credentials(auth_file=options.auth_file, netrc_file=options.netrc_file),
+        options.timeout,
+        options.retries,
+        options.backoff,
     )
-    for host in insecure_hosts:
+    for host in options.insecure_hosts:
         settings.transport.skip_verification(host)
     return settings
 

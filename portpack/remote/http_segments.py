@@ -14,7 +14,6 @@ yields is exactly the segment's bytes, checked against its sha256.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -26,9 +25,6 @@ from portpack.archive.segment_source import SegmentRef
 from portpack.errors import ArchiveError
 from portpack.progress import Reporter
 from portpack.remote.http import (
-    DEFAULT_BACKOFF,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
     MAX_REQUESTS,
     HttpStream,
     make_settings,
@@ -44,6 +40,7 @@ from portpack.remote.http_ranges import (
     check_window,
 )
 from portpack.remote.http_request import Body, Retry, Settings, request
+from portpack.remote.options import SourceOptions
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -340,30 +337,11 @@ def _beyond(spans: list[Span], tail: Span) -> list[Span]:
 
 
 def open_http_segments(
-    url: str,
-    *,
-    ca_bundle: str | os.PathLike[str] | None = None,
-    auth_file: str | os.PathLike[str] | None = None,
-    netrc_file: str | os.PathLike[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    backoff: float = DEFAULT_BACKOFF,
-    reporter: Reporter | None = None,
-    insecure_hosts: Sequence[str] = (),
+    url: str, options: SourceOptions | None = None, *, reporter: Reporter | None = None
 ) -> HttpSegmentSource:
     """Read the metadata of the archive at ``url`` and return its segment source.
 
-    The options are those of :func:`~portpack.remote.http.open_url`; ``reporter``
+    ``options`` are those of :func:`~portpack.remote.http.open_url`; ``reporter``
     hears of retries.  Close the source when done.
     """
-    settings = make_settings(
-        url,
-        ca_bundle=ca_bundle,
-        auth_file=auth_file,
-        netrc_file=netrc_file,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        insecure_hosts=insecure_hosts,
-    )
-    return HttpSegmentSource(settings, reporter or Reporter())
+    return HttpSegmentSource(make_settings(url, options), reporter or Reporter())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -57,7 +56,7 @@ from portpack.remote.oci_layout import (
     metadata_of,
 )
 from portpack.remote.oci_ref import OciRef, parse_oci_ref
-from portpack.remote.registry_auth import CredentialSource
+from portpack.remote.options import SourceOptions
 
 #: A frame layer after the first is no larger than this.
 _MAX_FRAME_LAYER = 1 << 16
@@ -92,6 +91,14 @@ class PushResult:
         return self.stats.skipped_bytes + self.stats.mounted_bytes
 
 
+def _client(ref: str | OciRef, options: SourceOptions | None) -> RegistryClient:
+    """The registry client for ``ref``, as ``options`` say (``netrc_file`` and the
+    transport knobs are the URL client's: the registry client keeps its own)."""
+    options = options or SourceOptions()
+    parsed = ref if isinstance(ref, OciRef) else parse_oci_ref(ref, options.insecure_hosts)
+    return RegistryClient(parsed, auth_file=options.auth_file, ca_bundle=options.ca_file)
+
+
 # -- push -----------------------------------------------------------------------------
 
 
@@ -105,24 +112,20 @@ def _descriptor(media_type: str, digest: str, size: int, member: str | None) -> 
 def push_archive(
     archive: str | os.PathLike[str] | BinaryIO,
     ref: str | OciRef,
+    options: SourceOptions | None = None,
     *,
     mount_from: str | None = None,
-    insecure_hosts: Sequence[str] = (),
-    auth_file: str | os.PathLike[str] | None = None,
-    credentials: CredentialSource | None = None,
-    ca_bundle: str | None = None,
 ) -> PushResult:
-    """Upload a portpack archive (a path or a binary stream) as an artifact and tag it.
+    """Upload a portpack archive (a path or a binary stream) as an artifact and tag it,
+    reaching the registry as ``options`` say (``ca_bundle``, ``auth_file``,
+    ``insecure_hosts``).
 
     Blobs the repository already has are not uploaded; with ``mount_from`` (another
     repository of the same registry, e.g. the previous version's) the registry is
     asked to link the blobs it holds there.  The manifest is put last, so a failed
     push tags nothing.
     """
-    parsed = ref if isinstance(ref, OciRef) else parse_oci_ref(ref, insecure_hosts)
-    client = RegistryClient(
-        parsed, auth_file=auth_file, credentials=credentials, ca_bundle=ca_bundle
-    )
+    client = _client(ref, options)
     try:
         if isinstance(archive, str | os.PathLike):
             try:
@@ -203,23 +206,16 @@ def _push_small(
 
 
 def open_artifact(
-    ref: str | OciRef,
-    *,
-    insecure_hosts: Sequence[str] = (),
-    auth_file: str | os.PathLike[str] | None = None,
-    credentials: CredentialSource | None = None,
-    ca_bundle: str | None = None,
+    ref: str | OciRef, options: SourceOptions | None = None
 ) -> tuple[fmt.Metadata, ArtifactStream]:
-    """The metadata of a portpack artifact and a stream of its archive bytes.
+    """The metadata of a portpack artifact and a stream of its archive bytes, the
+    registry reached as ``options`` say (as for :func:`push_archive`).
 
     Only the manifest and the config are read here (``inspect`` needs no more); the
     stream then reads the layers in order, each checked against its digest, and
     raises on the first byte that does not match.  Close it when done.
     """
-    parsed = ref if isinstance(ref, OciRef) else parse_oci_ref(ref, insecure_hosts)
-    client = RegistryClient(
-        parsed, auth_file=auth_file, credentials=credentials, ca_bundle=ca_bundle
-    )
+    client = _client(ref, options)
     try:
         manifest = _portpack_manifest(client, client.get_manifest())
         config_desc = manifest.doc["config"]

@@ -26,7 +26,7 @@ from portpack.conda.record import PackageRecord
 from portpack.conda.tarstream import looks_like_tar, sniff
 from portpack.errors import UsageError
 from portpack.install.prefix_state import PrefixState, read_prefix
-from portpack.unpacker.sources import SourceOptions, is_oci, open_archive_source
+from portpack.unpacker.sources import SourceOptions, is_oci, is_url, open_archive_source
 from portpack.unpacker.update_plan import UpdatePlan, plan_update
 
 Side = str | os.PathLike[str]
@@ -78,7 +78,12 @@ def diff(
     """Compare ``old`` with ``new``: each an environment directory or an archive (a
     path, a ``--directory-only`` folder, an ``http(s)://`` URL, an ``oci://`` reference;
     the options say how to reach one, as for :func:`portpack.unpack`)."""
-    options = SourceOptions(ca_bundle, auth_file, netrc_file, tuple(insecure_hosts))
+    return diff_with(old, new, SourceOptions(ca_bundle, auth_file, netrc_file, insecure_hosts))
+
+
+def diff_with(old: Side, new: Side, options: SourceOptions | None = None) -> DiffReport:
+    """:func:`diff`, a remote archive reached as ``options`` say."""
+    options = options or SourceOptions()
     before, after = _side(old, options), _side(new, options)
     old_records = before.records if isinstance(before, PrefixState) else _records(before)
     new_records = after.records if isinstance(after, PrefixState) else _records(after)
@@ -106,21 +111,15 @@ def _side(side: Side, options: SourceOptions) -> PrefixState | fmt.Metadata:
 
 def _remote(side: Side) -> bool:
     text = os.fspath(side)
-    return is_oci(text) or text.lower().startswith(("http://", "https://"))
+    return is_oci(text) or is_url(text)
 
 
 def archive_metadata(archive: Side, options: SourceOptions | None = None) -> fmt.Metadata:
     """The metadata of a portpack archive from any source (nothing else is read)."""
-    options = options or SourceOptions()
     if is_oci(os.fspath(archive)):
         from portpack.remote.oci_archive import open_artifact
 
-        meta, artifact = open_artifact(
-            os.fspath(archive),
-            insecure_hosts=options.insecure_hosts,
-            auth_file=options.auth_file,
-            ca_bundle=None if options.ca_bundle is None else os.fspath(options.ca_bundle),
-        )
+        meta, artifact = open_artifact(os.fspath(archive), options)
         artifact.close()
         return meta
     with ExitStack() as stack:

@@ -2,8 +2,9 @@
 reference (standard library + zstandard).
 
 :func:`open_archive_source` turns an archive argument into what the readers take (a
-path, or a stream read front to back); :func:`inspect` summarizes any of them.  The
-remote clients (:mod:`portpack.remote`) are imported only for a URL or a reference,
+path, or a stream read front to back); :func:`inspect` summarizes any of them.  How
+a remote one is reached is one :class:`~portpack.remote.options.SourceOptions`
+(re-exported here).  The remote clients are imported only for a URL or a reference,
 so unpacking a file starts as fast as before.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeGuard, cast
 
 from portpack.progress import Reporter
+from portpack.remote.options import SourceOptions as SourceOptions  # the public name here
 
 if TYPE_CHECKING:
     from portpack.archive import format as fmt
@@ -25,26 +26,12 @@ if TYPE_CHECKING:
 Archive = str | os.PathLike[str] | BinaryIO
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    """How to reach a remote archive (ignored for files and streams)."""
-
-    ca_bundle: str | os.PathLike[str] | None = None
-    """Trust only this CA bundle (PEM) instead of the system store."""
-    auth_file: str | os.PathLike[str] | None = None
-    """Credentials: rattler's JSON keyed by host, or a docker/containers auth file."""
-    netrc_file: str | os.PathLike[str] | None = None
-    """A ``.netrc`` for ``http(s)://`` (default: ``$NETRC`` or ``~/.netrc``)."""
-    insecure_hosts: Sequence[str] = ()
-    """Registries (``host`` or ``host:port``) that may be spoken to over plain HTTP."""
-
-
-def is_url(archive: object) -> bool:
+def is_url(archive: object) -> TypeGuard[str]:
     """Whether ``archive`` names an ``http(s)://`` URL."""
     return isinstance(archive, str) and archive.lower().startswith(("http://", "https://"))
 
 
-def is_oci(archive: object) -> bool:
+def is_oci(archive: object) -> TypeGuard[str]:
     """Whether ``archive`` names an ``oci://`` reference."""
     return isinstance(archive, str) and archive.lower().startswith("oci://")
 
@@ -62,35 +49,16 @@ def open_archive_source(
     is read; an HTTP(S) URL's first response is awaited here.  Both raise a
     :class:`~portpack.errors.PortpackError` naming the (masked) URL or reference.
     """
-    options = options or SourceOptions()
     if is_url(archive):
         from portpack.remote.http import open_url
 
-        assert isinstance(archive, str)
-        return cast(
-            BinaryIO,
-            stack.enter_context(
-                open_url(
-                    archive,
-                    ca_bundle=options.ca_bundle,
-                    auth_file=options.auth_file,
-                    netrc_file=options.netrc_file,
-                    reporter=_RetriesOnly(reporter) if reporter else None,
-                    insecure_hosts=options.insecure_hosts,
-                )
-            ),
-        )
+        stream = open_url(archive, options, reporter=_retries_only(reporter))
+        return cast(BinaryIO, stack.enter_context(stream))
     if is_oci(archive):
         from portpack.remote.oci_archive import open_artifact
 
-        assert isinstance(archive, str)
-        _, stream = open_artifact(
-            archive,
-            insecure_hosts=options.insecure_hosts,
-            auth_file=options.auth_file,
-            ca_bundle=_text(options.ca_bundle),
-        )
-        return stack.enter_context(stream)  # type: ignore[return-value]
+        _, artifact = open_artifact(archive, options)
+        return cast(BinaryIO, stack.enter_context(artifact))
     return archive
 
 
@@ -107,33 +75,17 @@ def open_segment_source(
     segments of a v2 archive), an ``oci://`` reference by the wanted layers' blobs;
     a path or a stream goes to :func:`open_local_segments`.
     """
-    options = options or SourceOptions()
-    retries_only = _RetriesOnly(reporter) if reporter else None
     if is_url(archive):
         from portpack.remote.http_segments import open_http_segments
 
-        assert isinstance(archive, str)
-        http = open_http_segments(
-            archive,
-            ca_bundle=options.ca_bundle,
-            auth_file=options.auth_file,
-            netrc_file=options.netrc_file,
-            reporter=retries_only,
-            insecure_hosts=options.insecure_hosts,
-        )
+        http = open_http_segments(archive, options, reporter=_retries_only(reporter))
         stack.callback(http.close)
         return http.metadata, http
     if is_oci(archive):
         from portpack.remote.oci_archive import open_artifact
         from portpack.remote.oci_segments import OciSegmentSource
 
-        assert isinstance(archive, str)
-        meta, artifact = open_artifact(
-            archive,
-            insecure_hosts=options.insecure_hosts,
-            auth_file=options.auth_file,
-            ca_bundle=_text(options.ca_bundle),
-        )
+        meta, artifact = open_artifact(archive, options)
         oci = OciSegmentSource(meta, artifact)
         stack.callback(oci.close)
         return meta, oci
@@ -170,22 +122,20 @@ def inspect(
     For OCI only the manifest and the config (the archive's metadata) are fetched, no
     layer.  A pixi-pack archive must be a file (it is read with seeks).
     """
+    return inspect_with(archive, SourceOptions(ca_bundle, auth_file, netrc_file, insecure_hosts))
+
+
+def inspect_with(archive: Archive, options: SourceOptions | None = None) -> ArchiveSummary:
+    """:func:`inspect`, the remote archive reached as ``options`` say."""
     from portpack.archive.summary import inspect as inspect_archive
     from portpack.archive.summary import summarize_metadata
 
-    options = SourceOptions(ca_bundle, auth_file, netrc_file, tuple(insecure_hosts))
     if is_oci(archive):
         from portpack.remote.oci_archive import open_artifact
 
-        assert isinstance(archive, str)
-        meta, stream = open_artifact(
-            archive,
-            insecure_hosts=options.insecure_hosts,
-            auth_file=options.auth_file,
-            ca_bundle=_text(options.ca_bundle),
-        )
-        with stream:
-            return summarize_metadata(meta, stream.name, None)
+        meta, artifact = open_artifact(archive, options)
+        with artifact:
+            return summarize_metadata(meta, artifact.name, None)
     with ExitStack() as stack:
         return inspect_archive(open_archive_source(archive, stack, options))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -201,5 +151,5 @@ class _RetriesOnly(Reporter):
         self._reporter.on_download_retry(name, reason, delay)
 
 
-def _text(path: str | os.PathLike[str] | None) -> str | None:
-    return None if path is None else os.fspath(path)
+def _retries_only(reporter: Reporter | None) -> Reporter | None:
+    return _RetriesOnly(reporter) if reporter else None
