@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -125,14 +126,25 @@ def policy_config(path: Path, **keys: float) -> Path:
     return path
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+#: How long :func:`finish` waits for a child (under the tests' timeout markers).
+FINISH_TIMEOUT = 60.0
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = FINISH_TIMEOUT) -> tuple[int, str, str]:
     """Wait for a child started by :func:`run_pack`: ``(status, stdout, stderr)``.
 
-    No timeout of its own: the test's timeout marker bounds it, and the child is
-    killed on the way out whatever happened.
+    A child still running after ``timeout`` seconds is a failure that shows where
+    each of its threads was: it is sent SIGABRT, on which its faulthandler
+    (``PYTHONFAULTHANDLER``, set by :func:`run_pack`) prints every thread's stack.
+    The child is killed on the way out whatever happened.
     """
     try:
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"the child did not end within {timeout} s:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -142,7 +154,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 def run_pack(lock: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen[str]:
     """``portpack pack`` in a child process (no proxy, quiet)."""
-    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONFAULTHANDLER": "1"}
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         env.pop(var, None)
     return subprocess.Popen(

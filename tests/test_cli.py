@@ -116,6 +116,26 @@ def test_unpack_imports_only_what_it_needs(fixture_channel: Path, tmp_path: Path
     assert out.stdout.strip().splitlines()[-1] == "LOADED="
 
 
+def test_unpack_main_gives_a_caller_its_signal_handlers_back(
+    fixture_channel: Path, tmp_path: Path
+) -> None:
+    """main() handles SIGINT/SIGTERM while it runs; a program calling it in-process gets
+    its own handlers back (a child it starts later would otherwise inherit an ignored
+    SIGINT from an interrupted clean-up)."""
+    cli("lock", "-c", fixture_channel, "hello-c", "-o", tmp_path / "l.lock")
+    cli("pack", "-l", tmp_path / "l.lock", "-o", tmp_path / "env.tar", "--cache-dir", tmp_path)
+    code = (
+        "import signal\n"
+        "from portpack.cli.unpack import main\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"status = main([{str(tmp_path / 'env.tar')!r}, '-o', {str(tmp_path / 'o')!r}, '-q'])\n"
+        "print(status, signal.getsignal(signal.SIGINT) is signal.default_int_handler,"
+        " signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "True", "True"]
+
+
 class _Untouchable:
     """Stands in for sys.stdin/sys.stdout: the library must not use them."""
 

@@ -255,10 +255,12 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _handle_signals() -> None:
-    signal.signal(signal.SIGTERM, _interrupted)
+def _handle_signals() -> dict[int, Any]:
+    """Install :func:`_interrupted`; the handlers it replaced, to put back."""
+    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupted)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
-        signal.signal(signal.SIGINT, _interrupted)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupted)
+    return previous
 
 
 def _leave(exc: SystemExit) -> NoReturn:
@@ -290,11 +292,21 @@ def main(
     if archive is not None:
         # A path object, never a URL: the self-extractor's bootstrap has no http or ssl.
         args.archive = Path(archive)
-    _handle_signals()
-    try:
-        result = run_reporting_errors(lambda: _unpack(args), args.debug or args.verbose > 1)
-    except SystemExit as exc:
-        _leave(exc)
+    previous = _handle_signals()
+    try:  # a caller in the same process gets its own handlers back
+        try:
+            result = run_reporting_errors(lambda: _unpack(args), args.debug or args.verbose > 1)
+        except SystemExit as exc:
+            _leave(exc)
+        _print_result(args, result)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _print_result(args: argparse.Namespace, result: UnpackResult) -> None:
     if args.verbose and not args.quiet:
         for dist in [*result.packages, *result.wheels]:
             print(f"  {dist}{' (reused)' if dist in result.reused else ''}")
@@ -307,7 +319,6 @@ def main(
                 f"Unpacked {plural(len(result.packages), 'package')}{wheels} into {result.prefix}"
             )
         print(f"Activate it with: {source_command(args.shell)} {result.activation_script}")
-    return 0
 
 
 def _print_update(result: UnpackResult, wheels: str) -> None:
