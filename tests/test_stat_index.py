@@ -58,10 +58,22 @@ def to_hash(env: Path, files: list[str]) -> int:
     rows, written = index_rows(env)
     count = 0
     for rel in files:
-        st = os.lstat(env / rel)
-        now = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        now = stat_row(env / rel)
         count += rows.get(rel) != now or now[3] >= written
     return count
+
+
+def unpacked_v1(archives: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """v1 unpacked into ``tmp_path/app``: the output directory and the environment."""
+    out = tmp_path / "app"
+    portpack.unpack(archives["v1"], out)
+    return out, out / "env"
+
+
+def stat_row(path: Path) -> list[int]:
+    """What the index records of ``path`` as it is now."""
+    st = os.lstat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def rewrite_index_a_tick_later(env: Path) -> None:
@@ -74,9 +86,7 @@ def rewrite_index_a_tick_later(env: Path) -> None:
 def test_every_unpack_records_the_stat_of_what_it_installed(
     archives: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = tmp_path / "app"
-    portpack.unpack(archives["v1"], out)
-    env = out / "env"
+    _, env = unpacked_v1(archives, tmp_path)
     rows, _ = index_rows(env)
     installed = {
         p["_path"]
@@ -86,8 +96,7 @@ def test_every_unpack_records_the_stat_of_what_it_installed(
     }
     assert set(rows) == installed
     for rel, row in rows.items():
-        st = os.lstat(env / rel)
-        assert row == [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns], rel
+        assert row == stat_row(env / rel), rel
     report = verify(env)  # the index is not a file of the environment's
     assert report.ok
 
@@ -95,9 +104,7 @@ def test_every_unpack_records_the_stat_of_what_it_installed(
 def test_an_update_reads_only_files_whose_stat_changed(
     archives: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = tmp_path / "app"
-    portpack.unpack(archives["v1"], out)
-    env = out / "env"
+    out, env = unpacked_v1(archives, tmp_path)
     kept = kept_files(env)
     rewrite_index_a_tick_later(env)
     touched = "share/base/plain.txt"
@@ -110,8 +117,7 @@ def test_an_update_reads_only_files_whose_stat_changed(
     # the ctime of every file it shared), so it describes the files as they are now.
     rows, _ = index_rows(env)
     for rel in kept:
-        st = os.lstat(env / rel)
-        assert rows[rel] == [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns], rel
+        assert rows[rel] == stat_row(env / rel), rel
     racy = to_hash(env, kept)  # those the update's last moments touched
     back = portpack.unpack(archives["v1"], out, update=True)
     assert back.hashed_files == racy
@@ -120,9 +126,7 @@ def test_an_update_reads_only_files_whose_stat_changed(
 def test_an_edit_that_restores_size_and_mtime_is_still_found(
     archives: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = tmp_path / "app"
-    portpack.unpack(archives["v1"], out)
-    env = out / "env"
+    out, env = unpacked_v1(archives, tmp_path)
     rewrite_index_a_tick_later(env)
     edited = env / "share/base/plain.txt"
     st = edited.stat()
@@ -171,9 +175,7 @@ def _symlink(index: Path) -> None:
 def test_without_a_usable_index_every_file_is_read(
     archives: dict[str, Path], tmp_path: Path, damage: Callable[[Path], None]
 ) -> None:
-    out = tmp_path / "app"
-    portpack.unpack(archives["v1"], out)
-    env = out / "env"
+    out, env = unpacked_v1(archives, tmp_path)
     rewrite_index_a_tick_later(env)
     damage(env / stat_index.INDEX_NAME)
     result = portpack.unpack(archives["v2"], out, update=True)
