@@ -9,7 +9,8 @@ in front of each segment, and the end-of-archive frame.  The full reader
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Generator
+from typing import IO, BinaryIO, cast
 
 import zstandard
 
@@ -18,6 +19,8 @@ from portpack.conda.tarstream import BLOCK, parse_header, parse_pax
 from portpack.errors import ArchiveError
 
 RAW_CHUNK = 1 << 18
+#: Decoded bytes asked of the decompressor at a time.
+DECODED_CHUNK = 1 << 20
 _FRAME_FEED = 256
 
 
@@ -209,3 +212,22 @@ def check_trailer(raw: RawInput, dctx: zstandard.ZstdDecompressor, pad: int) -> 
     rest = raw.read(1 << 16)
     if rest:
         raise ArchiveError(f"{where}: unexpected data after the end of the archive")
+
+
+def decode_segment(
+    dctx: zstandard.ZstdDecompressor, stream: BinaryIO, size: int
+) -> Generator[bytes, None, int]:
+    """The decoded bytes of one segment's compressed ``stream`` (its frames, read to
+    their end), stopping one chunk past ``size`` at most: a segment that decodes to
+    more than recorded is caught without decoding the rest. Returns how many bytes
+    were decoded; raises :class:`zstandard.ZstdError` for corrupt data."""
+    reader = dctx.stream_reader(
+        cast("IO[bytes]", stream), read_size=RAW_CHUNK, read_across_frames=True
+    )
+    decoded = 0
+    while chunk := reader.read(DECODED_CHUNK):
+        decoded += len(chunk)
+        if decoded > size:
+            break
+        yield chunk
+    return decoded

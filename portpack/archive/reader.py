@@ -17,25 +17,24 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO, cast
 
 import zstandard
 
 from portpack.archive import format as fmt
-from portpack.archive.frames import RAW_CHUNK as _RAW_CHUNK
 from portpack.archive.frames import (  # RawInput, read_frame, FrameError: used from here too
     FrameError,
     RawInput,
     check_header_frame,
     check_offset,
     check_trailer,
+    decode_segment,
     read_frame,
     read_metadata,
 )
 from portpack.conda.tarstream import BLOCK, ChunkReader, Member
 from portpack.errors import ArchiveError
 
-_DECODED_CHUNK = 1 << 20
 _QUEUE_DEPTH = 16
 #: Seconds close() waits for the reader thread to notice it must stop.
 _CLOSE_WAIT = 0.5
@@ -160,16 +159,8 @@ class ArchiveReader:
         check_offset(self._raw, self._base, owner, what, seg)
         start = self._raw.offset
         source = _SegmentSource(self._raw, seg.zst_size)
-        reader = self._dctx.stream_reader(
-            cast("IO[bytes]", source), read_size=_RAW_CHUNK, read_across_frames=True
-        )
-        decoded = 0
         try:
-            while chunk := reader.read(_DECODED_CHUNK):
-                decoded += len(chunk)
-                if decoded > seg.size:
-                    break
-                yield chunk
+            decoded = yield from decode_segment(self._dctx, cast(BinaryIO, source), seg.size)
         except zstandard.ZstdError as exc:
             raise ArchiveError(
                 f"{self.name}: {owner}: corrupt data in {what} "

@@ -10,33 +10,23 @@ compressed bytes' digest before it hands on the last of them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO
 
 import zstandard
 
 from portpack.archive import format as fmt
-from portpack.archive.frames import RAW_CHUNK
+from portpack.archive.frames import decode_segment
 from portpack.archive.segment_read import StreamSegments
 from portpack.archive.segment_source import SegmentRef, SegmentSource, package_refs, wheel_ref
 from portpack.conda.tarstream import ChunkReader
 from portpack.errors import ArchiveError
 
-_DECODED_CHUNK = 1 << 20
-
 
 def decode(stream: BinaryIO, ref: SegmentRef, name: str) -> Iterator[bytes]:
     """The decoded bytes of one segment's compressed ``stream`` (of archive ``name``)."""
     seg = ref.segment
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        cast("IO[bytes]", stream), read_size=RAW_CHUNK, read_across_frames=True
-    )
-    decoded = 0
     try:
-        while chunk := reader.read(_DECODED_CHUNK):
-            decoded += len(chunk)
-            if decoded > seg.size:
-                break
-            yield chunk
+        decoded = yield from decode_segment(zstandard.ZstdDecompressor(), stream, seg.size)
         rest = stream.read()  # the source checks the digest when it reaches the end
     except zstandard.ZstdError as exc:
         raise ArchiveError(f"{name}: {ref.owner}: corrupt data in {ref.member}: {exc}") from exc
