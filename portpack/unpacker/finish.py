@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from portpack import outside
 from portpack.archive import format as fmt
-from portpack.archive.reader import ArchiveReader
 from portpack.conda.record import PackageRecord
 from portpack.conda.tarstream import ChunkReader
 from portpack.errors import ArchiveError, InstallError, PortpackError
@@ -91,21 +90,6 @@ def _require_installer(filenames: str) -> None:
 
 
 def install_wheels(
-    reader: ArchiveReader,
-    dest: Destination,
-    prefix: str,
-    python: PythonInfo,
-    reporter: Reporter,
-    wheels: list[str],
-) -> None:
-    """Install the archive's wheels, after every package (their python is in place)."""
-    install_wheel_streams(
-        reader.wheels(), len(reader.metadata.wheels), reader.name, dest, prefix, python,
-        reporter, wheels,
-    )  # fmt: skip
-
-
-def install_wheel_streams(
     streams: Iterable[tuple[fmt.WheelEntry, ChunkReader]],
     total: int,
     name: str,
@@ -115,7 +99,8 @@ def install_wheel_streams(
     reporter: Reporter,
     wheels: list[str],
 ) -> None:
-    """:func:`install_wheels` from each wheel's entry and decoded bytes, in order."""
+    """Install the archive's wheels (each entry with its decoded bytes, ``total`` of
+    them, from archive ``name``), after every package: their python is in place."""
     from portpack.install.wheels import WheelInstaller
 
     installer = WheelInstaller(dest, prefix, python, reporter.warning)

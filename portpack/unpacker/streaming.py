@@ -33,7 +33,7 @@ from portpack.install.linker import LinkContext, link_package
 from portpack.progress import Reporter
 from portpack.unpacker import finish, preconditions, staging
 from portpack.unpacker.finish import Installed
-from portpack.unpacker.sources import SourceOptions, open_archive_source
+from portpack.unpacker.sources import SourceOptions, open_archive_source, open_segment_source
 
 if TYPE_CHECKING:
     from portpack.install.prefix_state import PrefixState
@@ -185,9 +185,9 @@ def _update_state(job: _Job) -> PrefixState | None:
     """The environment ``--update`` updates; None: none is there, a plain unpack."""
     if not job.update:
         return None
-    from portpack.unpacker.update import read_state  # only for --update
+    from portpack.install.prefix_state import read_prefix  # only for --update
 
-    return read_state(job.prefix)
+    return read_prefix(job.prefix)
 
 
 def _update(
@@ -196,9 +196,10 @@ def _update(
     stack: ExitStack,
     state: PrefixState,
 ) -> UnpackResult:
-    from portpack.unpacker.update import open_source, run
+    from portpack.unpacker.update import run
 
-    meta, source = open_source(archive, stack, job.source, job.reporter)
+    # Byte ranges from a URL, layers from a registry, seeks in a file: the segments only.
+    meta, source = open_segment_source(archive, stack, job.source, job.reporter)
     stack.callback(job.reporter.on_transfer_complete)
     job.reporter.on_transfer_start("Updating", *_totals(meta), lambda: source.bytes_read)
     linked, script, report = run(job, meta, source, state)
@@ -366,5 +367,8 @@ def _install_all(reader: ArchiveReader, dest: Destination, job: _Job) -> Install
         payload.close()
         reporter.on_package_complete(entry.name)
     if reader.metadata.wheels and ctx.python is not None:
-        finish.install_wheels(reader, dest, prefix, ctx.python, reporter, job.wheels)
+        finish.install_wheels(
+            reader.wheels(), len(reader.metadata.wheels), reader.name, dest, prefix,
+            ctx.python, reporter, job.wheels,
+        )  # fmt: skip
     return linked

@@ -14,32 +14,25 @@ is ever written, only linked.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from portpack._platform import host_glibc_version
 from portpack.archive import format as fmt
 from portpack.archive.segment_decode import iter_packages, iter_wheels
 from portpack.archive.segment_source import SegmentSource
 from portpack.conda.info import read_info
-from portpack.conda.tarstream import ChunkReader
 from portpack.errors import ArchiveError, PortpackError
 from portpack.install.destination import Destination
 from portpack.install.linker import LinkContext, link_package
-from portpack.install.prefix_state import PrefixState, read_prefix
+from portpack.install.prefix_state import PrefixState
 from portpack.install.reuse import OldTree, link_reused
 from portpack.paths import RelPath, safe_relpath
 from portpack.progress import Reporter
 from portpack.unpacker import finish, preconditions, staging
 from portpack.unpacker.finish import Installed
-from portpack.unpacker.sources import SourceOptions, open_segment_source
 from portpack.unpacker.update_plan import UpdatePlan, plan_update
-
-#: Each package the update installs from the archive: entry, ``info/`` tar, payload.
-Fresh = Iterator[tuple[fmt.PackageEntry, bytes, ChunkReader]]
 
 
 class UpdateJob(Protocol):
@@ -67,35 +60,6 @@ class UpdateReport:
     dropped: list[str] = field(default_factory=list)
     linked_files: int = 0
     copied_files: int = 0
-
-
-def read_state(prefix: Path) -> PrefixState | None:
-    """The environment to update; None when there is none (a plain unpack then)."""
-    return read_prefix(prefix)
-
-
-def open_source(
-    archive: str | os.PathLike[str] | BinaryIO,
-    stack: ExitStack,
-    options: SourceOptions,
-    reporter: Reporter,
-) -> tuple[fmt.Metadata, SegmentSource]:
-    """The archive's metadata and the source the update reads its segments from.
-
-    The one place the update opens the archive: a seekable file seeks past unchanged
-    packages (by offset in format 2), a folder reads only the changed members' files,
-    a pipe is read forward and the rest skipped, an ``http(s)://`` URL is asked for
-    the changed packages' byte ranges and an ``oci://`` reference for their layers
-    (:func:`portpack.unpacker.sources.open_segment_source`).
-    """
-    return open_segment_source(archive, stack, options, reporter)
-
-
-def fresh_packages(
-    source: SegmentSource, metadata: fmt.Metadata, wanted: Sequence[fmt.PackageEntry]
-) -> Fresh:
-    """The packages the update installs from the archive, in archive order."""
-    return iter_packages(source, metadata, wanted)
 
 
 def run(
@@ -157,7 +121,7 @@ def _install(
         warn=reporter.warning,
         strict=job.strict,
     )
-    fresh = fresh_packages(source, meta, [e for e in meta.packages if e.name not in plan.reuse])
+    fresh = iter_packages(source, meta, [e for e in meta.packages if e.name not in plan.reuse])
     linked: Installed = []
     for index, entry in enumerate(meta.packages):
         reporter.on_package_start(entry.name, index, len(meta.packages))
@@ -179,7 +143,7 @@ def _install(
         for _ in iter_wheels(source, []):  # a forward stream: read on to its checked end
             pass
     else:
-        finish.install_wheel_streams(
+        finish.install_wheels(
             iter_wheels(source, meta.wheels),
             len(meta.wheels),
             source.name,
