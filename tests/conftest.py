@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from support.missing_plugin import (  # noqa: E402, F401  (hooks, found by name)
     pytest_runtest_call,
     pytest_runtest_setup,
 )
+from support.ociregistry import Registry, running_registry  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -39,3 +41,10 @@ def fixture_channel() -> Path:
     It lives in the shared cache: treat it as read-only.
     """
     return cached_fixture_channel()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real OCI registry on 127.0.0.1 (tests/support/ociregistry.py), one per module."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg

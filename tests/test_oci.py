@@ -1,7 +1,7 @@
 """OCI registries: push an archive as an artifact, pull it back, unpack it (issue 14).
 
 Against a real registry (Debian's ``docker-registry``, the CNCF distribution registry)
-started per session on 127.0.0.1 (tests/support/ociregistry.py): anonymous, with htpasswd
+started on 127.0.0.1 (tests/support/ociregistry.py): anonymous (conftest.py), with htpasswd
 basic auth, and with ``auth: token`` and a token endpoint in the test.
 """
 
@@ -42,7 +42,13 @@ from portpack.remote.oci_archive import (
 from portpack.remote.oci_ref import parse_oci_ref
 from portpack.remote.options import SourceOptions
 from portpack.remote.registry_auth import CredentialSource, parse_challenge
-from support.ociregistry import FaultProxy, Registry, TokenServer, require_registry
+from support.ociregistry import (
+    FaultProxy,
+    Registry,
+    TokenServer,
+    require_registry,
+    running_registry,
+)
 from treesnap import diff, snapshot
 
 USER, PASSWORD = "alice", "s3cret-Pa55word"
@@ -71,16 +77,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    require_registry()
-    reg = Registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="session")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    require_registry()
     root = tmp_path_factory.mktemp("registry-basic")
     htpasswd = shutil.which("htpasswd")
     if htpasswd is None:
@@ -93,22 +90,22 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         [htpasswd, "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
     )
     (root / "htpasswd").write_text(made.stdout)
-    reg = Registry(root, {"htpasswd": {"realm": "portpack-test", "path": str(root / "htpasswd")}})
-    yield reg
-    reg.stop()
+    auth = {"htpasswd": {"realm": "portpack-test", "path": str(root / "htpasswd")}}
+    with running_registry(root, auth) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="session")
 def token_registry(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Registry, TokenServer]]:
-    require_registry()
     root = tmp_path_factory.mktemp("registry-token")
     tokens = TokenServer(root, {USER: PASSWORD})
-    reg = Registry(root, tokens.auth_config())
-    yield reg, tokens
-    reg.stop()
-    tokens.stop()
+    try:
+        with running_registry(root, tokens.auth_config()) as reg:
+            yield reg, tokens
+    finally:
+        tokens.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from portpack.remote.oci_ref import parse_oci_ref
 sys.path.insert(0, str(Path(__file__).parent))
 from faultserver import FaultServer
 from fetchsupport import SMALL_SPECS, LockTemplate, archive_bytes
-from support.ociregistry import Registry, require_registry
+from support.ociregistry import Registry
 
 UPSTREAM = "https://conda.example.invalid/fixture/"
 MIRROR_PATH = "mirror/fixture"
@@ -70,14 +69,6 @@ def test_other_files_are_refused_naming_them(url: str) -> None:
 
 
 # -- pack from a real registry ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    require_registry()
-    reg = Registry(tmp_path_factory.mktemp("mirror-registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")

@@ -40,14 +40,6 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Versions:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    require_registry()
-    reg = Registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def proxy(registry: Registry, versions: Versions) -> Iterator[FaultProxy]:
     push_archive(versions.old, registry.ref("envs/app:1.4"))
     push_archive(versions.new, registry.ref("envs/app:1.5"))

@@ -26,7 +26,7 @@ from hostile import Member, RawPackage, make_archive
 from portpack.remote._http import Body
 from portpack.remote.oci import MANIFEST_MEDIA_TYPE, RegistryClient, sha256_digest
 from portpack.remote.oci_ref import parse_oci_ref
-from support.ociregistry import FaultProxy, Registry, require_registry
+from support.ociregistry import FaultProxy, Registry
 from treesnap import diff, snapshot
 
 PORTPACK = [sys.executable, "-m", "portpack"]
@@ -85,14 +85,6 @@ def same_as_file(place: Path, reference: dict[str, tuple[str, int, str]]) -> boo
         shutil.rmtree(place / "env", ignore_errors=True)
         for script in place.glob("activate*"):
             script.unlink()
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    require_registry()
-    reg = Registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

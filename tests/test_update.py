@@ -41,7 +41,7 @@ from portpack.remote.oci import RegistryClient
 from portpack.remote.oci_archive import push_archive
 from portpack.remote.oci_ref import parse_oci_ref
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
-from support.ociregistry import FaultProxy, Registry, require_registry
+from support.ociregistry import FaultProxy, running_registry
 from treesnap import diff
 
 PORTPACK = [sys.executable, "-m", "portpack"]
@@ -548,16 +548,12 @@ def pushed(
 ) -> Iterator[FaultProxy]:
     """A real registry (tests/support/ociregistry.py) holding envs/app:v1 (archive v1) and
     envs/app:v2 (v1-small: package small changed), behind the proxy that logs requests."""
-    require_registry()
-    registry = Registry(tmp_path_factory.mktemp("registry"))
-    try:
+    with running_registry(tmp_path_factory.mktemp("registry")) as registry:
         push_archive(archives["v1"], registry.ref("envs/app:v1"))
         push_archive(archives["v1-small"], registry.ref("envs/app:v2"))
         front = FaultProxy(registry)
         yield front
         front.stop()
-    finally:
-        registry.stop()
 
 
 def blob_gets(proxy: FaultProxy) -> list[str]:

@@ -22,6 +22,8 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,20 @@ class Registry:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+@contextmanager
+def running_registry(
+    root: Path, auth: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[Registry]:
+    """A :class:`Registry` at ``root`` (failing clearly when docker-registry is not
+    installed), stopped on the way out."""
+    require_registry()
+    registry = Registry(root, auth, tls)
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 def _b64url(data: bytes) -> str:
