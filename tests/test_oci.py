@@ -166,6 +166,18 @@ def test_push_then_pull_by_tag_and_by_digest_is_byte_identical(
     ]
 
 
+def assert_pulled_as_from_file(archive: Path, ref: str, out: Path) -> None:
+    """Unpacking the artifact at ``ref`` streamed from the registry into ``out`` leaves
+    what unpacking the file ``archive`` there leaves."""
+    portpack.unpack(archive, out)
+    from_file = snapshot(out / "env", skip=("conda-meta/history",))  # holds the time
+    shutil.rmtree(out)
+    _, stream = open_artifact(ref)
+    with stream:
+        portpack.unpack(stream, out)  # type: ignore[arg-type]
+    assert diff(from_file, snapshot(out / "env", skip=("conda-meta/history",))) == []
+
+
 def test_a_version_1_archive_is_pushed_and_pulled_unchanged(
     registry: Registry, archives: tuple[Path, Path], tmp_path: Path, no_credentials: Path
 ) -> None:
@@ -174,14 +186,7 @@ def test_a_version_1_archive_is_pushed_and_pulled_unchanged(
     meta, data = pull_bytes(registry.ref("envs/old:1.4"))
     assert data == v1.read_bytes()
     assert meta.format_version == 1 and meta.packages[0].info.offset is None
-    out = tmp_path / "out"
-    portpack.unpack(v1, out)
-    from_file = snapshot(out / "env", skip=("conda-meta/history",))  # holds the time
-    shutil.rmtree(out)
-    _, stream = open_artifact(registry.ref("envs/old:1.4"))
-    with stream:
-        portpack.unpack(stream, out)  # type: ignore[arg-type]
-    assert diff(from_file, snapshot(out / "env", skip=("conda-meta/history",))) == []
+    assert_pulled_as_from_file(v1, registry.ref("envs/old:1.4"), tmp_path / "out")
 
 
 def test_pulled_stream_unpacks_to_the_same_prefix_as_the_file(
@@ -190,13 +195,7 @@ def test_pulled_stream_unpacks_to_the_same_prefix_as_the_file(
     v14, _ = archives
     push_archive(v14, registry.ref("envs/unpack:1.4"))
     out = tmp_path / "out"
-    portpack.unpack(v14, out)
-    from_file = snapshot(out / "env", skip=("conda-meta/history",))  # holds the time
-    shutil.rmtree(out)
-    _, stream = open_artifact(registry.ref("envs/unpack:1.4"))
-    with stream:
-        portpack.unpack(stream, out)  # type: ignore[arg-type]
-    assert diff(from_file, snapshot(out / "env", skip=("conda-meta/history",))) == []
+    assert_pulled_as_from_file(v14, registry.ref("envs/unpack:1.4"), out)
     assert (out / "env" / "share" / "alpha" / "data.bin").stat().st_size == 120_000
 
 

@@ -40,7 +40,7 @@ from portpack.remote.http_segments import HEAD_SIZE
 from portpack.remote.oci import RegistryClient
 from portpack.remote.oci_archive import push_archive
 from portpack.remote.oci_ref import parse_oci_ref
-from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON
+from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON, UpdatePlan
 from support.ociregistry import FaultProxy, running_registry
 from treesnap import diff
 
@@ -73,6 +73,20 @@ def update_and_compare(
     assert diff(snapshot(out), fresh(archives[new], out)) == []
     assert not list(out.glob(".env.portpack-*"))
     return result
+
+
+def update_plan(env: Path, archive: Path) -> UpdatePlan:
+    """What ``unpack --update`` would do to ``env`` (``portpack.diff``'s plan)."""
+    plan = portpack.diff(env, archive).update
+    assert plan is not None
+    return plan
+
+
+def add_configuration(env: Path) -> None:
+    """Files no package owns: ``etc/app.conf`` and a symlink to it."""
+    (env / "etc").mkdir()
+    (env / "etc/app.conf").write_text("setting = 1\n")
+    (env / "etc/app.link").symlink_to("app.conf")
 
 
 def test_one_changed_package_is_installed_and_the_rest_hard_linked(
@@ -120,8 +134,7 @@ def test_clobbering_in_the_old_environment_only(archives: dict[str, Path], tmp_p
     """v2 has cl-a and cl-b clobbering each other, v1 does not: both are reinstalled."""
     out = tmp_path / "app"
     portpack.unpack(archives["v2"], out)
-    plan = portpack.diff(out / "env", archives["v1"]).update
-    assert plan is not None and plan.reinstall == {"cl-a": CLOBBERS}
+    assert update_plan(out / "env", archives["v1"]).reinstall == {"cl-a": CLOBBERS}
     result = portpack.unpack(archives["v1"], out, update=True)
     assert "cl-a-1.0-0" in result.installed
     assert diff(snapshot(out), fresh(archives["v1"], out)) == []
@@ -227,15 +240,12 @@ def test_unowned_files_are_kept_unless_taken_or_dropped(
     out = tmp_path / "app"
     portpack.unpack(archives["v1"], out)
     env = out / "env"
-    (env / "etc").mkdir()
-    (env / "etc/app.conf").write_text("setting = 1\n")
-    (env / "etc/app.link").symlink_to("app.conf")
+    add_configuration(env)
     (env / "share/extra").mkdir()
     (env / "share/extra/readme.txt").write_text("someone's note\n")  # extra 1.0 brings one
     (env / "lib/python3.12/site-packages/npy/__pycache__").mkdir()
     (env / "lib/python3.12/site-packages/npy/__pycache__/x.cpython-312.pyc").write_bytes(b"pyc")
-    plan = portpack.diff(env, archives["v2"]).update
-    assert plan is not None
+    plan = update_plan(env, archives["v2"])
     assert plan.unowned == ["etc/app.conf", "etc/app.link", "share/extra/readme.txt"]
     result = portpack.unpack(archives["v2"], out, update=True)
     assert result.unowned_kept == ["etc/app.conf", "etc/app.link"]
@@ -243,9 +253,7 @@ def test_unowned_files_are_kept_unless_taken_or_dropped(
     expected = fresh(archives["v2"], out)
     shutil.rmtree(out)
     portpack.unpack(archives["v1"], out)
-    (env / "etc").mkdir()
-    (env / "etc/app.conf").write_text("setting = 1\n")
-    (env / "etc/app.link").symlink_to("app.conf")
+    add_configuration(env)
     portpack.unpack(archives["v2"], out, update=True)
     tree = snapshot(out)
     assert diff(tree, expected) == [
@@ -266,8 +274,7 @@ def test_an_environment_moved_elsewhere_reinstalls_what_holds_the_prefix(
     out = tmp_path / "second"
     out.mkdir()
     os.rename(tmp_path / "first/env", out / "env")
-    plan = portpack.diff(out / "env", archives["v1-small"]).update
-    assert plan is not None
+    plan = update_plan(out / "env", archives["v1-small"])
     assert plan.reinstall == {
         "base": OTHER_PREFIX,
         "keepnoarch": OTHER_PREFIX,
@@ -286,16 +293,14 @@ def test_an_environment_that_does_not_record_its_prefix(
     portpack.unpack(archives["v1"], out)
     history = out / "env/conda-meta/history"
     history.write_text("// written by another installer\n")
-    plan = portpack.diff(out / "env", archives["v1"]).update
-    assert plan is not None and set(plan.reinstall) == {"base", "keepnoarch", "npy"}
+    assert set(update_plan(out / "env", archives["v1"]).reinstall) == {"base", "keepnoarch", "npy"}
     portpack.unpack(archives["v1"], out, update=True)
     assert diff(snapshot(out), fresh(archives["v1"], out)) == []
 
 
 def test_python_site_packages_change_is_reported(archives: dict[str, Path], tmp_path: Path) -> None:
     portpack.unpack(archives["v1"], tmp_path / "app")
-    plan = portpack.diff(tmp_path / "app/env", archives["v1-py313"]).update
-    assert plan is not None
+    plan = update_plan(tmp_path / "app/env", archives["v1-py313"])
     assert plan.reinstall == {"keepnoarch": OTHER_PYTHON, "npy": OTHER_PYTHON}
     assert "python" in plan.install
 
