@@ -42,7 +42,7 @@ from portpack.remote.oci_archive import push_archive
 from portpack.remote.oci_ref import parse_oci_ref
 from portpack.unpacker.update_plan import CLOBBERS, OTHER_PREFIX, OTHER_PYTHON, UpdatePlan
 from support.ociregistry import FaultProxy, running_registry
-from treesnap import diff
+from treesnap import STAT_INDEX, diff
 
 PORTPACK = [sys.executable, "-m", "portpack"]
 COMMON = ["python==3.12.1", "base", "cl-a", "keepnoarch"]
@@ -335,7 +335,7 @@ def test_link_scripts_make_reused_files_copies(archives: dict[str, Path], tmp_pa
     after = inodes(out / "env")
     # (the stat index is written after the old environment is removed: its inode
     # number may be given out again)
-    before.pop("conda-meta/.portpack-stat")
+    before.pop(STAT_INDEX)
     assert not set(before.items()) & set(after.items())
     assert diff(snapshot(out), fresh(archives["v1-small"], out)) == []
 

@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from portpack.install.stat_index import INDEX_NAME
+
 
 def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int, str]]:
     """Map each relative path to (kind, permission bits, sha256 or symlink target)."""
@@ -34,9 +36,9 @@ def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int
     return out
 
 
-#: The stat index (portpack.install.stat_index) holds inode numbers and times, which
-#: differ between two installations by nature: compared by the paths it lists.
-STAT_INDEX = "conda-meta/.portpack-stat"
+#: The stat index holds inode numbers and times, which differ between two
+#: installations by nature: compared by the paths it lists.
+STAT_INDEX = INDEX_NAME
 
 
 def stat_index_paths(path: Path) -> str:
